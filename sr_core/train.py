@@ -235,7 +235,9 @@ def train_trial(config: TrialConfig, data: SRData, *, device: str | torch.device
                 "bad_epochs": bad_epochs, "seconds": prior_seconds + time.perf_counter() - t_start,
                 "status": status if status != "completed" or epoch == config.epochs else None,
             }, ckpt_dir / CHECKPOINT_FILE)
-        if on_epoch is not None and not on_epoch(dict(report)):
+        # The callback also sees the best epoch so far (best/val_mse, best/epoch, ...): a search
+        # that stops this trial from outside still knows what it achieved.
+        if on_epoch is not None and not on_epoch({**report, **best_metrics(best)}):
             status = "pruned" if status == "completed" and epoch < config.epochs else status
             break
         if status == "early_stopped":
@@ -243,6 +245,11 @@ def train_trial(config: TrialConfig, data: SRData, *, device: str | torch.device
 
     seconds = prior_seconds + time.perf_counter() - t_start  # wall time over every resumed session
     return TrialResult(status, best, history, len(history), seconds, best_weights)
+
+
+def best_metrics(best: dict[str, float]) -> dict[str, float]:
+    """{"val/mse": x, "epoch": 3} -> {"best/val_mse": x, "best/epoch": 3} (the MLflow summary keys)."""
+    return {"best/" + k.replace("/", "_"): v for k, v in best.items()}
 
 
 def config_from_dict(values: dict[str, Any]) -> TrialConfig:

@@ -1,0 +1,242 @@
+"""Pure analysis helpers: data in, data out. No MLflow, no plotly, no I/O."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+#: Trials that ran to their end: their val/mse is a final value, not a partial one.
+FINISHED = ("completed", "early_stopped")
+
+
+def finished(trials: pd.DataFrame) -> pd.DataFrame:
+    """Trials that ran to the end and have a finite val/mse."""
+    ok = trials["status"].isin(FINISHED) & np.isfinite(trials["val/mse"].astype(float))
+    return trials[ok]
+
+
+def best_trial(trials: pd.DataFrame) -> pd.Series | None:
+    """The finished trial with the lowest val/mse, or None when no trial finished."""
+    done = finished(trials)
+    if done.empty:
+        return None
+    return done.loc[done["val/mse"].astype(float).idxmin()]
+
+
+def best_per_size(trials: pd.DataFrame, by: Sequence[str] = ("arch", "blocks", "channels")) -> pd.DataFrame:
+    """Best finished trial (lowest val/mse over lr and eta_min) per size, pooling studies."""
+    done = finished(trials)
+    if done.empty:
+        return done
+    idx = done.groupby(list(by))["val/mse"].idxmin()
+    return done.loc[idx.to_numpy()].sort_values(list(by)).reset_index(drop=True)
+
+
+def pareto_front(df: pd.DataFrame, x: str, y: str) -> pd.Series:
+    """Boolean mask of the rows no other row beats on both x and y (both minimised).
+
+    A row is dominated when another row is <= on both and < on at least one. Rows with a
+    missing x or y are never on the front. Identical rows do not dominate each other.
+    """
+    xs = df[x].to_numpy(dtype=float)
+    ys = df[y].to_numpy(dtype=float)
+    valid = np.isfinite(xs) & np.isfinite(ys)
+    xv, yv = xs[valid], ys[valid]
+    # n x n comparison: reports hold hundreds of trials at most.
+    no_worse = (xv[None, :] <= xv[:, None]) & (yv[None, :] <= yv[:, None])
+    better = (xv[None, :] < xv[:, None]) | (yv[None, :] < yv[:, None])
+    dominated = (no_worse & better).any(axis=1)
+    mask = np.zeros(len(df), dtype=bool)
+    mask[np.flatnonzero(valid)] = ~dominated
+    return pd.Series(mask, index=df.index, name="pareto")
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman rank correlation (average ranks for ties), as scipy.stats.spearmanr.
+
+    Pairs with a missing value are dropped. NaN when fewer than 3 pairs remain or a side is
+    constant.
+    """
+    pairs = pd.DataFrame({"a": np.asarray(a, dtype=float), "b": np.asarray(b, dtype=float)})
+    pairs = pairs[np.isfinite(pairs["a"]) & np.isfinite(pairs["b"])]
+    if len(pairs) < 3:
+        return math.nan
+    ra = pairs["a"].rank(method="average").to_numpy()
+    rb = pairs["b"].rank(method="average").to_numpy()
+    if np.ptp(ra) == 0 or np.ptp(rb) == 0:
+        return math.nan
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+@dataclass(frozen=True)
+class PowerLaw:
+    """y = coef * x**slope, fitted by least squares on log10(x), log10(y)."""
+
+    slope: float
+    coef: float
+    r2: float
+    n: int
+
+    def predict(self, x: np.ndarray | float) -> np.ndarray | float:
+        return self.coef * np.power(x, self.slope)
+
+    def ratio(self, x_factor: float) -> float:
+        """Predicted factor on y when x is multiplied by x_factor."""
+        return float(x_factor**self.slope)
+
+
+def fit_power_law(x: Sequence[float], y: Sequence[float]) -> PowerLaw | None:
+    """Least-squares line in log-log space. None with < 3 positive points or one distinct x."""
+    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = np.isfinite(xs) & np.isfinite(ys) & (xs > 0) & (ys > 0)
+    lx, ly = np.log10(xs[ok]), np.log10(ys[ok])
+    if len(lx) < 3 or np.ptp(lx) == 0:
+        return None
+    slope, intercept = np.polyfit(lx, ly, 1)
+    resid = ly - (intercept + slope * lx)
+    total = float(((ly - ly.mean()) ** 2).sum())
+    r2 = 1.0 - float((resid**2).sum()) / total if total > 0 else 1.0
+    return PowerLaw(slope=float(slope), coef=float(10**intercept), r2=r2, n=int(len(lx)))
+
+
+def psnr_change_db(mse_ratio: float) -> float:
+    """PSNR change implied by multiplying MSE by mse_ratio (PSNR = 10 log10(1/MSE))."""
+    return -10.0 * math.log10(mse_ratio)
+
+
+def doubling_width_statement(arch: str, fit: PowerLaw) -> str:
+    """Plain words: what doubling width (params ~ width^2, so ~4x params) is predicted to buy."""
+    ratio = fit.ratio(4.0)
+    change = (ratio - 1.0) * 100.0
+    db = psnr_change_db(ratio)
+    return (
+        f"{arch}: val/mse ∝ params^{fit.slope:.3f} (R² {fit.r2:.2f}, {fit.n} sizes). "
+        f"Doubling width (≈4x parameters) is predicted to multiply val/mse by {ratio:.3f} "
+        f"({change:+.1f}%), about {db:+.2f} dB PSNR."
+    )
+
+
+def coverage_choice(trials: pd.DataFrame, fixed: str, varied: str) -> int | None:
+    """The value of `fixed` whose finished trials span the most distinct `varied` values.
+
+    Ties go to the value with more finished trials, then to the larger value. None when no
+    value of `fixed` has at least two distinct `varied` values.
+    """
+    done = finished(trials)
+    if done.empty:
+        return None
+    stats = done.groupby(fixed).agg(span=(varied, "nunique"), count=(varied, "size")).reset_index()
+    stats = stats[stats["span"] >= 2]
+    if stats.empty:
+        return None
+    top = stats.sort_values(["span", "count", fixed], ascending=False).iloc[0]
+    return int(top[fixed])
+
+
+def default_width(trials: pd.DataFrame) -> int | None:
+    """Channel width with the most depth coverage (for the depth-effect figure)."""
+    return coverage_choice(trials, fixed="channels", varied="blocks")
+
+
+def default_depth(trials: pd.DataFrame) -> int | None:
+    """Depth with the most width coverage (for the width-effect figure)."""
+    return coverage_choice(trials, fixed="blocks", varied="channels")
+
+
+def rung_epochs(grace_period: int, reduction_factor: float, max_epoch: int) -> list[int]:
+    """ASHA rung epochs grace_period * rf^k up to max_epoch."""
+    if grace_period < 1 or max_epoch < grace_period:
+        return []
+    rungs, epoch = [], float(grace_period)
+    while epoch <= max_epoch and len(rungs) < 64:
+        rungs.append(int(round(epoch)))
+        if reduction_factor <= 1:
+            break
+        epoch *= reduction_factor
+    return rungs
+
+
+@dataclass(frozen=True)
+class RungCheck:
+    """How well val/mse at the first rung predicts the final val/mse of trials that finished."""
+
+    study: str
+    rung: int
+    rho: float
+    n: int
+    verdict: str
+    table: pd.DataFrame  # run_id, name, rung_val_mse, final_val_mse (finished trials only)
+
+
+def rung_check(
+    study: str,
+    trials: pd.DataFrame,
+    history: pd.DataFrame,
+    grace_period: int,
+    reduction_factor: float | None = None,
+) -> RungCheck:
+    """Spearman between val/mse at epoch == grace_period and the final val/mse of finished trials.
+
+    The final val/mse is the trial's best-epoch val/mse (what its saved weights give). The
+    verdict also says where the eventual best trial ranked at the rung among every trial that
+    reached it, pruned ones included, and whether ASHA's keep-the-top-1/rf rule would keep it.
+    """
+    own = trials[trials["study"] == study]
+    at_rung = history[(history["study"] == study) & (history["epoch"] == grace_period)]
+    rung_vals = at_rung.groupby("run_id")["val/mse"].last().astype(float)
+    done = finished(own)
+    table = pd.DataFrame(
+        {
+            "run_id": done["run_id"].to_numpy(),
+            "name": done["name"].to_numpy(),
+            "rung_val_mse": done["run_id"].map(rung_vals).to_numpy(dtype=float),
+            "final_val_mse": done["val/mse"].to_numpy(dtype=float),
+        }
+    ).dropna()
+    rho = spearman(table["rung_val_mse"], table["final_val_mse"])
+    n = len(table)
+    if not np.isfinite(rho):
+        verdict = (
+            f"{study}: cannot judge pruning: {n} finished trial(s) have val/mse at the first rung "
+            f"(epoch {grace_period}); at least 3 with differing values are needed."
+        )
+        return RungCheck(study, grace_period, rho, n, verdict, table)
+    if round(rho, 9) >= 0.8:
+        words = "trustworthy: the ranking at the rung predicts the final ranking well"
+    elif round(rho, 9) >= 0.5:
+        words = "roughly trustworthy: the rung ranking mostly holds, but some late bloomers move"
+    else:
+        words = (
+            "not trustworthy: early val/mse says little about the final one; "
+            "raise pruner.grace_period"
+        )
+    verdict = f"{study}: Spearman ρ = {rho:.3f} over {n} finished trials at epoch {grace_period}: {words}."
+    if n < 5:
+        verdict += f" Only {n} trials: treat this with care."
+    winner = table.loc[table["final_val_mse"].idxmin()]
+    ranks = rung_vals.dropna().rank(method="min")
+    if winner["run_id"] in ranks.index:
+        rank, field = int(ranks[winner["run_id"]]), len(ranks)
+        verdict += f" The eventual best ({winner['name']}) ranked {rank} of {field} at the rung"
+        if reduction_factor and reduction_factor > 1:
+            keep = max(1, math.ceil(field / reduction_factor))
+            kept = "inside" if rank <= keep else "outside"
+            verdict += f", {kept} the top {keep} that ASHA keeps (1/{reduction_factor:g})"
+        verdict += "."
+    return RungCheck(study, grace_period, rho, n, verdict, table)
+
+
+def time_unit(seconds: pd.Series | np.ndarray) -> tuple[float, str]:
+    """A divisor and unit name that suit the largest value: s, min or h."""
+    values = np.asarray(seconds, dtype=float)
+    values = values[np.isfinite(values)]
+    peak = float(values.max()) if len(values) else 0.0
+    if peak < 120:
+        return 1.0, "s"
+    if peak < 2 * 3600:
+        return 60.0, "min"
+    return 3600.0, "h"

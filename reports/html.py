@@ -1,0 +1,258 @@
+"""Assemble one self-contained HTML page: plotly.js inlined once, images as data URIs, no fetches."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from html import escape
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.offline import get_plotlyjs
+
+from . import analysis as an
+from . import figures as fg
+from . import summary as sm
+from .load import RunData, load_artifact, load_runs
+
+PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 24px auto;
+       max-width: 1400px; padding: 0 16px; color: #222; }
+h1 { margin-bottom: 4px; } h2 { margin-top: 36px; border-bottom: 1px solid #ddd; }
+.meta, .caption { color: #555; } .caption { max-width: 1100px; }
+table { border-collapse: collapse; font-size: 13px; }
+th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }
+td:first-child, th:first-child { text-align: left; }
+table.sortable th { cursor: pointer; background: #f4f4f4; user-select: none; }
+table.sortable th[data-dir=asc]::after { content: " \\25B2"; }
+table.sortable th[data-dir=desc]::after { content: " \\25BC"; }
+tr.best td { background: #eaf5e4; font-weight: 600; }
+tr.pruned td, tr.diverged td, tr.oom td, tr.failed td { color: #888; }
+.table-wrap { max-height: 520px; overflow: auto; }
+.unavailable { background: #eee; color: #555; border: 1px dashed #aaa; padding: 24px; }
+img.samples { image-rendering: pixelated; max-width: 100%; border: 1px solid #ddd; }
+#render-status { color: #aaa; font-size: 11px; margin-top: 40px; }
+"""
+
+# Runs before plotly.js, so that any error while drawing is counted by the render check.
+ERROR_HOOK = """
+window.__reportErrors = [];
+window.addEventListener('error', function (e) { window.__reportErrors.push(String(e.message || e)); });
+window.addEventListener('unhandledrejection', function (e) {
+  window.__reportErrors.push('unhandled rejection: ' + String(e.reason)); });
+"""
+
+# Click a header to sort; cells carry their raw value in data-sort; missing values always go last.
+SORTER = """
+document.querySelectorAll('table.sortable').forEach(function (table) {
+  table.querySelectorAll('th').forEach(function (th, col) {
+    th.addEventListener('click', function () {
+      var asc = th.getAttribute('data-dir') !== 'asc';
+      table.querySelectorAll('th').forEach(function (h) { h.removeAttribute('data-dir'); });
+      th.setAttribute('data-dir', asc ? 'asc' : 'desc');
+      var body = table.tBodies[0], rows = Array.prototype.slice.call(body.rows);
+      rows.sort(function (a, b) {
+        var x = a.cells[col].getAttribute('data-sort'), y = b.cells[col].getAttribute('data-sort');
+        if (x === y) return 0; if (x === '') return 1; if (y === '') return -1;
+        var nx = Number(x), ny = Number(y);
+        var c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
+        return asc ? c : -c;
+      });
+      rows.forEach(function (r) { body.appendChild(r); });
+    });
+  });
+});
+"""
+
+# After load: how many plotly figures drew their SVG, how many images decoded, how many JS errors.
+RENDER_CHECK = """
+window.addEventListener('load', function () {
+  setTimeout(function () {
+    var figs = document.querySelectorAll('.plotly-graph-div'), drawn = 0;
+    figs.forEach(function (f) { if (f.querySelector('.main-svg')) drawn++; });
+    var imgs = document.querySelectorAll('img'), loaded = 0;
+    imgs.forEach(function (i) { if (i.complete && i.naturalWidth > 0) loaded++; });
+    var el = document.getElementById('render-status');
+    el.textContent = 'figures=' + figs.length + ' rendered=' + drawn + ' images=' + imgs.length +
+      ' loaded=' + loaded + ' errors=' + window.__reportErrors.length;
+    el.setAttribute('data-errors', window.__reportErrors.join(' | '));
+  }, 500);
+});
+"""
+
+
+@dataclass(frozen=True)
+class Section:
+    number: int
+    heading: str
+    body: str  # HTML
+    caption: str = ""
+
+
+def _figure_html(fig: go.Figure, div_id: str) -> str:
+    return pio.to_html(fig, full_html=False, include_plotlyjs=False, div_id=div_id, config=PLOTLY_CONFIG)
+
+
+def _unavailable(reason: str) -> str:
+    return f'<div class="unavailable">Not drawn: {escape(reason)}</div>'
+
+
+def _figure_section(number: int, heading: str, make: Callable[[], go.Figure]) -> Section:
+    try:
+        fig = make()
+    except fg.FigureUnavailable as exc:
+        return Section(number, heading, _unavailable(str(exc)))
+    caption = (fig.layout.meta or {}).get("caption", "")
+    return Section(number, heading, _figure_html(fig, f"figure-{number}"), caption)
+
+
+def _cell(value, shown: str) -> str:
+    raw = "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+    return f'<td data-sort="{escape(raw)}">{shown}</td>'
+
+
+def runs_table_html(trials: pd.DataFrame) -> str:
+    """Figure 1: the sortable runs table, best val/mse first."""
+    table = fg.runs_table(trials)
+    best = an.best_trial(trials)
+    many = trials["study"].nunique() > 1
+    heads = ["name"] + (["study"] if many else []) + ["runtime", "channels", "eta_min", "lr", "blocks",
+             "train/mse", "val/mse", "val/psnr (dB)", "val/ssim", "status", "epochs"]  # fmt: skip
+    rows = []
+    for _, r in table.iterrows():
+        cells = [_cell(r["name"], escape(r["name"]))]
+        if many:
+            cells.append(_cell(r["study"], escape(r["study"])))
+        cells += [
+            _cell(r["runtime_s"], sm.duration(r["runtime_s"])),
+            _cell(r["channels"], sm.fmt(r["channels"], "g")),
+            _cell(r["eta_min"], sm.fmt(r["eta_min"], "g")),
+            _cell(r["lr"], sm.fmt(r["lr"], "g")),
+            _cell(r["blocks"], sm.fmt(r["blocks"], "g")),
+            _cell(r["train/mse"], sm.fmt(r["train/mse"], ".5f")),
+            _cell(r["val/mse"], sm.fmt(r["val/mse"], ".5f")),
+            _cell(r["val/psnr"], sm.fmt(r["val/psnr"], ".2f")),
+            _cell(r["val/ssim"], sm.fmt(r["val/ssim"], ".4f")),
+            _cell(r["status"], escape(r["status"])),
+            _cell(r["epochs_run"], f"{sm.fmt(r['epochs_run'], '.0f')}/{sm.fmt(r['max_epochs'], '.0f')}"),
+        ]
+        classes = [r["status"]] + (["best"] if best is not None and r["run_id"] == best["run_id"] else [])
+        attrs = f'class="{escape(" ".join(classes))}" data-run-id="{escape(r["run_id"])}"'
+        rows.append(f"<tr {attrs}>{''.join(cells)}</tr>")
+    head = "".join(f"<th>{escape(h)}</th>" for h in heads)
+    return (
+        f'<div class="table-wrap"><table class="sortable" id="runs-table"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )
+
+
+def samples_section(number: int, data: RunData, png: bytes | None) -> Section:
+    """Figure 11: the best trial's LR / bicubic / SR / HR grid, embedded as a data URI."""
+    heading = "Samples of the best trial (LR / bicubic / SR / HR)"
+    best = an.best_trial(data.trials)
+    if best is None:
+        return Section(number, heading, _unavailable("no trial finished, so there is no best trial to show"))
+    if png is None:
+        return Section(number, heading, _unavailable(f"the best trial {best['name']} has no samples.png artifact"))
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(png)) as img:
+            width, height = img.size
+    except (UnidentifiedImageError, OSError) as exc:
+        reason = f"samples.png of {best['name']} is not a readable image: {exc}"
+        return Section(number, heading, _unavailable(reason))
+    scale = max(1, min(4, 1200 // max(width, 1)))  # small grids are magnified, pixel for pixel
+    uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    body = (
+        f'<img class="samples" alt="LR, bicubic, SR and HR samples of {escape(best["name"])}" '
+        f'width="{width * scale}" height="{height * scale}" src="{uri}">'
+    )
+    caption = (
+        "Columns: LR input, bicubic x4, the network's SR output, HR target; one row per val image. "
+        f"Trial {best['name']}."
+    )
+    return Section(number, heading, body, caption)
+
+
+def render_page(data: RunData, samples_png: bytes | None) -> str:
+    """The full HTML document for already-loaded data."""
+    t, h, s = data.trials, data.history, data.studies
+    sections = [Section(1, "Runs (click a header to sort)", runs_table_html(t))]
+    makers: Sequence[tuple[str, Callable[[], go.Figure]]] = [
+        ("Refiner vs residual at equal size", lambda: fg.arch_comparison(t)),
+        ("Training progress of the best trial", lambda: fg.best_progress(t, h)),
+        ("Depth effect", lambda: fg.depth_effect(t)),
+        ("Width effect", lambda: fg.width_effect(t)),
+        ("All trials' validation curves", lambda: fg.all_curves(t, h, s)),
+        ("Cost vs quality (Pareto)", lambda: fg.pareto(t)),
+        ("Scaling fit", lambda: fg.scaling_fit(t)),
+        ("Pruning validity", lambda: fg.pruning_validity(t, h, s)),
+        ("Parallel coordinates", lambda: fg.parallel_coordinates(t)),
+    ]
+    sections += [_figure_section(i, heading, make) for i, (heading, make) in enumerate(makers, start=2)]
+    sections.append(samples_section(len(sections) + 1, data, samples_png))
+
+    names = ", ".join(s["study"])
+    body = "".join(
+        f'<section id="section-{x.number}"><h2>{x.number}. {escape(x.heading)}</h2>{x.body}'
+        + (f'<p class="caption">{escape(x.caption)}</p>' if x.caption else "")
+        + "</section>"
+        for x in sections
+    )
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>sr-search report: {escape(names)}</title>
+<style>{CSS}</style>
+<script>{ERROR_HOOK}</script>
+<script type="text/javascript">{get_plotlyjs()}</script>
+</head><body>
+<h1>sr-search report: {escape(names)}</h1>
+<p class="meta">Generated {stamp} from MLflow store <code>{escape(data.tracking_uri)}</code>.</p>
+{sm.best_config(data)}
+{sm.compute_line(data)}
+<h3>Trials by status</h3>{sm.status_table(t)}
+<h3>Cost: estimate against actual</h3>{sm.cost_table(data)}
+{body}
+<div id="render-status">render check pending (needs JavaScript)</div>
+<script>{SORTER}</script>
+<script>{RENDER_CHECK}</script>
+</body></html>
+"""
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temp file next to path, then rename: readers never see half a report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def build_report(tracking_uri: str, studies: Sequence[str], out: str | os.PathLike) -> Path:
+    """Read the studies from MLflow and write one self-contained HTML report to `out`.
+
+    Raises ReportError (a ValueError) naming the study when a study is unknown or has no trials.
+    """
+    data = load_runs(tracking_uri, studies)
+    best = an.best_trial(data.trials)
+    png = load_artifact(tracking_uri, best["run_id"], "samples.png") if best is not None else None
+    path = Path(out)
+    write_atomic(path, render_page(data, png))
+    return path.resolve()

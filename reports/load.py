@@ -1,0 +1,231 @@
+"""MLflow -> pandas. Reads exactly what docs/tracking-schema.md promises, nothing more."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote
+
+import numpy as np
+import pandas as pd
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+EXPERIMENT = "sr-search"
+EPOCH_METRICS = ("train/mse", "val/mse", "val/psnr", "val/ssim", "lr", "epoch_seconds", "images_per_s")
+STUDY_METRICS = (
+    "estimate/grid_size", "estimate/trials", "estimate/flops_total", "estimate/device_hours",
+    "estimate/wall_hours", "bicubic/val_mse", "bicubic/val_psnr", "bicubic/val_ssim",
+    "actual/device_hours", "actual/wall_hours",
+)  # fmt: skip
+TRIAL_PARAMS = (
+    "blocks", "channels", "lr", "eta_min", "epochs", "batch_size", "grad_clip", "patience", "seed",
+    "n_params", "flops_per_image",
+)  # fmt: skip
+# Summary metric -> trials column holding the best epoch's value (what the saved weights give).
+BEST = {"best/val_mse": "val/mse", "best/val_psnr": "val/psnr", "best/val_ssim": "val/ssim",
+        "best/train_mse": "train/mse", "best/epoch": "best_epoch"}  # fmt: skip
+
+
+class ReportError(ValueError):
+    """A report cannot be made from what the tracking store holds (unknown or empty study)."""
+
+
+@dataclass(frozen=True)
+class RunData:
+    """Everything a report draws from: one row per trial, per-epoch history, one row per study."""
+
+    trials: pd.DataFrame
+    history: pd.DataFrame
+    studies: pd.DataFrame
+    tracking_uri: str
+
+
+def _check_store(tracking_uri: str, names: Sequence[str]) -> None:
+    # Opening a sqlite URI whose file does not exist would silently create an empty store.
+    prefix = "sqlite:///"
+    if tracking_uri.startswith(prefix) and ":memory:" not in tracking_uri:
+        path = Path(unquote(tracking_uri[len(prefix) :].split("?")[0]))
+        if not path.exists():
+            raise ReportError(f"study {_names(names)} not found: no MLflow store at {path}")
+
+
+def _names(names: Sequence[str]) -> str:
+    return ", ".join(repr(n) for n in names)
+
+
+def _search(client: MlflowClient, experiment_id: str, filter_string: str) -> list[Run]:
+    runs, token = [], None
+    while True:
+        page = client.search_runs(
+            [experiment_id], filter_string, max_results=1000, order_by=["attributes.start_time DESC"],
+            page_token=token,
+        )  # fmt: skip
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _numeric(values: pd.Series) -> pd.Series:
+    """Strings -> numbers; integral columns stay integers when nothing is missing."""
+    out = pd.to_numeric(values, errors="coerce")
+    if len(out) and out.notna().all() and np.all(np.mod(out.to_numpy(dtype=float), 1) == 0):
+        return out.astype("int64")
+    return out.astype(float)
+
+
+def _history(client: MlflowClient, run: Run) -> list[dict]:
+    rows: dict[int, dict] = {}
+    for key in EPOCH_METRICS:
+        if key not in run.data.metrics:
+            continue
+        # Sorted by timestamp so that a re-logged epoch (resumed trial) keeps its latest value.
+        for m in sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.timestamp):
+            rows.setdefault(int(m.step), {"run_id": run.info.run_id, "epoch": int(m.step)})[key] = m.value
+    return [rows[e] for e in sorted(rows) if e >= 1]
+
+
+def _trial_row(run: Run, parent: Run) -> dict:
+    tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+    row = {
+        "run_id": run.info.run_id,
+        "name": run.info.run_name or run.info.run_id,
+        "study": parent.data.tags.get("study", parent.info.run_name),
+        "arch": tags.get("arch", params.get("arch", "?")),
+        "status": tags.get("status", run.info.status.lower()),
+        "trial_id": tags.get("trial_id"),
+        "parent_run_id": parent.info.run_id,
+        "start_time": pd.to_datetime(run.info.start_time, unit="ms", utc=True),
+    }
+    row.update({p: params.get(p) for p in TRIAL_PARAMS})
+    row["max_epochs"] = row.pop("epochs")
+    for src, dst in BEST.items():
+        row[dst] = metrics.get(src, math.nan)
+    row["epochs_run"] = metrics.get("epochs_run", math.nan)
+    wall = metrics.get("wall_seconds", math.nan)
+    if not np.isfinite(wall) and run.info.end_time and run.info.start_time:
+        wall = (run.info.end_time - run.info.start_time) / 1000.0
+    row["runtime_s"] = wall if wall >= 0 else math.nan
+    return row
+
+
+def _fill_from_history(trials: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
+    """Summary metrics a trial did not log (still running, killed) are taken from its history."""
+    if history.empty:
+        return trials
+    trials = trials.copy()
+    epochs = history.groupby("run_id")["epoch"].max()
+    trials["epochs_run"] = trials["epochs_run"].fillna(trials["run_id"].map(epochs).astype(float))
+    scored = history[np.isfinite(history["val/mse"])]
+    if scored.empty:
+        return trials
+    best = scored.loc[scored.groupby("run_id")["val/mse"].idxmin()].set_index("run_id")
+    known = trials["run_id"].isin(best.index)
+    for col, src in (("val/mse", "val/mse"), ("val/psnr", "val/psnr"), ("val/ssim", "val/ssim"),
+                     ("train/mse", "train/mse"), ("best_epoch", "epoch")):  # fmt: skip
+        missing = trials[col].isna() & known
+        if missing.any():
+            trials.loc[missing, col] = trials.loc[missing, "run_id"].map(best[src]).astype(float)
+    return trials
+
+
+def _study_row(parent: Run, n_trials: int) -> dict:
+    params = dict(parent.data.params)
+    row = {
+        "study": parent.data.tags.get("study", parent.info.run_name),
+        "run_id": parent.info.run_id,
+        "status": parent.data.tags.get("status", parent.info.status.lower()),
+        "start_time": pd.to_datetime(parent.info.start_time, unit="ms", utc=True),
+        "device": params.get("device"),
+        "grace_period": pd.to_numeric(params.get("pruner.grace_period"), errors="coerce"),
+        "reduction_factor": pd.to_numeric(params.get("pruner.reduction_factor"), errors="coerce"),
+        "n_trials": n_trials,
+        "params": params,
+    }
+    row.update({k: parent.data.metrics.get(k, math.nan) for k in STUDY_METRICS})
+    return row
+
+
+def load_runs(tracking_uri: str, studies: Sequence[str]) -> RunData:
+    """Read the named studies (most recent parent run of each) into DataFrames.
+
+    Raises ReportError naming the study when a study is unknown or has no trials.
+    """
+    names = list(dict.fromkeys([studies] if isinstance(studies, str) else studies))
+    if not names:
+        raise ReportError("no study given: name at least one study")
+    _check_store(tracking_uri, names)
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
+        raise ReportError(
+            f"study {_names(names)} not found: {tracking_uri} has no experiment {EXPERIMENT!r}"
+        )
+    parents: dict[str, Run] = {}
+    for run in _search(client, experiment.experiment_id, "tags.`sr.role` = 'study'"):
+        parents.setdefault(run.data.tags.get("study", run.info.run_name), run)  # newest first
+    unknown = [n for n in names if n not in parents]
+    if unknown:
+        known = ", ".join(sorted(parents)) or "none"
+        raise ReportError(
+            f"study {_names(unknown)} not found in {tracking_uri} (studies there: {known})"
+        )
+
+    trial_rows, history_rows, study_rows, empty = [], [], [], []
+    for name in names:
+        parent = parents[name]
+        children = _search(
+            client, experiment.experiment_id,
+            f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' and tags.`sr.role` = 'trial'",
+        )  # fmt: skip
+        if not children:
+            empty.append(name)
+        study_rows.append(_study_row(parent, len(children)))
+        for run in children:
+            trial_rows.append(_trial_row(run, parent))
+            history_rows.extend(_history(client, run))
+    if empty:
+        raise ReportError(f"study {_names(empty)} has no trials in {tracking_uri}")
+
+    trials = pd.DataFrame(trial_rows)
+    for col in [p for p in TRIAL_PARAMS if p != "epochs"] + ["max_epochs"]:
+        trials[col] = _numeric(trials[col])
+    history = pd.DataFrame(history_rows, columns=["run_id", "epoch", *EPOCH_METRICS])
+    history = history.astype({k: float for k in EPOCH_METRICS})
+    trials = _fill_from_history(trials, history)
+    meta = trials[["run_id", "name", "study", "arch", "status"]]
+    history = meta.merge(history, on="run_id", how="inner")
+    history = history.sort_values(["study", "name", "epoch"], kind="stable").reset_index(drop=True)
+    trials = trials.reset_index(drop=True)
+    return RunData(trials=trials, history=history, studies=pd.DataFrame(study_rows), tracking_uri=tracking_uri)
+
+
+def load_artifact(tracking_uri: str, run_id: str, path: str) -> bytes | None:
+    """Bytes of one run artifact, or None when the run has no such artifact."""
+    client = MlflowClient(tracking_uri=tracking_uri)
+    parent = str(Path(path).parent) if Path(path).parent != Path(".") else None
+    if path not in {a.path for a in client.list_artifacts(run_id, parent)}:
+        return None
+    with tempfile.TemporaryDirectory() as tmp, _no_progress_bar():
+        local = client.download_artifacts(run_id, path, tmp)
+        return Path(local).read_bytes()
+
+
+@contextlib.contextmanager
+def _no_progress_bar():
+    """MLflow draws a download progress bar on stderr; a report has nothing to show for it."""
+    key, old = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old

@@ -1,0 +1,130 @@
+"""The header of a report: best config, trials by status, compute, estimate against actual.
+
+Each function returns an HTML fragment; every value taken from MLflow is escaped.
+"""
+
+from __future__ import annotations
+
+import math
+from html import escape
+
+import numpy as np
+import pandas as pd
+
+from . import analysis as an
+from .load import RunData
+
+STATUS_ORDER = ("completed", "early_stopped", "pruned", "diverged", "oom", "failed", "running")
+
+
+def fmt(value, spec: str = ".4g", missing: str = "—") -> str:
+    """Format a number; missing or non-finite values become a dash."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return escape(str(value)) if value is not None else missing
+    return missing if not math.isfinite(v) else format(v, spec)
+
+
+def duration(seconds) -> str:
+    """'42 s', '3.5 min', '1.25 h'."""
+    try:
+        s = float(seconds)
+    except (TypeError, ValueError):
+        return "—"
+    if not math.isfinite(s):
+        return "—"
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 2 * 3600:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.2f} h"
+
+
+def best_config(data: RunData) -> str:
+    """One paragraph: the best config, its metrics and its gain over bicubic."""
+    best = an.best_trial(data.trials)
+    if best is None:
+        return '<p class="unavailable">No trial finished (completed or early_stopped) yet: no best config.</p>'
+    study = data.studies.set_index("study").loc[best["study"]]
+    bicubic = float(study["bicubic/val_psnr"])
+    gain = (
+        f" ({best['val/psnr'] - bicubic:+.2f} dB over bicubic at {bicubic:.2f} dB)"
+        if math.isfinite(bicubic) and math.isfinite(best["val/psnr"])
+        else " (no bicubic baseline logged)"
+    )
+    return (
+        f'<p class="best"><b>Best: {escape(best["name"])}</b> (study {escape(best["study"])}): '
+        f"{escape(best['arch'])}, {fmt(best['blocks'], 'g')} blocks, {fmt(best['channels'], 'g')} channels, "
+        f"lr {fmt(best['lr'], 'g')}, eta_min {fmt(best['eta_min'], 'g')}, batch {fmt(best['batch_size'], 'g')}. "
+        f"val MSE <b>{fmt(best['val/mse'], '.5f')}</b>, PSNR <b>{fmt(best['val/psnr'], '.2f')} dB</b>{gain}, "
+        f"SSIM <b>{fmt(best['val/ssim'], '.4f')}</b>; {fmt(best['epochs_run'], '.0f')} epochs, "
+        f"{duration(best['runtime_s'])}, {fmt(best['n_params'], ',.0f')} parameters.</p>"
+    )
+
+
+def status_table(trials: pd.DataFrame) -> str:
+    """Trials by status, one row per study plus a total."""
+    counts = pd.crosstab(trials["study"], trials["status"])
+    extra = sorted(set(counts.columns) - set(STATUS_ORDER))
+    cols = [c for c in STATUS_ORDER if c in counts.columns] + extra
+    counts = counts[cols]
+    if len(counts) > 1:
+        counts.loc["all"] = counts.sum()
+    head = "".join(f"<th>{escape(c)}</th>" for c in ["study", "trials", *cols])
+    body = "".join(
+        f"<tr><td>{escape(str(study))}</td><td>{int(row.sum())}</td>"
+        + "".join(f"<td>{int(row[c])}</td>" for c in cols)
+        + "</tr>"
+        for study, row in counts.iterrows()
+    )
+    return f'<table class="summary"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def cost_table(data: RunData) -> str:
+    """Estimate against actual per study: trials, device-hours, wall-hours, and summed trial time."""
+    rows = []
+    trial_hours = data.trials.groupby("study")["runtime_s"].sum(min_count=1) / 3600
+    for _, s in data.studies.iterrows():
+        rows.append(
+            {
+                "study": s["study"],
+                "device": s["device"] or "—",
+                "grid": fmt(s["estimate/grid_size"], ".0f"),
+                "trials est.": fmt(s["estimate/trials"], ".0f"),
+                "trials run": str(int(s["n_trials"])),
+                "device-h est.": fmt(s["estimate/device_hours"], ".3g"),
+                "device-h actual": fmt(s["actual/device_hours"], ".3g"),
+                "wall-h est.": fmt(s["estimate/wall_hours"], ".3g"),
+                "wall-h actual": fmt(s["actual/wall_hours"], ".3g"),
+                "sum of trial wall-h": fmt(trial_hours.get(s["study"], np.nan), ".3g"),
+                "est. / actual": _ratio(s["estimate/device_hours"], s["actual/device_hours"]),
+            }
+        )
+    head = "".join(f"<th>{escape(k)}</th>" for k in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{escape(str(v))}</td>" for v in r.values()) + "</tr>" for r in rows)
+    return f'<table class="summary"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _ratio(estimate, actual) -> str:
+    e, a = float(estimate), float(actual)
+    if not (math.isfinite(e) and math.isfinite(a)) or a <= 0:
+        return "—"
+    return f"{e / a:.2f}x"
+
+
+def compute_line(data: RunData) -> str:
+    """Total compute in words."""
+    t = data.trials
+    total = float(t["runtime_s"].sum(min_count=1))
+    actual = data.studies["actual/device_hours"].astype(float)
+    estimate = data.studies["estimate/device_hours"].astype(float)
+    words = [f"{len(t)} trials in {len(data.studies)} stud{'y' if len(data.studies) == 1 else 'ies'}"]
+    words.append(f"summed trial wall time {duration(total)}" if math.isfinite(total) else "no wall time logged")
+    if actual.notna().any():
+        words.append(f"actual device time {actual.sum():.3g} device-hours")
+    if estimate.notna().any():
+        words.append(f"estimated {estimate.sum():.3g} device-hours")
+    missing = data.studies.loc[actual.isna(), "study"].tolist()
+    note = f" (no actual/* logged for {', '.join(escape(m) for m in missing)})" if missing else ""
+    return f"<p>Compute: {escape('; '.join(words))}{note}.</p>"

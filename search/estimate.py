@@ -1,0 +1,117 @@
+"""Cost estimate of a study: FLOPs from `flops_per_image`, the device's measured throughput."""
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from search.study import Study
+from sr_core.models import build_model, flops_per_image
+
+# A mid-size reference net for measuring the device: big enough to keep a GPU busy, small enough
+# for two seconds on a laptop CPU.
+_REFERENCE = ("residual", 4, 64)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    grid_size: int | None
+    trials: int
+    flops_total: float  # every trial running all its epochs (an upper bound: pruning cuts it)
+    device: str
+    device_flops: float  # effective training FLOP/s of one trial on this device
+    concurrency: int
+    mean_flops_per_image: float
+
+    @property
+    def device_hours(self) -> float:
+        return self.flops_total / self.device_flops / 3600
+
+    @property
+    def wall_hours(self) -> float:
+        return self.device_hours / max(self.concurrency, 1)
+
+    def as_metrics(self) -> dict[str, float]:
+        return {"estimate/grid_size": float(self.grid_size or 0), "estimate/trials": float(self.trials),
+                "estimate/flops_total": self.flops_total, "estimate/device_hours": self.device_hours,
+                "estimate/wall_hours": self.wall_hours, "estimate/device_tflops": self.device_flops / 1e12}
+
+    def lines(self) -> list[str]:
+        grid = f"{self.grid_size} configs" if self.grid_size else "continuous space"
+        unit = "GPU-hours" if self.device.startswith("cuda") else "trial-slot-hours"
+        return [
+            f"search space : {grid}; {self.trials} trials",
+            f"compute      : {self.flops_total / 1e15:,.2f} PFLOP if no trial is pruned "
+            f"(mean {self.mean_flops_per_image / 1e9:,.2f} GFLOP forward per image)",
+            f"device       : {self.device}, {self.device_flops / 1e12:,.3f} TFLOP/s effective (measured)",
+            f"estimate     : {self.device_hours:,.2f} {unit}; {self.wall_hours:,.2f} h wall "
+            f"at {self.concurrency} trial(s) at a time",
+        ]
+
+
+def trial_flops(arch: str, blocks: int, channels: int, epochs: int, train_images: int,
+                val_images: int) -> float:
+    """Training is ~3x the forward (forward + backward); evaluation is one forward."""
+    per_image = flops_per_image(arch, blocks, channels)
+    return float(epochs * (3 * per_image * train_images + per_image * val_images))
+
+
+def _cost_configs(study: Study) -> list[tuple[str, int, int]]:
+    """(arch, blocks, channels) of every trial for a grid; the equally weighted choices otherwise."""
+    space = study.space
+    combos = list(itertools.product(space["arch"], space["blocks"], space["channels"]))
+    if study.search.sampler == "grid":
+        repeats = len(space["lr"]) * len(space["eta_min"])
+        return combos * repeats
+    return combos
+
+
+def measure_device_flops(device: str, threads: int | None = None, seconds: float = 1.5) -> float:
+    """Effective training FLOP/s of the reference net: forward + backward + Adam, batch 16."""
+    prev_threads = torch.get_num_threads()
+    if device == "cpu" and threads:
+        torch.set_num_threads(threads)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = build_model(*_REFERENCE).to(device)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+        x = torch.rand(16, 3, 32, 32, device=device)
+        y = torch.rand(16, 3, 128, 128, device=device)
+        dtype = torch.bfloat16 if device.startswith("cuda") else None
+
+        def step():
+            with torch.autocast(device.split(":")[0], dtype=dtype, enabled=dtype is not None):
+                loss = F.mse_loss(model(x).float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        step()  # warm-up (allocations, cuDNN autotune)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds or n < 2:
+            step()
+            n += 1
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        images_per_s = 16 * n / (time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(prev_threads)
+    return 3 * flops_per_image(*_REFERENCE) * images_per_s
+
+
+def estimate_study(study: Study, train_images: int, val_images: int, device: str,
+                   device_flops: float, concurrency: int) -> Estimate:
+    per_epoch = min(study.train.epoch_samples or train_images, train_images)
+    configs = _cost_configs(study)
+    mean = sum(trial_flops(a, b, c, study.train.epochs, per_epoch, val_images)
+               for a, b, c in configs) / len(configs)
+    mean_fpi = sum(flops_per_image(a, b, c) for a, b, c in configs) / len(configs)
+    return Estimate(grid_size=study.grid_size, trials=study.num_trials, flops_total=mean * study.num_trials,
+                    device=device, device_flops=device_flops, concurrency=concurrency,
+                    mean_flops_per_image=mean_fpi)

@@ -1,0 +1,62 @@
+"""`sr-search predict`: upscale a folder of images with a study's best model."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from mlflow.tracking import MlflowClient
+from PIL import Image
+
+from search.study import StudyError
+from search.tracking import FINISHED, latest_study_run, study_trials
+from sr_core.data import IMAGE_SUFFIXES, DataError, read_rgb
+from sr_core.infer import load_model, upscale
+
+
+def best_trial(client: MlflowClient, study: str) -> dict:
+    found = latest_study_run(client, study)
+    if found is None:
+        raise StudyError(f"no runs of study {study!r} in this tracking store; run it first "
+                         f"(sr-search run --study {study})")
+    trials = [t for t in study_trials(client, *found)
+              if t["status"] in FINISHED and t.get("best/val_mse") is not None]
+    if not trials:
+        raise StudyError(f"study {study!r} has no finished trial with weights yet")
+    return min(trials, key=lambda t: t["best/val_mse"])
+
+
+def predict_folder(tracking_uri: str, study: str, input_dir: Path, output_dir: Path,
+                   self_ensemble: bool = False, device: str | None = None, log=print) -> list[Path]:
+    """Every image of input_dir -> output_dir/<same stem>.png, 4x larger. Returns the written paths."""
+    input_dir, output_dir = Path(input_dir), Path(output_dir)
+    if not input_dir.is_dir():
+        raise DataError(f"{input_dir}: input folder not found")
+    files = sorted(p for p in input_dir.iterdir()
+                   if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    if not files:
+        raise DataError(f"{input_dir}: no .png/.jpg images to upscale")
+    # Decode every input before writing anything: a corrupt file stops the job with nothing written.
+    images = [read_rgb(p) for p in files]
+    client = MlflowClient(tracking_uri)
+    trial = best_trial(client, study)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = client.download_artifacts(trial["run_id"], "best.pt", tmp)
+        model = load_model(weights, device)
+    log(f"model        : {trial['name']} (val/psnr {trial.get('best/val_psnr', float('nan')):.2f} dB)"
+        f"{', self-ensemble x8' if self_ensemble else ''}")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path, img in zip(files, images):
+        lr = torch.from_numpy(img).permute(2, 0, 1).unsqueeze(0)
+        sr = upscale(model, lr, self_ensemble=self_ensemble)[0]
+        out = output_dir / f"{path.stem}.png"
+        tmp_out = out.with_name(f".{out.name}.tmp")
+        Image.fromarray((sr * 255).round().byte().permute(1, 2, 0).numpy()).save(tmp_out, format="PNG")
+        os.replace(tmp_out, out)
+        written.append(out)
+    log(f"wrote        : {len(written)} images to {output_dir}")
+    return written

@@ -1,0 +1,40 @@
+"""The sample grid logged with each finished trial: columns LR / bicubic / SR / HR, one row per image."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from sr_core.data import bicubic_upscale, load_cached, to_float
+from sr_core.infer import load_model, upscale
+
+ROWS = 4
+_LABELS = ("LR (nearest)", "bicubic", "SR", "HR")
+
+
+def _to_image(x: torch.Tensor) -> np.ndarray:
+    return (x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+
+
+def sample_grid(weights: str | os.PathLike, data_path: str | os.PathLike, out: str | os.PathLike,
+                rows: int = ROWS) -> None:
+    """Upscale the first `rows` val images with the weights and write the comparison PNG."""
+    model = load_model(weights)
+    val = load_cached(data_path).val
+    lr_u8, hr = val.lr[:rows], to_float(val.hr[:rows])
+    sr = upscale(model, lr_u8)
+    bicubic = bicubic_upscale(to_float(lr_u8))
+    nearest = torch.nn.functional.interpolate(to_float(lr_u8), scale_factor=4, mode="nearest")
+    size, pad, head = hr.shape[-1], 4, 16
+    n = lr_u8.shape[0]
+    canvas = Image.new("RGB", (4 * size + 5 * pad, head + n * (size + pad) + pad), "white")
+    draw = ImageDraw.Draw(canvas)
+    for col, label in enumerate(_LABELS):
+        draw.text((pad + col * (size + pad) + 2, 2), label, fill="black")
+    for row in range(n):
+        for col, img in enumerate((nearest[row], bicubic[row], sr[row], hr[row])):
+            tile = Image.fromarray(_to_image(img))
+            canvas.paste(tile, (pad + col * (size + pad), head + row * (size + pad)))
+    canvas.save(out)

@@ -1,0 +1,289 @@
+"""Study specs: TOML files validated into a frozen `Study`.
+
+A study file has five tables; every field is optional except `[space]` (defaults live in the
+dataclasses below, in one place):
+
+    [study]      name, description, data ("embedded" or a folder)
+    [search]     sampler ("grid" | "tpe" | "random"), trials (0 = the whole grid), seed
+    [space]      arch, blocks, channels, lr, eta_min: a value (fixed), a list (choices), or for
+                 lr/eta_min a table {low, high, log} (tpe/random only)
+    [train]      epochs, batch_size, grad_clip, patience, augment, epoch_samples
+    [pruner]     kind ("asha" | "none"), grace_period, reduction_factor
+    [resources]  cpus_per_trial, gpus_per_trial, max_concurrent (0 = as many as fit)
+
+Any unknown table or field, wrong type or out-of-range value is a `StudyError` naming the file and
+the field (the CLI turns it into exit code 2).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from sr_core.models import ARCHS
+
+SAMPLERS = ("grid", "tpe", "random")
+PRUNERS = ("asha", "none")
+SPACE_KEYS = ("arch", "blocks", "channels", "lr", "eta_min")
+
+
+class StudyError(ValueError):
+    """A study file or flag a user can fix: the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """A continuous range for TPE/random sampling."""
+    low: float
+    high: float
+    log: bool = True
+
+
+@dataclass(frozen=True)
+class Search:
+    sampler: str = "tpe"
+    trials: int = 0  # 0: the whole grid (grid sampler) / required > 0 otherwise
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Train:
+    epochs: int = 20
+    batch_size: int = 16
+    grad_clip: float = 1.0
+    patience: int = 10
+    augment: bool = True
+    epoch_samples: int = 0  # 0: the whole train set each epoch
+
+
+@dataclass(frozen=True)
+class Pruner:
+    kind: str = "asha"
+    grace_period: int = 2
+    reduction_factor: int = 3
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 1.0  # ignored where the cluster has no GPU: trials then run on CPU
+    max_concurrent: int = 0
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    space: dict[str, tuple | Range]
+    description: str = ""
+    data: str = "embedded"
+    search: Search = field(default_factory=Search)
+    train: Train = field(default_factory=Train)
+    pruner: Pruner = field(default_factory=Pruner)
+    resources: Resources = field(default_factory=Resources)
+    source: str = ""  # the file it came from
+    text: str = ""  # the file's text, snapshotted into the workdir and MLflow
+
+    @property
+    def grid_size(self) -> int | None:
+        """Distinct configs in the space; None when a range makes it continuous."""
+        if any(isinstance(v, Range) for v in self.space.values()):
+            return None
+        return math.prod(len(v) for v in self.space.values())
+
+    @property
+    def num_trials(self) -> int:
+        return self.search.trials or (self.grid_size or 0)
+
+    def grid(self) -> list[dict[str, Any]]:
+        """Every config of a discrete space, in a stable order."""
+        points: list[dict[str, Any]] = [{}]
+        for key in SPACE_KEYS:
+            points = [{**p, key: v} for p in points for v in self.space[key]]
+        return points
+
+    def flat_params(self) -> dict[str, str]:
+        """The spec flattened with dots, for MLflow params."""
+        out = {"study.name": self.name, "study.data": self.data}
+        for key, value in self.space.items():
+            out[f"space.{key}"] = str(dataclasses.asdict(value) if isinstance(value, Range) else list(value))
+        for section in ("search", "train", "pruner", "resources"):
+            for k, v in dataclasses.asdict(getattr(self, section)).items():
+                out[f"{section}.{k}"] = str(v)
+        return out
+
+    def with_overrides(self, **overrides: Any) -> "Study":
+        """CLI flags over the file: data, epochs, trials, cpus/gpus per trial, max concurrency."""
+        where = "command-line flag"
+        changes: dict[str, Any] = {}
+        if overrides.get("data") is not None:
+            changes["data"] = str(overrides["data"])
+        train = {k: overrides[k] for k in ("epochs",) if overrides.get(k) is not None}
+        search = {k: overrides[k] for k in ("trials",) if overrides.get(k) is not None}
+        res = {k: overrides[k] for k in ("cpus_per_trial", "gpus_per_trial", "max_concurrent")
+               if overrides.get(k) is not None}
+        if train:
+            changes["train"] = _build(Train, {**dataclasses.asdict(self.train), **train}, where, "train")
+        if search:
+            changes["search"] = _build(Search, {**dataclasses.asdict(self.search), **search}, where, "search")
+        if res:
+            changes["resources"] = _build(Resources, {**dataclasses.asdict(self.resources), **res},
+                                          where, "resources")
+        study = dataclasses.replace(self, **changes)
+        _check_consistency(study, where)
+        return study
+
+
+def _fail(where: str, field_name: str, message: str) -> StudyError:
+    return StudyError(f"{where}: {field_name}: {message}")
+
+
+def _typed(value: Any, kind: type, where: str, name: str) -> Any:
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+        raise _fail(where, name, f"expected {kind.__name__}, got {value!r}")
+    return value
+
+
+_RULES = {  # field -> (type, predicate, what the predicate requires)
+    "sampler": (str, lambda v: v in SAMPLERS, f"one of {SAMPLERS}"),
+    "trials": (int, lambda v: v >= 0, ">= 0"),
+    "seed": (int, lambda v: True, ""),
+    "epochs": (int, lambda v: v >= 1, ">= 1"),
+    "batch_size": (int, lambda v: v >= 1, ">= 1"),
+    "grad_clip": (float, lambda v: v > 0, "> 0"),
+    "patience": (int, lambda v: v >= 1, ">= 1"),
+    "augment": (bool, lambda v: True, ""),
+    "epoch_samples": (int, lambda v: v >= 0, ">= 0"),
+    "kind": (str, lambda v: v in PRUNERS, f"one of {PRUNERS}"),
+    "grace_period": (int, lambda v: v >= 1, ">= 1"),
+    "reduction_factor": (int, lambda v: v >= 2, ">= 2"),
+    "cpus_per_trial": (float, lambda v: v > 0, "> 0"),
+    "gpus_per_trial": (float, lambda v: v >= 0, ">= 0"),
+    "max_concurrent": (int, lambda v: v >= 0, ">= 0"),
+}
+
+
+def _build(cls: type, table: Any, where: str, section: str) -> Any:
+    if not isinstance(table, dict):
+        raise _fail(where, f"[{section}]", f"expected a table, got {table!r}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in table:
+        if key not in known:
+            raise _fail(where, f"[{section}].{key}", f"unknown field; known fields: {sorted(known)}")
+    values = {}
+    for key, value in table.items():
+        kind, ok, rule = _RULES[key]
+        value = _typed(value, kind, where, f"[{section}].{key}")
+        if not ok(value):
+            raise _fail(where, f"[{section}].{key}", f"must be {rule}, got {value!r}")
+        values[key] = value
+    return cls(**values)
+
+
+def _space_value(key: str, value: Any, where: str) -> tuple | Range:
+    name = f"[space].{key}"
+    if isinstance(value, dict):
+        if key not in ("lr", "eta_min"):
+            raise _fail(where, name, "only lr and eta_min may be a {low, high, log} range")
+        unknown = set(value) - {"low", "high", "log"}
+        if unknown or not {"low", "high"} <= set(value):
+            raise _fail(where, name, f"a range needs low and high (and optional log), got {value!r}")
+        low, high = (_typed(value[k], float, where, f"{name}.{k}") for k in ("low", "high"))
+        if not 0 < low < high:
+            raise _fail(where, name, f"need 0 < low < high, got {low=} {high=}")
+        return Range(low, high, _typed(value.get("log", True), bool, where, f"{name}.log"))
+    choices = value if isinstance(value, list) else [value]
+    if not choices:
+        raise _fail(where, name, "an empty list has nothing to search")
+    if key == "arch":
+        for v in choices:
+            if v not in ARCHS:
+                raise _fail(where, name, f"unknown arch {v!r}; expected one of {list(ARCHS)}")
+    elif key in ("blocks", "channels"):
+        low = 0 if key == "blocks" else 1
+        for v in choices:
+            if not isinstance(v, int) or isinstance(v, bool) or v < low:
+                raise _fail(where, name, f"expected ints >= {low}, got {v!r}")
+    else:
+        choices = [_typed(v, float, where, name) for v in choices]
+        if any(not (v >= 0 and math.isfinite(v)) or (key == "lr" and v == 0) for v in choices):
+            raise _fail(where, name, f"expected positive numbers, got {choices!r}")
+    if len(set(choices)) != len(choices):
+        raise _fail(where, name, f"duplicate values in {choices!r}")
+    return tuple(choices)
+
+
+def _check_consistency(study: Study, where: str) -> None:
+    if study.search.sampler == "grid" and study.grid_size is None:
+        raise _fail(where, "[search].sampler", "grid needs lists, not ranges, in [space]")
+    if study.search.sampler != "grid" and study.search.trials == 0:
+        raise _fail(where, "[search].trials", f"set how many trials {study.search.sampler!r} runs (> 0)")
+    lrs, etas = study.space["lr"], study.space["eta_min"]
+    min_lr = lrs.low if isinstance(lrs, Range) else min(lrs)
+    max_eta = etas.high if isinstance(etas, Range) else max(etas)
+    if max_eta > min_lr:
+        raise _fail(where, "[space].eta_min", f"must not exceed the smallest lr ({max_eta} > {min_lr})")
+    if study.pruner.kind == "asha" and study.pruner.grace_period >= study.train.epochs:
+        raise _fail(where, "[pruner].grace_period",
+                    f"must be below [train].epochs ({study.pruner.grace_period} >= {study.train.epochs}),"
+                    " or set [pruner].kind = \"none\"")
+
+
+def parse_study(text: str, where: str, default_name: str) -> Study:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise StudyError(f"{where}: not valid TOML: {exc}") from None
+    sections = {"study", "search", "space", "train", "pruner", "resources"}
+    for key in raw:
+        if key not in sections:
+            raise _fail(where, f"[{key}]", f"unknown table; expected some of {sorted(sections)}")
+    head = raw.get("study", {})
+    for key in head:
+        if key not in ("name", "description", "data"):
+            raise _fail(where, f"[study].{key}", "unknown field; known fields: ['data', 'description', 'name']")
+    name = _typed(head.get("name", default_name), str, where, "[study].name")
+    if not name or not all(c.isalnum() or c in "-_." for c in name):
+        raise _fail(where, "[study].name", f"use letters, digits, '-', '_' or '.', got {name!r}")
+    space_raw = raw.get("space")
+    if not isinstance(space_raw, dict):
+        raise _fail(where, "[space]", "missing: a study needs a [space] table")
+    for key in space_raw:
+        if key not in SPACE_KEYS:
+            raise _fail(where, f"[space].{key}", f"unknown field; known fields: {list(SPACE_KEYS)}")
+    defaults = {"arch": "residual", "blocks": 8, "channels": 64, "lr": 1e-4, "eta_min": 1e-7}
+    space = {k: _space_value(k, space_raw.get(k, defaults[k]), where) for k in SPACE_KEYS}
+    study = Study(
+        name=name, space=space, source=where, text=text,
+        description=_typed(head.get("description", ""), str, where, "[study].description"),
+        data=_typed(head.get("data", "embedded"), str, where, "[study].data"),
+        search=_build(Search, raw.get("search", {}), where, "search"),
+        train=_build(Train, raw.get("train", {}), where, "train"),
+        pruner=_build(Pruner, raw.get("pruner", {}), where, "pruner"),
+        resources=_build(Resources, raw.get("resources", {}), where, "resources"),
+    )
+    _check_consistency(study, where)
+    return study
+
+
+def bundled_studies() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("studies").iterdir() if p.name.endswith(".toml"))
+
+
+def load_study(name_or_path: str | Path) -> Study:
+    """A bundled study by name (`demo`, `residual`, `refiner`) or a path to the user's own TOML."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise StudyError(f"{path}: study file not found")
+        return parse_study(path.read_text(encoding="utf-8"), str(path), path.stem)
+    bundled = resources.files("studies").joinpath(f"{name_or_path}.toml")
+    if not bundled.is_file():
+        raise StudyError(f"unknown study {str(name_or_path)!r}: not a bundled study "
+                         f"({', '.join(bundled_studies())}) and no such .toml file")
+    return parse_study(bundled.read_text(encoding="utf-8"), f"studies/{name_or_path}.toml", str(name_or_path))

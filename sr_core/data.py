@@ -1,0 +1,451 @@
+"""Data for 4x super-resolution: 32x32 RGB LR -> 128x128 RGB HR, held as uint8 tensors.
+
+Sources accepted by ``load_dataset(source)``:
+
+- ``"embedded"``: real photos that ship inside scikit-image (no network needed). Cut into 128x128
+  patches at stride 64; patches whose gray-level standard deviation is below 4 (of 255) are dropped as
+  flat (retina and hubble_deep_field have large black areas). Split by source photo so no photo is on
+  both sides: val = stereo motorcycle (its left and right views count as one scene) and chelsea, train =
+  astronaut, coffee, rocket, retina, hubble_deep_field, immunohistochemistry. test is None.
+- Paired folder ``ROOT/{train,val}/{lr,hr}/NAME.png|jpg|jpeg`` plus optional ``ROOT/test/lr/``. LR and
+  HR are paired by file stem; every LR must be exactly 32x32 and every HR exactly 128x128.
+- HR-only folder: photos of any size (at least 128x128) directly in ROOT. Each is cut into
+  non-overlapping 128x128 patches (stride 128 from the top-left corner; leftover edge strips are
+  dropped) and the LR is made with ``downscale``. Split by source image: in sorted file-name order every
+  5th image goes to val (the last image when there are fewer than 5), the rest to train.
+
+Colour modes: grayscale (1, L, I;16) and palette images are converted to RGB (gray replicated, 16-bit
+scaled to 8-bit). Images with alpha (RGBA, LA, or a PNG transparency key) are accepted when every pixel
+is opaque (alpha is dropped) and rejected when any pixel is transparent: super-resolving transparency is
+undefined, so flatten such images onto a background first.
+
+Bad input raises ``DataError`` naming the file and the rule before anything is written. Prepared
+tensors are cached once per source by ``prepare_dataset`` (keyed by a fingerprint of paths, sizes and
+mtimes), so trials only ever ``load_cached`` and never decode images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import pathlib
+import sys
+import tempfile
+from dataclasses import dataclass, replace
+from typing import Callable, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps
+
+SCALE = 4
+LR_SIZE = 32
+HR_SIZE = 128
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+_FORMAT_VERSION = 1  # part of the cache key: bump it when the cache layout or the preparation changes
+_EMBEDDED_STRIDE = 64  # overlapping: the embedded photos are few, so take what they have
+_HR_ONLY_STRIDE = 128  # non-overlapping: user folders are usually big enough, and the cache stays small
+_FLAT_STD = 4.0  # gray levels of 255; flatter patches teach an SR model nothing
+_EMBEDDED_VAL_SCENES = ("motorcycle", "chelsea")
+_VAL_EVERY = 5  # HR-only folders: every 5th image in name order goes to val
+_PROGRESS_MIN_FILES = 200  # below this, preparing is quick and counting lines are noise
+
+Progress = Callable[[str], None]
+
+
+class DataError(ValueError):
+    """User-caused bad input: the message names the file or folder, the rule broken and the fix."""
+
+
+# eq=False: a generated __eq__ would compare tensors, which raises; identity equality is enough.
+@dataclass(frozen=True, eq=False)
+class SRPairs:
+    """Aligned pairs: lr uint8 [N,3,32,32], hr uint8 [N,3,128,128], one name per pair."""
+
+    lr: torch.Tensor
+    hr: torch.Tensor
+    names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+@dataclass(frozen=True, eq=False)
+class SRTest:
+    """Test inputs without targets: lr uint8 [N,3,32,32]."""
+
+    lr: torch.Tensor
+    names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+@dataclass(frozen=True, eq=False)
+class SRData:
+    train: SRPairs
+    val: SRPairs
+    test: SRTest | None
+    source: str  # "embedded" or the resolved folder path
+
+
+# --- tensor ops: pure, any device --------------------------------------------------------------
+
+
+def downscale(hr: torch.Tensor) -> torch.Tensor:
+    """The one x4 resize: uint8 [N,3,H,W] or [3,H,W] -> uint8, bicubic with antialias (as PIL's)."""
+    if hr.dtype != torch.uint8 or hr.dim() not in (3, 4):
+        raise ValueError(f"downscale expects uint8 [N,3,H,W] or [3,H,W], got {hr.dtype} {tuple(hr.shape)}")
+    h, w = hr.shape[-2:]
+    if h % SCALE or w % SCALE:
+        raise ValueError(f"downscale needs height and width divisible by {SCALE}, got {h}x{w}")
+    batch = hr.float() if hr.dim() == 4 else hr.float().unsqueeze(0)
+    size = (h // SCALE, w // SCALE)
+    lr = F.interpolate(batch, size=size, mode="bicubic", antialias=True, align_corners=False)
+    lr = lr.round().clamp(0, 255).to(torch.uint8)
+    return lr if hr.dim() == 4 else lr[0]
+
+
+def bicubic_upscale(lr: torch.Tensor) -> torch.Tensor:
+    """Float [N,3,h,w] in [0,1] -> [N,3,4h,4w] bicubic, clamped (bicubic overshoots at edges)."""
+    if not lr.is_floating_point():
+        raise ValueError(f"bicubic_upscale expects a float tensor in [0,1], got {lr.dtype}")
+    h, w = lr.shape[-2:]
+    up = F.interpolate(lr, size=(h * SCALE, w * SCALE), mode="bicubic", align_corners=False)
+    return up.clamp(0.0, 1.0)
+
+
+def to_float(x_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 0..255 -> float32 0..1."""
+    if x_uint8.dtype != torch.uint8:
+        raise ValueError(f"to_float expects uint8, got {x_uint8.dtype}")
+    return x_uint8.to(torch.float32) / 255.0
+
+
+def _dihedral(x: torch.Tensor, op: int) -> torch.Tensor:
+    """One of the 8 symmetries of the square: op 0..3 rotate by 90*op degrees, op 4..7 flip first."""
+    if op >= 4:
+        x = torch.flip(x, dims=(-1,))
+    return torch.rot90(x, op % 4, dims=(-2, -1))
+
+
+def augment_batch(
+    lr: torch.Tensor, hr: torch.Tensor, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One random dihedral op per sample, the same op on an LR and its HR. The inputs are untouched."""
+    n = lr.shape[0]
+    if hr.shape[0] != n:
+        raise ValueError(f"augment_batch needs as many LR as HR images, got {n} and {hr.shape[0]}")
+    if lr.shape[-1] != lr.shape[-2] or hr.shape[-1] != hr.shape[-2]:
+        raise ValueError(f"augment_batch needs square images, got {tuple(lr.shape)} and {tuple(hr.shape)}")
+    # Drawn on the CPU from a CPU generator: reproducible and resumable whatever the device, and
+    # grouping the samples by op below then needs no GPU->CPU sync.
+    ops = torch.randint(0, 8, (n,), generator=generator)
+    lr_out, hr_out = torch.empty_like(lr), torch.empty_like(hr)
+    for op in ops.unique().tolist():
+        idx = torch.nonzero(ops == op).squeeze(1)
+        lr_idx, hr_idx = idx.to(lr.device), idx.to(hr.device)
+        lr_out.index_copy_(0, lr_idx, _dihedral(lr.index_select(0, lr_idx), op))
+        hr_out.index_copy_(0, hr_idx, _dihedral(hr.index_select(0, hr_idx), op))
+    return lr_out, hr_out
+
+
+# --- reading images: the only place that decodes -----------------------------------------------
+
+
+def read_rgb(path: pathlib.Path) -> np.ndarray:
+    """Decode an image file fully into HxWx3 uint8 RGB, or raise DataError naming it."""
+    try:
+        with Image.open(path) as opened:
+            opened.load()  # decode everything now: a truncated file fails here, not mid-training
+            img = ImageOps.exif_transpose(opened)  # a copy, upright the way viewers show it
+    # OSError covers UnidentifiedImageError and truncation; some decoders raise SyntaxError/ValueError.
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(f"{path} is unreadable or corrupt ({exc}); re-export it as PNG or JPEG, or "
+                        "remove it.") from exc
+    if "A" in img.getbands() or "transparency" in img.info:
+        rgba = np.asarray(img.convert("RGBA"))
+        if rgba[..., 3].min() < 255:
+            raise DataError(f"{path} has transparent pixels; SR of transparency is undefined; flatten "
+                            "it onto a background first.")
+        return np.ascontiguousarray(rgba[..., :3])
+    if img.mode.startswith("I"):  # 16-bit gray: Pillow's convert("RGB") would clip it, not scale it
+        gray = np.clip(np.rint(np.asarray(img, dtype=np.float64) / 257.0), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    return np.asarray(img.convert("RGB"))
+
+
+class _Counter:
+    """Reports about every 5% of the files, for jobs big enough to be worth reporting."""
+
+    def __init__(self, progress: Progress, total: int):
+        self.progress, self.total, self.done = progress, total, 0
+        self.every = max(1, total // 20) if total >= _PROGRESS_MIN_FILES else 0
+
+    def tick(self) -> None:
+        self.done += 1
+        if self.every and (self.done % self.every == 0 or self.done == self.total):
+            self.progress(f"preparing data: {self.done}/{self.total} images")
+
+
+# --- planning: find the files and check the layout, without decoding ---------------------------
+
+
+class _Plan(NamedTuple):
+    kind: str  # "embedded", "paired" or "hr-only"
+    root: pathlib.Path | None  # None for "embedded"
+    splits: dict[str, list[tuple]]  # split -> [(name, lr_path | None, hr_path | None)]
+
+    def files(self) -> list[pathlib.Path]:
+        return [p for items in self.splits.values() for _, *paths in items for p in paths if p]
+
+
+def _list_images(folder: pathlib.Path) -> dict[str, pathlib.Path]:
+    """Image files directly in folder, keyed by stem (the pairing key); other and hidden files ignored."""
+    found: dict[str, pathlib.Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
+            continue
+        if path.stem in found:
+            raise DataError(f"{path} and {found[path.stem]} share the name {path.stem!r}; images are "
+                            "matched by name, so keep only one of them.")
+        found[path.stem] = path
+    return found
+
+
+def _paired_split(root: pathlib.Path, split: str) -> list[tuple]:
+    sides = {}
+    for side in ("lr",) if split == "test" else ("lr", "hr"):
+        folder = root / split / side
+        if not folder.is_dir():
+            raise DataError(f"missing folder {folder}; a paired dataset needs {root}/train/lr, train/hr, "
+                            "val/lr and val/hr (test/lr is optional).")
+        sides[side] = _list_images(folder)
+        if not sides[side]:
+            raise DataError(f"{folder} has no .png/.jpg/.jpeg images; the {split} split must not be empty.")
+    lr, hr = sides["lr"], sides.get("hr")
+    if hr is None:
+        return [(name, path, None) for name, path in lr.items()]
+    for have, other, what in ((lr, hr, "hr"), (hr, lr, "lr")):
+        for name, path in have.items():
+            if name not in other:
+                raise DataError(f"{path} has no matching {what.upper()} image {root / split / what / name}"
+                                ".png (or .jpg/.jpeg); LR and HR images are paired by file name, so add "
+                                "it or remove this file.")
+    return [(name, lr[name], hr[name]) for name in lr]
+
+
+def _source_root(source: str | os.PathLike) -> pathlib.Path | None:
+    """The folder a source names, or None for "embedded"."""
+    if isinstance(source, str) and source == "embedded":
+        return None
+    return pathlib.Path(source).expanduser().resolve()
+
+
+def _plan(source: str | os.PathLike) -> _Plan:
+    root = _source_root(source)
+    if root is None:
+        return _Plan("embedded", None, {})
+    if not root.is_dir():
+        raise DataError(f"data folder {root} does not exist or is not a folder; pass 'embedded', a folder "
+                        "with train/{lr,hr}/ and val/{lr,hr}/, or a folder of photos.")
+    if (root / "train").is_dir():
+        splits = ["train", "val", "test"] if (root / "test").is_dir() else ["train", "val"]
+        return _Plan("paired", root, {split: _paired_split(root, split) for split in splits})
+    photos = list(_list_images(root).values())
+    if not photos:
+        raise DataError(f"no images found in {root}; expected {root}/train/{{lr,hr}}/ (paired) or a "
+                        "folder of .png/.jpg/.jpeg photos (HR-only).")
+    if len(photos) < 2:
+        raise DataError(f"{root} holds only one photo ({photos[0]}); an HR-only folder needs at least 2 "
+                        "so that train and val get different photos. Add more photos.")
+    # Split by source image so no photo is on both sides.
+    val = {i for i in range(len(photos)) if i % _VAL_EVERY == _VAL_EVERY - 1} or {len(photos) - 1}
+    items = [(p.stem, None, p) for p in photos]
+    return _Plan("hr-only", root, {"train": [it for i, it in enumerate(items) if i not in val],
+                                   "val": [it for i, it in enumerate(items) if i in val]})
+
+
+def _fingerprint(plan: _Plan) -> str:
+    """sha256 of the source kind, the preparation settings and every input file's path, size, mtime."""
+    if plan.kind == "embedded":
+        skimage = importlib.metadata.version("scikit-image")
+        settings: tuple = (skimage, _EMBEDDED_STRIDE, _FLAT_STD, _EMBEDDED_VAL_SCENES)
+    else:
+        settings = (_HR_ONLY_STRIDE, _VAL_EVERY)
+    digest = hashlib.sha256(f"sr-data v{_FORMAT_VERSION} {plan.kind} {settings!r}\n".encode())
+    for path in sorted(plan.files()):
+        stat, rel = path.stat(), path.relative_to(plan.root).as_posix()
+        digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:24]
+
+
+# --- building: decode, validate, cut, downscale -> a dict of tensors ---------------------------
+
+
+def _cut_patches(img: np.ndarray, stride: int, prefix: str) -> tuple[np.ndarray, list[str]]:
+    """[n,128,128,3] patches (a copy, so the whole photo can be freed) and their names."""
+    h, w = img.shape[:2]
+    coords = [(y, x) for y in range(0, h - HR_SIZE + 1, stride) for x in range(0, w - HR_SIZE + 1, stride)]
+    patches = np.stack([img[y : y + HR_SIZE, x : x + HR_SIZE] for y, x in coords])
+    return patches, [f"{prefix}_r{y:04d}_c{x:04d}" for y, x in coords]
+
+
+def _to_tensor(images: list[np.ndarray]) -> torch.Tensor:
+    """HxWx3 arrays -> uint8 [N,3,H,W]."""
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+
+
+def _patch_pairs(split: str, patches: list[np.ndarray], names: list[str]) -> dict:
+    hr = torch.from_numpy(np.concatenate(patches)).permute(0, 3, 1, 2).contiguous()
+    # Downscaled in chunks: a float copy of every HR patch at once would be 4x the uint8 data.
+    lr = torch.cat([downscale(chunk) for chunk in hr.split(256)])
+    return {f"{split}_lr": lr, f"{split}_hr": hr, f"{split}_names": names}
+
+
+def _embedded_photos() -> list[tuple[str, str, np.ndarray]]:
+    """(name, scene, HxWx3 uint8) per photo; the two stereo views are one scene for the split."""
+    from skimage import data as sk  # imported here: only this source needs it, and it is slow-ish
+
+    left, right, _disparity = sk.stereo_motorcycle()
+    names = ["astronaut", "coffee", "chelsea", "rocket", "retina", "hubble_deep_field",
+             "immunohistochemistry"]
+    return [(name, name, getattr(sk, name)()) for name in names] + [
+        ("motorcycle_left", "motorcycle", left), ("motorcycle_right", "motorcycle", right)]
+
+
+def _build_embedded(plan: _Plan, progress: Progress) -> dict:
+    photos = _embedded_photos()
+    counter = _Counter(progress, len(photos))
+    sides: dict[str, tuple[list, list]] = {"train": ([], []), "val": ([], [])}
+    luma = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    for photo, scene, img in photos:
+        patches, names = _cut_patches(img, _EMBEDDED_STRIDE, photo)
+        textured = (patches.astype(np.float32) @ luma).std(axis=(1, 2)) >= _FLAT_STD  # drop flat ones
+        patches_out, names_out = sides["val" if scene in _EMBEDDED_VAL_SCENES else "train"]
+        patches_out.append(patches[textured])
+        names_out.extend(name for name, keep in zip(names, textured) if keep)
+        counter.tick()
+    return {**_patch_pairs("train", *sides["train"]), **_patch_pairs("val", *sides["val"])}
+
+
+def _build_paired(plan: _Plan, progress: Progress) -> dict:
+    counter = _Counter(progress, len(plan.files()))
+
+    def read(path: pathlib.Path, size: int, role: str) -> np.ndarray:
+        img = read_rgb(path)
+        counter.tick()
+        if img.shape[:2] != (size, size):
+            raise DataError(
+                f"{path} is a {img.shape[1]}x{img.shape[0]} {role} image; every {role} image must be "
+                f"exactly {size}x{size} pixels (LR is exactly HR/{SCALE}: {LR_SIZE}x{LR_SIZE} -> "
+                f"{HR_SIZE}x{HR_SIZE}). Resize or crop it, or put full-size photos in an HR-only folder "
+                "and let sr-search cut and downscale them.")
+        return img
+
+    out: dict = {}
+    for split, items in plan.splits.items():
+        out[f"{split}_names"] = [name for name, _, _ in items]
+        out[f"{split}_lr"] = _to_tensor([read(lr, LR_SIZE, "LR") for _, lr, _ in items])
+        if split != "test":
+            out[f"{split}_hr"] = _to_tensor([read(hr, HR_SIZE, "HR") for _, _, hr in items])
+    return out
+
+
+def _build_hr_only(plan: _Plan, progress: Progress) -> dict:
+    counter = _Counter(progress, len(plan.files()))
+    out: dict = {}
+    for split, items in plan.splits.items():
+        patches, names = [], []
+        for stem, _, path in items:
+            img = read_rgb(path)
+            counter.tick()
+            if min(img.shape[:2]) < HR_SIZE:
+                raise DataError(f"{path} is {img.shape[1]}x{img.shape[0]}; every photo in an HR-only "
+                                f"folder must be at least {HR_SIZE}x{HR_SIZE} pixels. Remove it or use a "
+                                "larger one.")
+            cut, cut_names = _cut_patches(img, _HR_ONLY_STRIDE, stem)
+            patches.append(cut)
+            names += cut_names
+        out.update(_patch_pairs(split, patches, names))
+    return out
+
+
+def _build(plan: _Plan, progress: Progress) -> dict:
+    """Decode and validate every input in memory; raises DataError before anything is written."""
+    builder = {"embedded": _build_embedded, "paired": _build_paired, "hr-only": _build_hr_only}[plan.kind]
+    source = "embedded" if plan.root is None else str(plan.root)
+    tensors = builder(plan, progress)
+    tensors.update(format=_FORMAT_VERSION, source=source)
+    test = f", {len(tensors['test_names'])} test" if "test_names" in tensors else ""
+    progress(f"prepared data: {len(tensors['train_names'])} train / {len(tensors['val_names'])} val"
+             f"{test} from {source}")
+    return tensors
+
+
+def _to_srdata(d: dict) -> SRData:
+    return SRData(
+        train=SRPairs(d["train_lr"], d["train_hr"], tuple(d["train_names"])),
+        val=SRPairs(d["val_lr"], d["val_hr"], tuple(d["val_names"])),
+        test=SRTest(d["test_lr"], tuple(d["test_names"])) if "test_lr" in d else None,
+        source=d["source"],
+    )
+
+
+def _print_progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+# --- public entry points -----------------------------------------------------------------------
+
+
+def prepare_dataset(
+    source: str | os.PathLike, cache_dir: str | os.PathLike, *, progress: Progress | None = None
+) -> pathlib.Path:
+    """Validate and prepare a source once; return its cache file, reused while the inputs are unchanged."""
+    plan = _plan(source)
+    path = pathlib.Path(cache_dir) / f"sr-data-{plan.kind}-{_fingerprint(plan)}.pt"
+    if path.exists():
+        return path
+    tensors = _build(plan, progress or _print_progress)  # every check happens here, before any write
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Atomic: a reader (another trial) sees the whole file or none, and a crash leaves no half file.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(tensors, f)
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_cached(path: str | os.PathLike) -> SRData:
+    """Load a cache file written by prepare_dataset (tensors, strings and lists of strings only)."""
+    path = pathlib.Path(path)
+    try:
+        d = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as exc:
+        raise DataError(f"cache file {path} does not exist; prepare its source first.") from exc
+    except Exception as exc:  # torch raises several types for a damaged file
+        raise DataError(f"cache file {path} is unreadable ({exc}); delete it and prepare again.") from exc
+    if not isinstance(d, dict) or d.get("format") != _FORMAT_VERSION:
+        raise DataError(f"cache file {path} is not an sr-search data cache of format {_FORMAT_VERSION}; "
+                        "delete it and prepare again.")
+    return _to_srdata(d)
+
+
+def load_dataset(
+    source: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None, progress: Progress | None = None
+) -> SRData:
+    """Load a source: through the cache with cache_dir; without it, build in memory and write nothing."""
+    if cache_dir is None:
+        return _to_srdata(_build(_plan(source), progress or _print_progress))
+    data = load_cached(prepare_dataset(source, cache_dir, progress=progress))
+    # The cache key ignores where a folder lives, so report the source as given this time.
+    root = _source_root(source)
+    return replace(data, source="embedded" if root is None else str(root))

@@ -1,0 +1,125 @@
+"""The figures' data, read back from the plotly objects built from the real store."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from reports import analysis as an
+from reports import figures as fg
+
+
+def names(store, keys):
+    return [store.trials[k].name for k in keys]
+
+
+def traces(fig, name, xaxis=None):
+    return [t for t in fig.data if t.name == name and (xaxis is None or t.xaxis == xaxis)]
+
+
+def test_runs_table_is_sorted_by_val_mse_with_missing_last(store, data):
+    table = fg.runs_table(data.trials)
+    order = ["R4", "F2", "F5", "R2", "R3", "F1", "R1", "F3", "R6", "F6", "R5", "F4", "R7"]
+    assert list(table["run_id"]) == [store.runs[k] for k in order]
+    assert {"name", "runtime_s", "channels", "eta_min", "lr", "blocks", "train/mse", "val/mse", "val/psnr",
+            "val/ssim", "status", "epochs_run"} <= set(table.columns)  # fmt: skip
+
+
+def test_pareto_front_membership_is_exact(store, data):
+    fig = fg.pareto(data.trials)
+    by_time = traces(fig, "Pareto front", "x")[0]
+    by_params = traces(fig, "Pareto front", "x2")[0]
+    assert list(by_time.text) == names(store, ["R1", "R2", "R4"])
+    assert list(by_params.text) == names(store, ["R1", "F1", "R2", "F5", "F2", "R4"])
+    assert list(by_time.x) == pytest.approx([1.0, 1.5, 200 / 60])  # minutes
+    assert fig.layout.meta["fronts"]["parameters"] == list(by_params.text)
+
+
+def test_pruning_validity_spearman_matches_scipy_and_pandas(store, data):
+    fig = fg.pruning_validity(data.trials, data.history, data.studies)
+    for study, keys in {"residual": ["R1", "R2", "R3", "R4"], "refiner": ["F1", "F2", "F5"]}.items():
+        rung = [store.trials[k].rung for k in keys]
+        final = [store.trials[k].best for k in keys]
+        expected = stats.spearmanr(rung, final).statistic
+        assert fig.layout.meta["spearman"][study] == pytest.approx(expected, abs=1e-12)
+        frame = pd.DataFrame({"rung": rung, "final": final}).corr(method="spearman")
+        assert fig.layout.meta["spearman"][study] == pytest.approx(frame.loc["rung", "final"], abs=1e-12)
+    assert fig.layout.meta["spearman"] == pytest.approx({"residual": 0.8, "refiner": 0.5})
+    caption = fig.layout.meta["caption"]
+    assert "residual: Spearman ρ = 0.800 over 4 finished trials at epoch 2: trustworthy" in caption
+    assert "refiner: Spearman ρ = 0.500" in caption and "roughly trustworthy" in caption
+
+
+def test_pruning_validity_without_rungs_says_why(data):
+    studies = data.studies.assign(grace_period=np.nan)
+    with pytest.raises(fg.FigureUnavailable, match="no pruner.grace_period"):
+        fg.pruning_validity(data.trials, data.history, studies)
+
+
+def test_scaling_fit_matches_a_log_log_least_squares_and_says_what_doubling_width_buys(store, data):
+    fig = fg.scaling_fit(data.trials)
+    keys = ["R1", "R2", "R3", "R4"]  # best per size; R6 (same size as R4) was pruned
+    x = [store.trials[k].n_params for k in keys]
+    y = [store.trials[k].best for k in keys]
+    slope = np.polyfit(np.log10(x), np.log10(y), 1)[0]
+    assert fig.layout.meta["fits"]["residual"]["slope"] == pytest.approx(slope)
+    assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type == "log"
+    assert "Doubling width (≈4x parameters)" in fig.layout.meta["caption"]
+    assert f"{4**slope:.3f}" in fig.layout.meta["caption"]
+
+
+def test_arch_comparison_pairs_equal_sizes(store, data):
+    fig = fg.arch_comparison(data.trials)
+    assert fig.layout.meta["sizes"] == ["b4 c16", "b4 c32"]
+    residual_mse = [t for t in fig.data if t.name == "residual" and t.xaxis == "x"][0]
+    assert list(residual_mse.y) == pytest.approx([0.009, 0.007])
+    assert "residual has the higher PSNR at 2 of 2" in fig.layout.meta["caption"]
+
+
+def test_arch_comparison_with_one_arch_says_why(data):
+    one = data.trials[data.trials["arch"] == "residual"]
+    with pytest.raises(fg.FigureUnavailable, match=r"only one architecture \(residual\)"):
+        fg.arch_comparison(one)
+
+
+def test_depth_and_width_effects_default_to_the_most_coverage(data):
+    depth = fg.depth_effect(data.trials)
+    assert depth.layout.meta["channels"] == 16
+    residual = [t for t in depth.data if t.name == "residual" and t.xaxis == "x"][0]
+    assert list(residual.x) == [2, 4, 8] and list(residual.y) == pytest.approx([0.01, 0.009, 0.0092])
+    width = fg.width_effect(data.trials)
+    assert width.layout.meta["blocks"] == 4
+    assert fg.width_effect(data.trials, blocks=2).layout.meta["blocks"] == 2
+    with pytest.raises(fg.FigureUnavailable, match="channels = 64"):
+        fg.depth_effect(data.trials, channels=64)
+
+
+def test_best_progress_shows_the_best_trial_per_epoch(store, data):
+    fig = fg.best_progress(data.trials, data.history)
+    assert fig.layout.meta["run_id"] == store.runs["R4"]
+    assert {t.name for t in fig.data} == {"train/mse", "val/mse", "val/psnr", "val/ssim"}
+    assert list(traces(fig, "val/mse")[0].x) == [1, 2, 3, 4, 5, 6]
+
+
+def test_all_curves_mark_pruned_trials(store, data):
+    fig = fg.all_curves(data.trials, data.history, data.studies)
+    pruned = [t for t in fig.data if t.name == "pruned"]
+    assert {t.customdata[0] for t in pruned} == {store.runs[k] for k in ("R5", "R6", "F3")}
+    assert all(t.line.dash == "dash" and t.marker.symbol[-1] == "x" for t in pruned)
+    assert len(fig.data) == 12  # every trial with a val/mse history (R7 has none)
+    assert "3 of 13 trials were pruned" in fig.layout.meta["caption"]
+
+
+def test_parallel_coordinates_span_blocks_channels_lr_and_val_mse(data):
+    fig = fg.parallel_coordinates(data.trials)
+    labels = [d.label for d in fig.data[0].dimensions]
+    assert labels == ["arch", "blocks (count)", "channels (width)", "lr (log scale)", "val MSE (per pixel)"]
+    assert len(fig.data[0].dimensions[-1].values) == 7  # finished trials
+
+
+def test_figures_without_finished_trials_say_why(data):
+    pruned = data.trials[data.trials["status"] == "pruned"]
+    for make in (fg.pareto, fg.scaling_fit, fg.parallel_coordinates, fg.depth_effect):
+        with pytest.raises(fg.FigureUnavailable, match="no trial finished"):
+            make(pruned)
+    assert an.best_trial(pruned) is None
