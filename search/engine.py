@@ -201,7 +201,10 @@ def run_study(study: Study, opts: RunOptions, log=print) -> StudyOutcome:
     device_flops = opts.tflops * 1e12 if opts.tflops else measure_device_flops(device, cpu_threads)
     _, local_concurrency = _resources(study, {"CPU": float(os.cpu_count() or 1),
                                               "GPU": float(torch.cuda.device_count())})
-    estimate = estimate_study(study, n_train, n_val, _device_name(device), device_flops, local_concurrency)
+    device_label = (f"target GPU (--tflops {opts.tflops:g})" if opts.tflops
+                    else f"{_device_name(device)} (measured)")
+    estimate = estimate_study(study, n_train, n_val, device_label if opts.tflops else _device_name(device),
+                              device_flops, local_concurrency)
     outcome = StudyOutcome(study.name, estimate)
     log(f"study {study.name}: {study.description}".rstrip(": "))
     log(f"data         : {study.data} ({n_train} train / {n_val} val patches, cache {data_path.name})")

@@ -11,6 +11,11 @@ import torch.nn.functional as F
 from search.study import Study
 from sr_core.models import build_model, flops_per_image
 
+# For a CPU-only machine estimating a GPU study: an assumed effective training throughput of a
+# current datacenter GPU on these convnets (bf16, ~10% of an H100's dense peak). Labelled as assumed
+# wherever it is printed; measure the real one with `sr-search bench` and pass --tflops.
+ASSUMED_GPU_TFLOPS = 100.0
+
 # A mid-size reference net for measuring the device: big enough to keep a GPU busy, small enough
 # for two seconds on a laptop CPU.
 _REFERENCE = ("residual", 4, 64)
@@ -41,15 +46,20 @@ class Estimate:
 
     def lines(self) -> list[str]:
         grid = f"{self.grid_size} configs" if self.grid_size else "continuous space"
-        unit = "GPU-hours" if self.device.startswith("cuda") else "trial-slot-hours"
-        return [
+        unit = "trial-slot-hours" if self.device == "cpu" else "GPU-hours"
+        lines = [
             f"search space : {grid}; {self.trials} trials",
             f"compute      : {self.flops_total / 1e15:,.2f} PFLOP if no trial is pruned "
             f"(mean {self.mean_flops_per_image / 1e9:,.2f} GFLOP forward per image)",
-            f"device       : {self.device}, {self.device_flops / 1e12:,.3f} TFLOP/s effective (measured)",
+            f"device       : {self.device}, {self.device_flops / 1e12:,.3f} TFLOP/s effective",
             f"estimate     : {self.device_hours:,.2f} {unit}; {self.wall_hours:,.2f} h wall "
             f"at {self.concurrency} trial(s) at a time",
         ]
+        if self.device == "cpu":
+            gpu_hours = self.flops_total / (ASSUMED_GPU_TFLOPS * 1e12) / 3600
+            lines.append(f"on a GPU     : {gpu_hours:,.2f} GPU-hours at an assumed {ASSUMED_GPU_TFLOPS:g} TFLOP/s "
+                         "effective (measure yours: sr-search bench; then --tflops)")
+        return lines
 
 
 def trial_flops(arch: str, blocks: int, channels: int, epochs: int, train_images: int,

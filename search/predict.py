@@ -51,7 +51,7 @@ def predict_folder(tracking_uri: str, study: str, input_dir: Path, output_dir: P
     output_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for path, img in zip(files, images):
-        lr = torch.from_numpy(img).permute(2, 0, 1).unsqueeze(0)
+        lr = torch.from_numpy(np.array(img)).permute(2, 0, 1).unsqueeze(0)
         sr = upscale(model, lr, self_ensemble=self_ensemble)[0]
         out = output_dir / f"{path.stem}.png"
         tmp_out = out.with_name(f".{out.name}.tmp")

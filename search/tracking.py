@@ -105,6 +105,7 @@ class TrackingCallback(tune.Callback):
         self.data_path = data_path
         self._client: MlflowClient | None = None
         self._runs: dict[str, str] = {}
+        self._logged: dict[str, int] = {}
         self._best: tuple[float, str] | None = None
         self._started = time.monotonic()
         self.statuses: dict[str, str] = {}
@@ -130,6 +131,10 @@ class TrackingCallback(tune.Callback):
             max_results=1)
         if found:  # a resumed study: keep writing into the trial's existing run
             run_id = found[0].info.run_id
+            # Tune restores a trial from its last *snapshotted* checkpoint, which can be an epoch
+            # behind what was already logged; the replayed epochs are not logged twice.
+            logged = self.client.get_metric_history(run_id, "val/mse")
+            self._logged[trial.trial_id] = max((m.step for m in logged), default=0)
         else:
             config = trial.config
             run_id = self.client.create_run(
@@ -159,12 +164,15 @@ class TrackingCallback(tune.Callback):
         run_id = self._run_id(trial)
         epoch = int(result["epoch"])
         now = int(time.time() * 1000)
-        self.client.log_batch(run_id, metrics=[Metric(k, float(result[k]), now, epoch)
-                                               for k in EPOCH_METRICS if k in result])
+        replayed = epoch <= self._logged.get(trial.trial_id, 0)
+        if not replayed:
+            self.client.log_batch(run_id, metrics=[Metric(k, float(result[k]), now, epoch)
+                                                   for k in EPOCH_METRICS if k in result])
         psnr = result.get("val/psnr", float("nan"))
         if self._best is None or psnr > self._best[0]:
             self._best = (psnr, run_name(trial.config))
-        self._print(trials, f"epoch {epoch:>3} {run_name(trial.config)}: val/psnr {psnr:.2f} dB")
+        self._print(trials, f"epoch {epoch:>3} {run_name(trial.config)}: val/psnr {psnr:.2f} dB"
+                    + (" (replayed)" if replayed else ""))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._close(trial, trials, self._status(trial))

@@ -1,0 +1,139 @@
+"""The engine end to end on a tiny study: real Ray (local), real Optuna journal, real MLflow sqlite."""
+import os
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+from PIL import Image
+from skimage import data as skdata
+
+from search.cli import main
+from search.tracking import EXPERIMENT
+
+STUDY = """
+[study]
+name = "tiny"
+data = "{data}"
+[search]
+sampler = "grid"
+[space]
+arch = ["residual", "refiner"]
+blocks = [0, 1]
+channels = [4]
+lr = [1e-3, 1e-2]
+eta_min = 1e-5
+[train]
+epochs = 4
+batch_size = 4
+patience = 10
+[pruner]
+kind = "asha"
+grace_period = 1
+reduction_factor = 2
+[resources]
+cpus_per_trial = 1
+gpus_per_trial = 0
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("engine")
+    os.environ["RAY_TMPDIR"] = os.environ.get("RAY_TMPDIR") or str(root / "ray")
+    photos = root / "photos"
+    photos.mkdir()
+    for name, img in (("astronaut", skdata.astronaut()), ("coffee", skdata.coffee()),
+                      ("rocket", skdata.rocket())):
+        Image.fromarray(img[:256, :256]).save(photos / f"{name}.png")
+    study = root / "tiny.toml"
+    study.write_text(STUDY.format(data=photos))
+    workdir = root / "w"
+    code = main(["run", "--study", str(study), "--workdir", str(workdir)])
+    return code, workdir, root
+
+
+def _children(workdir):
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(EXPERIMENT)
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("sr.role") == "study"]
+    children = [r for r in runs if r.data.tags.get("sr.role") == "trial"]
+    return client, parents, children
+
+
+def test_study_runs_and_tracks_one_parent_with_a_child_per_trial(tiny_run):
+    code, workdir, _ = tiny_run
+    assert code == 0
+    client, parents, children = _children(workdir)
+    assert len(parents) == 1 and len(children) == 8
+    parent = parents[0]
+    assert parent.data.tags["status"] == "completed"
+    assert parent.data.params["pruner.grace_period"] == "1"
+    assert "estimate/device_hours" in parent.data.metrics and "bicubic/val_psnr" in parent.data.metrics
+    for child in children:
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        p = child.data.params
+        assert child.info.run_name == f"{p['arch']}_b{p['blocks']}_c{p['channels']}_lr{float(p['lr']):g}"
+        assert {"n_params", "flops_per_image", "eta_min", "epochs", "batch_size"} <= set(p)
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "val/mse")]
+        assert steps == list(range(1, len(steps) + 1))  # one value per epoch, step = epoch
+        assert int(child.data.metrics["epochs_run"]) == len(steps)
+
+
+def test_status_tags_tell_the_truth(tiny_run):
+    _, workdir, _ = tiny_run
+    client, _, children = _children(workdir)
+    statuses = {c.data.tags["status"] for c in children}
+    assert statuses <= {"completed", "early_stopped", "pruned"}
+    pruned = [c for c in children if c.data.tags["status"] == "pruned"]
+    assert pruned, "ASHA with rf=2 over 8 trials must stop some"
+    for c in pruned:  # stopped before the last epoch, at an ASHA rung
+        assert c.data.metrics["epochs_run"] < 4
+    completed = [c for c in children if c.data.tags["status"] == "completed"]
+    assert completed and all(c.data.metrics["epochs_run"] == 4 for c in completed)
+    for c in completed + pruned:
+        arts = {a.path for a in client.list_artifacts(c.info.run_id)}
+        assert {"best.pt", "samples.png"} <= arts
+
+
+def test_report_is_written_and_status_lists_trials(tiny_run, capsys):
+    _, workdir, _ = tiny_run
+    report = workdir / "reports" / "tiny.html"
+    assert report.exists() and report.stat().st_size > 1_000_000  # plotly.js inlined
+    assert main(["status", "--study", "tiny", "--workdir", str(workdir)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("residual_b") + out.count("refiner_b") == 8
+
+
+def test_running_again_without_resume_is_refused(tiny_run, capsys):
+    _, workdir, root = tiny_run
+    assert main(["run", "--study", str(root / "tiny.toml"), "--workdir", str(workdir)]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_predict_writes_128px_pngs_with_the_same_names(tiny_run, tmp_path):
+    _, workdir, _ = tiny_run
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(inputs / f"{name}.png")
+    out = tmp_path / "out"
+    assert main(["predict", "--study", "tiny", "--workdir", str(workdir), "--input", str(inputs),
+                 "--output", str(out), "--self-ensemble"]) == 0
+    written = sorted(p.name for p in out.iterdir())
+    assert written == ["a.png", "b.png"]
+    assert all(Image.open(out / n).size == (128, 128) for n in written)
+
+
+def test_predict_names_a_corrupt_input_and_writes_nothing(tiny_run, tmp_path, capsys):
+    _, workdir, _ = tiny_run
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    Image.new("RGB", (32, 32)).save(inputs / "good.png")
+    (inputs / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    out = tmp_path / "out"
+    assert main(["predict", "--study", "tiny", "--workdir", str(workdir), "--input", str(inputs),
+                 "--output", str(out)]) == 2
+    assert "bad.png" in capsys.readouterr().err
+    assert not out.exists()

@@ -1,0 +1,88 @@
+import pytest
+
+from search.cli import main
+from search.study import StudyError, bundled_studies, load_study, parse_study
+
+MINIMAL = """
+[space]
+arch = "residual"
+blocks = [1, 2]
+channels = [8]
+lr = [1e-3]
+eta_min = 1e-5
+[search]
+sampler = "grid"
+[train]
+epochs = 4
+"""
+
+
+def test_bundled_studies_load_and_the_residual_grid_is_the_original():
+    assert {"demo", "residual", "refiner"} <= set(bundled_studies())
+    residual = load_study("residual")
+    assert residual.grid_size == 3 * 11 * 4 == residual.num_trials
+    assert residual.train.epochs == 75 and residual.space["eta_min"] == (1e-7,)
+    refiner = load_study("refiner")
+    assert refiner.space["arch"] == ("refiner",) and refiner.grid_size == 12
+    demo = load_study("demo")
+    assert set(demo.space["arch"]) == {"residual", "refiner"} and demo.pruner.kind == "asha"
+
+
+@pytest.mark.parametrize("edit,field", [
+    (("[train]", "[train]\nbogus = 1"), "[train].bogus"),
+    (("epochs = 4", "epochs = 'four'"), "[train].epochs"),
+    (("arch = \"residual\"", "arch = \"gan\""), "[space].arch"),
+    (("eta_min = 1e-5", "eta_min = 1e-2"), "[space].eta_min"),
+    (("blocks = [1, 2]", "blocks = [1, -2]"), "[space].blocks"),
+    (("sampler = \"grid\"", "sampler = \"bayes\""), "[search].sampler"),
+    (("lr = [1e-3]", "lr = {low = 1e-4, high = 1e-3}"), "[search].sampler"),
+    (("[train]", "[pruner]\ngrace_period = 9\n[train]"), "[pruner].grace_period"),
+    (("[search]", "[extras]\nx = 1\n[search]"), "[extras]"),
+])
+def test_a_wrong_field_is_named(edit, field):
+    with pytest.raises(StudyError) as exc:
+        parse_study(MINIMAL.replace(*edit), "my.toml", "my")
+    assert field in str(exc.value) and "my.toml" in str(exc.value)
+
+
+def test_overrides_are_validated_too():
+    study = parse_study(MINIMAL, "my.toml", "my").with_overrides(epochs=6, cpus_per_trial=2)
+    assert study.train.epochs == 6 and study.resources.cpus_per_trial == 2
+    with pytest.raises(StudyError, match="epochs"):
+        study.with_overrides(epochs=0)
+
+
+def test_cli_exits_2_naming_the_field_of_a_bad_study_file(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(MINIMAL.replace("channels = [8]", "channels = [8, 'wide']"))
+    assert main(["run", "--study", str(bad), "--workdir", str(tmp_path / "w"), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "[space].channels" in err and str(bad) in err
+    assert not (tmp_path / "w").exists()  # nothing half-written
+
+
+def test_unknown_study_exits_2(capsys, tmp_path):
+    assert main(["run", "--study", "nope", "--workdir", str(tmp_path), "--dry-run"]) == 2
+    assert "nope" in capsys.readouterr().err
+
+
+def test_usage_error_exits_2():
+    with pytest.raises(SystemExit) as exc:
+        main(["run"])
+    assert exc.value.code == 2
+
+
+def test_dry_run_of_the_residual_study_prints_grid_and_gpu_hours(tmp_path, capsys):
+    assert main(["run", "--study", "residual", "--workdir", str(tmp_path), "--dry-run", "--tflops", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "132 configs" in out and "GPU-hours" in out and "TFLOP/s" in out
+
+
+def test_unreachable_tracking_server_fails_fast_with_exit_2(tmp_path, capsys):
+    study = tmp_path / "s.toml"
+    study.write_text(MINIMAL)
+    code = main(["run", "--study", str(study), "--workdir", str(tmp_path / "w"),
+                 "--tracking-uri", "http://127.0.0.1:9", "--no-report"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "127.0.0.1:9" in err and "unreachable" in err
