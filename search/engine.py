@@ -11,7 +11,6 @@ up where the last persisted epoch checkpoint of every trial left off.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -175,7 +174,6 @@ def run_study(study: Study, opts: RunOptions, log=print) -> StudyOutcome:
     from mlflow.tracking import MlflowClient
     from ray import tune
 
-    from search.asha import PersistentASHA
     from search.tracking import (TrackingCallback, check_reachable, ensure_experiment,
                                  finish_study_run, start_study_run)
 
@@ -201,10 +199,8 @@ def run_study(study: Study, opts: RunOptions, log=print) -> StudyOutcome:
     device_flops = opts.tflops * 1e12 if opts.tflops else measure_device_flops(device, cpu_threads)
     _, local_concurrency = _resources(study, {"CPU": float(os.cpu_count() or 1),
                                               "GPU": float(torch.cuda.device_count())})
-    device_label = (f"target GPU (--tflops {opts.tflops:g})" if opts.tflops
-                    else f"{_device_name(device)} (measured)")
-    estimate = estimate_study(study, n_train, n_val, device_label if opts.tflops else _device_name(device),
-                              device_flops, local_concurrency)
+    device_label = f"target GPU (--tflops {opts.tflops:g})" if opts.tflops else _device_name(device)
+    estimate = estimate_study(study, n_train, n_val, device_label, device_flops, local_concurrency)
     outcome = StudyOutcome(study.name, estimate)
     log(f"study {study.name}: {study.description}".rstrip(": "))
     log(f"data         : {study.data} ({n_train} train / {n_val} val patches, cache {data_path.name})")

@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import itertools
-import time
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from search.study import Study
-from sr_core.models import build_model, flops_per_image
+from sr_core.models import flops_per_image
 
 # For a CPU-only machine estimating a GPU study: an assumed effective training throughput of a
 # current datacenter GPU on these convnets (bf16, ~10% of an H100's dense peak). Labelled as assumed
@@ -80,39 +78,18 @@ def _cost_configs(study: Study) -> list[tuple[str, int, int]]:
 
 
 def measure_device_flops(device: str, threads: int | None = None, seconds: float = 1.5) -> float:
-    """Effective training FLOP/s of the reference net: forward + backward + Adam, batch 16."""
+    """Effective training FLOP/s of the reference net (forward + backward + Adam, batch 16)."""
+    from search.bench import bench
     prev_threads = torch.get_num_threads()
     if device == "cpu" and threads:
         torch.set_num_threads(threads)
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            model = build_model(*_REFERENCE).to(device)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-        x = torch.rand(16, 3, 32, 32, device=device)
-        y = torch.rand(16, 3, 128, 128, device=device)
-        dtype = torch.bfloat16 if device.startswith("cuda") else None
-
-        def step():
-            with torch.autocast(device.split(":")[0], dtype=dtype, enabled=dtype is not None):
-                loss = F.mse_loss(model(x).float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-
-        step()  # warm-up (allocations, cuDNN autotune)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        n, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds or n < 2:
-            step()
-            n += 1
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        images_per_s = 16 * n / (time.perf_counter() - t0)
+            result = bench(*_REFERENCE, batch_size=16, seconds=seconds, device=device)
     finally:
         torch.set_num_threads(prev_threads)
-    return 3 * flops_per_image(*_REFERENCE) * images_per_s
+    return result["train_tflops"] * 1e12
 
 
 def estimate_study(study: Study, train_images: int, val_images: int, device: str,

@@ -6,10 +6,7 @@ driver for every trial start, per-epoch result, completion and error.
 """
 from __future__ import annotations
 
-import io
-import json
 import math
-import os
 import sys
 import tempfile
 import time
@@ -18,7 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from ray import tune
 

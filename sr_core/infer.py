@@ -7,16 +7,7 @@ import torch
 from torch import nn
 
 from sr_core.models import build_model
-
-
-def _dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
-    x = torch.flip(x, dims=(-1,)) if flip else x
-    return torch.rot90(x, k, dims=(-2, -1))
-
-
-def _undo_dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
-    x = torch.rot90(x, -k, dims=(-2, -1))
-    return torch.flip(x, dims=(-1,)) if flip else x
+from sr_core.ops import dihedral, undo_dihedral
 
 
 @torch.no_grad()
@@ -32,15 +23,15 @@ def upscale(model: nn.Module, lr_batch: torch.Tensor, self_ensemble: bool = Fals
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    variants = [(k, f) for f in (False, True) for k in range(4)] if self_ensemble else [(0, False)]
+    ops = range(8) if self_ensemble else [0]
     outputs = []
     for start in range(0, lr_batch.shape[0], batch_size):
         x = lr_batch[start:start + batch_size].to(device)
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
         acc = torch.zeros(x.shape[0], 3, x.shape[2] * 4, x.shape[3] * 4, device=device)
-        for k, flip in variants:
-            acc += _undo_dihedral(model(_dihedral(x, k, flip)).float(), k, flip)
-        outputs.append((acc / len(variants)).clamp(0, 1).cpu())
+        for op in ops:
+            acc += undo_dihedral(model(dihedral(x, op)).float(), op)
+        outputs.append((acc / len(ops)).clamp(0, 1).cpu())
     model.train(was_training)
     return torch.cat(outputs)
 

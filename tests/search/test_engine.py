@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
-from skimage import data as skdata
 
+from _photos import write_photos
 from search.cli import main
 from search.tracking import EXPERIMENT
 
@@ -40,11 +40,7 @@ gpus_per_trial = 0
 def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("engine")
     os.environ["RAY_TMPDIR"] = os.environ.get("RAY_TMPDIR") or str(root / "ray")
-    photos = root / "photos"
-    photos.mkdir()
-    for name, img in (("astronaut", skdata.astronaut()), ("coffee", skdata.coffee()),
-                      ("rocket", skdata.rocket())):
-        Image.fromarray(img[:256, :256]).save(photos / f"{name}.png")
+    photos = write_photos(root / "photos")
     study = root / "tiny.toml"
     study.write_text(STUDY.format(data=photos))
     workdir = root / "w"

@@ -8,9 +8,8 @@ import sys
 import time
 
 from mlflow.tracking import MlflowClient
-from PIL import Image
-from skimage import data as skdata
 
+from _photos import write_photos
 from search.cli import main
 from search.tracking import EXPERIMENT
 
@@ -46,10 +45,7 @@ def _history(client, run_id):
 
 
 def test_kill_9_then_resume_completes_the_study(tmp_path, capsys):
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for name, img in (("astronaut", skdata.astronaut()), ("coffee", skdata.coffee())):
-        Image.fromarray(img[:256, :256]).save(photos / f"{name}.png")
+    photos = write_photos(tmp_path / "photos", ("astronaut", "coffee"))
     study = tmp_path / "crash.toml"
     study.write_text(STUDY.format(data=photos))
     workdir = tmp_path / "w"
