@@ -31,7 +31,6 @@ import importlib.metadata
 import os
 import pathlib
 import sys
-import tempfile
 from dataclasses import dataclass, replace
 from typing import Callable, NamedTuple
 
@@ -40,6 +39,7 @@ import torch
 from PIL import Image, ImageOps
 
 # The tensor ops live in sr_core.ops; re-exported here, where DESIGN.md's data contract names them.
+from sr_core.files import atomic_path
 from sr_core.ops import SCALE, augment_batch, bicubic_upscale, dihedral, downscale, to_float  # noqa: F401
 
 LR_SIZE = 32
@@ -353,14 +353,8 @@ def prepare_dataset(
     tensors = _build(plan, progress or _print_progress)  # every check happens here, before any write
     path.parent.mkdir(parents=True, exist_ok=True)
     # Atomic: a reader (another trial) sees the whole file or none, and a crash leaves no half file.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(tensors, f)
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save(tensors, tmp)
     return path
 
 

@@ -6,6 +6,7 @@ import os
 import torch
 from torch import nn
 
+from sr_core.files import atomic_path
 from sr_core.models import build_model
 from sr_core.ops import dihedral, undo_dihedral
 
@@ -39,10 +40,9 @@ def upscale(model: nn.Module, lr_batch: torch.Tensor, self_ensemble: bool = Fals
 def save_weights(path: str | os.PathLike, arch: str, blocks: int, channels: int,
                  state_dict: dict[str, torch.Tensor]) -> None:
     """A weights file that says which network it belongs to, so `load_model` needs nothing else."""
-    tmp = f"{path}.tmp"
-    torch.save({"config": {"arch": arch, "blocks": blocks, "channels": channels},
-                "state_dict": state_dict}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"config": {"arch": arch, "blocks": blocks, "channels": channels},
+                    "state_dict": state_dict}, tmp)
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:

@@ -46,10 +46,18 @@ def test_resumed_trial_matches_an_uninterrupted_one(tiny_data, tmp_path):
     config = dataclasses.replace(FAST, epochs=4)
     reference = train_trial(config, tiny_data, checkpoint_dir=tmp_path / "ref")
 
-    # Interrupt after epoch 2 (as a killed process would be: the epoch-2 checkpoint is on disk)...
-    stop_after_two = lambda report: report["epoch"] < 2
-    first = train_trial(config, tiny_data, checkpoint_dir=tmp_path / "run", on_epoch=stop_after_two)
-    assert first.epochs == 2
+    # Interrupt at the report of epoch 2, as a killed process would be (the epoch-2 checkpoint is
+    # written before the report that announces it)...
+    class Killed(BaseException):
+        pass
+
+    def kill_at_two(report):
+        if report["epoch"] == 2:
+            raise Killed
+        return True
+
+    with pytest.raises(Killed):
+        train_trial(config, tiny_data, checkpoint_dir=tmp_path / "run", on_epoch=kill_at_two)
     # ...then resume from that checkpoint in a fresh call.
     seen = []
     resumed = train_trial(config, tiny_data, checkpoint_dir=tmp_path / "run",
