@@ -1,59 +1,61 @@
-"""ASHA that survives a driver crash, and that tells pruned trials from finished ones.
+"""ASHA that survives a driver crash, rebuilt from what Optuna already holds.
 
 Ray's `Tuner.restore` rebuilds the scheduler from the pickle written when the study started, so the
 rung records collected before a crash are lost and, after a resume, the remaining trials are compared
-against empty rungs: nothing gets pruned until the rungs fill again. This subclass writes its rung
-records (and the ids of the trials it stopped early) to a JSON file after every decision and reads them
-back the first time it is used after a restore.
+against empty rungs: nothing gets pruned until the rungs fill again. But every epoch's val/mse is also
+an Optuna intermediate value (the driver callback writes it), and every trial ASHA stopped is PRUNED
+there. So the first time this scheduler is used in a process, it refills its rungs from the Optuna
+study: no file of its own, nothing that only the driver's disk holds.
+
+Ray's scheduler keeps its rungs in private attributes (`_brackets[0]._rungs`); they are touched only in
+`_rungs` below, and tests/search/test_asha.py fails loudly if Ray changes them.
 """
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
-
 from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
+
+from search.optuna_link import RAY_TRIAL_ID, OptunaTarget, optuna_trials
 
 TIME_ATTR = "epoch"
 
 
 class PersistentASHA(AsyncHyperBandScheduler):
-    def __init__(self, state_path: str | os.PathLike, max_epochs: int, grace_period: int,
-                 reduction_factor: int, metric: str = "val/mse", mode: str = "min"):
+    def __init__(self, target: OptunaTarget, max_epochs: int, grace_period: int, reduction_factor: int,
+                 metric: str = "val/mse", mode: str = "min"):
         if grace_period >= max_epochs:
             raise ValueError(f"grace_period must be < max_epochs, got {grace_period=} {max_epochs=}")
         # stop_last_trials=False: a trial that reaches max_epochs ends by itself and sends its
-        # final status report; ASHA must not stop it first.
+        # closing status report; ASHA must not stop it first.
         super().__init__(time_attr=TIME_ATTR, metric=metric, mode=mode, max_t=max_epochs,
                          grace_period=grace_period, reduction_factor=reduction_factor, brackets=1,
                          stop_last_trials=False)
-        self.state_path = str(state_path)
+        self.target = target
         self.pruned: set[str] = set()
         self._loaded = False
 
     @property
     def milestones(self) -> list[int]:
-        return sorted(int(m) for m, _ in self._brackets[0]._rungs)
+        """The epochs at which ASHA compares trials, ascending (Ray's own computation)."""
+        return sorted(milestone for milestone, _ in self._rungs())
+
+    def _rungs(self) -> list[tuple[int, dict]]:
+        return [(int(milestone), recorded) for milestone, recorded in self._brackets[0]._rungs]  # noqa: SLF001
 
     def _load(self) -> None:
+        """Refill the rungs (and the set of pruned trials) from Optuna, once per process."""
         if self._loaded:
             return
         self._loaded = True
-        path = Path(self.state_path)
-        if not path.exists():
-            return
-        state = json.loads(path.read_text())
-        for milestone, recorded in self._brackets[0]._rungs:
-            recorded.update(state["rungs"].get(str(int(milestone)), {}))
-        self.pruned |= set(state["pruned"])
-
-    def _save(self) -> None:
-        state = {"rungs": {str(int(m)): dict(rec) for m, rec in self._brackets[0]._rungs},
-                 "pruned": sorted(self.pruned)}
-        tmp = f"{self.state_path}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(state, f)
-        os.replace(tmp, self.state_path)
+        sign = -1.0 if self._mode == "min" else 1.0  # ASHA records metric_op * value
+        for trial in optuna_trials(self.target):
+            ray_id = trial.user_attrs.get(RAY_TRIAL_ID)
+            if ray_id is None:
+                continue
+            if trial.user_attrs.get("status") == "pruned":
+                self.pruned.add(ray_id)
+            for milestone, recorded in self._rungs():
+                if milestone in trial.intermediate_values:
+                    recorded.setdefault(ray_id, sign * trial.intermediate_values[milestone])
 
     def on_trial_add(self, tune_controller, trial) -> None:
         self._load()
@@ -61,25 +63,16 @@ class PersistentASHA(AsyncHyperBandScheduler):
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         self._load()
-        if trial.trial_id not in self._trial_info:  # restored trial that Ray did not re-add
+        if trial.trial_id in self.pruned:  # pruned before a crash that Tune's snapshot missed
+            return TrialScheduler.STOP
+        if trial.trial_id not in self._trial_info:  # a restored trial that Ray did not re-add
             self._trial_info[trial.trial_id] = self._brackets[0]
-        action = super().on_trial_result(tune_controller, trial, result)
-        if action == TrialScheduler.STOP and result.get(TIME_ATTR, 0) < self._max_t:
-            self.pruned.add(trial.trial_id)
-        self._save()
-        return action
+        return super().on_trial_result(tune_controller, trial, result)
 
     def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
         self._load()
         if trial.trial_id in self._trial_info:
             super().on_trial_complete(tune_controller, trial, result)
-        self._save()
 
     def on_trial_remove(self, tune_controller, trial) -> None:
         self._trial_info.pop(trial.trial_id, None)
-
-
-def read_pruned(state_path: str | os.PathLike) -> set[str]:
-    """Ids of the trials ASHA stopped early, as recorded on disk (for the tracking callback)."""
-    path = Path(state_path)
-    return set(json.loads(path.read_text())["pruned"]) if path.exists() else set()

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -31,7 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--address", help="join an existing Ray cluster (e.g. 'auto' or ray://host:10001)")
     run.add_argument("--storage", help="Optuna storage URL for multi-machine studies "
                                        "(e.g. postgresql://user:pw@host/db; default: a journal file in the workdir)")
-    run.add_argument("--resume", action="store_true", help="continue a study that was interrupted")
+    run.add_argument("--ray-storage", help="Tune's storage for the study's experiment and trial checkpoints: "
+                                           "a folder every node can read (or a URI Ray accepts, e.g. s3://...); "
+                                           "default: WORKDIR/studies/NAME/ray")
+    run.add_argument("--resume", action="store_true",
+                     help="continue a study that was interrupted or killed: trials that ended are kept, "
+                          "unfinished ones continue from their last epoch checkpoint")
     run.add_argument("--dry-run", action="store_true", help="print the cost estimate and stop")
     run.add_argument("--epochs", type=int, help="override [train].epochs")
     run.add_argument("--trials", type=int, help="override [search].trials")
@@ -76,8 +83,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _resume_command(args) -> str:
+    """The exact command that resumes this study (flags that are not stored with it included)."""
+    parts = ["sr-search", "run", "--study", str(args.study), "--resume"]
+    if Path(args.workdir) != Path("sr-runs"):
+        parts += ["--workdir", str(args.workdir)]
+    if args.address:
+        parts += ["--address", args.address]
+    return shlex.join(parts)
+
+
 def _cmd_run(args) -> int:
     from search.engine import RunOptions, run_study
+    from search.interrupts import Interrupted
     from search.study import load_study
     overrides = {"data": args.data, "epochs": args.epochs, "trials": args.trials,
                  "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial,
@@ -85,9 +103,14 @@ def _cmd_run(args) -> int:
     overrides = {k: v for k, v in overrides.items() if v is not None}
     study = load_study(args.study).with_overrides(**overrides)
     opts = RunOptions(workdir=args.workdir, tracking_uri=args.tracking_uri, address=args.address,
-                      storage=args.storage, resume=args.resume, dry_run=args.dry_run, tflops=args.tflops,
-                      report=not args.no_report, overrides=overrides)
-    outcome = run_study(study, opts)
+                      storage=args.storage, ray_storage=args.ray_storage, resume=args.resume,
+                      dry_run=args.dry_run, tflops=args.tflops, report=not args.no_report,
+                      overrides=overrides, resume_command=_resume_command(args))
+    try:
+        outcome = run_study(study, opts)
+    except Interrupted as exc:
+        print(f"interrupted  : {exc}; no report written. Resume with:\n  {opts.resume_command}", flush=True)
+        return exc.exit_code
     if args.dry_run:
         return 0
     print("trials       : " + ", ".join(f"{n} {s}" for s, n in sorted(outcome.statuses.items())))
@@ -99,6 +122,8 @@ def _cmd_run(args) -> int:
         if outcome.baseline_psnr is not None:
             print(f"vs bicubic   : {b.get('best/val_psnr', float('nan')) - outcome.baseline_psnr:+.2f} dB "
                   f"(bicubic {outcome.baseline_psnr:.2f} dB)")
+    else:
+        print("best         : none (no trial completed or early-stopped; see `sr-search status`)")
     print(f"wall time    : {outcome.wall_seconds / 60:.1f} min")
     return 0
 
@@ -107,18 +132,32 @@ def _cmd_status(args) -> int:
     from mlflow.tracking import MlflowClient
 
     from search.study import StudyError
-    from search.tracking import latest_study_run, study_trials
-    from search.workdir import Workdir
-    client = MlflowClient(Workdir(args.workdir).tracking_uri(args.tracking_uri))
+    from search.tracking import latest_study_run, mark_unfinished, study_trials
+    from search.workdir import Workdir, driver_alive
+    workdir = Workdir(args.workdir)
+    uri = workdir.tracking_uri(args.tracking_uri)
+    if not args.tracking_uri and not (workdir.root / "mlflow.db").exists():
+        raise StudyError(f"no runs of study {args.study!r}: {workdir.root} has no MLflow store")
+    client = MlflowClient(uri)
     found = latest_study_run(client, args.study)
     if found is None:
-        raise StudyError(f"no runs of study {args.study!r} in {Workdir(args.workdir).tracking_uri(args.tracking_uri)}")
+        raise StudyError(f"no runs of study {args.study!r} in {workdir.root}")
+    if not driver_alive(workdir.study_dir(args.study)):
+        # No driver holds the study: whatever still says running was left by one that died.
+        from search.cluster import reap_orphans
+        state = workdir.study_dir(args.study) / "state.json"
+        reap_orphans(json.loads(state.read_text()).get("ray_session_dir") if state.exists() else None)
+        repaired = mark_unfinished(client, *found, "the driver stopped while it ran")
+        if repaired:
+            print(f"repaired {len(repaired)} run(s) left running by a stopped driver: now interrupted "
+                  f"(resume with sr-search run --study {args.study} --resume)")
     trials = sorted(study_trials(client, *found), key=lambda t: t.get("best/val_mse", float("inf")))
-    print(f"{'name':<34} {'status':<14} {'epochs':>6} {'val/mse':>9} {'val/psnr':>9} {'val/ssim':>8} {'seconds':>8}")
+    print(f"{'name':<34} {'status':<14} {'epochs':>6} {'val/mse':>9} {'val/psnr':>9} {'val/ssim':>8} {'seconds':>8}  reason")
     for t in trials:
         print(f"{t['name']:<34} {t['status']:<14} {int(t.get('epochs_run', 0)):>6} "
               f"{t.get('best/val_mse', float('nan')):>9.5f} {t.get('best/val_psnr', float('nan')):>9.2f} "
-              f"{t.get('best/val_ssim', float('nan')):>8.4f} {t.get('wall_seconds', float('nan')):>8.1f}")
+              f"{t.get('best/val_ssim', float('nan')):>8.4f} {t.get('wall_seconds', float('nan')):>8.1f}"
+              f"  {t.get('reason') if t.get('reason') not in (None, '', '-') else ''}")
     return 0
 
 
@@ -167,24 +206,32 @@ COMMANDS = {"run": _cmd_run, "status": _cmd_status, "report": _cmd_report, "ui":
             "predict": _cmd_predict, "bench": _cmd_bench}
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors a user can fix (exit 2). Imported without Ray, Optuna or MLflow; the report's own
+    error only exists once the reports package was imported (which is the only way to raise it)."""
+    from search.errors import StudyError
+    from sr_core.data import DataError
+    errors: tuple[type[BaseException], ...] = (StudyError, DataError)
+    if "reports.load" in sys.modules:
+        errors += (sys.modules["reports.load"].ReportError,)
+    return errors
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     args = build_parser().parse_args(argv)
-    from search.study import StudyError
-    from search.tracking import TrackingError
-    from sr_core.data import DataError
-    user_errors: tuple[type[BaseException], ...] = (StudyError, DataError, TrackingError)
-    try:
-        from reports import ReportError
-        user_errors += (ReportError,)
-    except ImportError:
-        pass
     try:
         return COMMANDS[args.command](args)
-    except user_errors as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if not isinstance(exc, _user_errors()):
+            raise
+        from search.secrets import redact
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
 
 

@@ -1,47 +1,51 @@
 """Run a study with Ray Tune: Optuna samples, ASHA prunes, MLflow records, Ray places and retries.
 
-    data prepared once in the driver (cache file) -> Tuner(trainable, OptunaSearch, PersistentASHA)
-    each trial: train_trial(...) with one tune.report per epoch (+ checkpoint) and a closing report
-    driver: TrackingCallback -> MLflow (parent run = study, child run = trial)
+    inputs checked (study, URIs, cluster address, data) before anything is written
+    data prepared once in the driver (cache file), shipped to trials through Ray's object store
+    Tuner(run_trial, StudySearcher, PersistentASHA) -> one report per epoch (+ checkpoint)
+    driver: StudyCallback -> MLflow (parent run = study, child run = trial) and Optuna, one decision each
 
-Resume: the Tune experiment, the Optuna storage, the ASHA rungs and the MLflow parent run all live
-in the study's folder of the workdir, so `--resume` after a crash (even kill -9 of the driver) picks
-up where the last persisted epoch checkpoint of every trial left off.
+Resume: the Tune experiment, the Optuna storage and the MLflow parent run are all named in the study's
+folder of the workdir (`state.json`), so `--resume` after a crash (even kill -9 of the driver) or an
+interrupt picks up where the last persisted epoch checkpoint of every trial left off, and trials that
+ended are never run again. A lock on the study folder keeps a second driver out.
 """
 from __future__ import annotations
 
+import contextlib
 import json
-import os
-import shutil
-import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
-from search.estimate import Estimate, estimate_study, measure_device_flops
+from search import secrets
+from search.cluster import (check_address, local_scratch_cleanup, measure_trial_device, ray_session,
+                            reap_orphans, trial_resources)
+from search.estimate import Estimate, estimate_study
+from search.interrupts import Interrupted, interrupt_guard
+from search.outcome import best_of
 from search.study import Study, StudyError, parse_study
-from search.workdir import Workdir
+from search.testhooks import pause_point
+from search.workdir import LOCK_FILE, STATE_FILE, Workdir, held_lock
 from sr_core import metrics
 from sr_core.data import bicubic_upscale, load_cached, prepare_dataset, to_float
-
-TRIAL_KEYS = ("arch", "blocks", "channels", "lr", "eta_min", "epochs", "batch_size", "grad_clip",
-              "patience", "seed", "augment", "epoch_samples")
-TUNE_NAME = "tune"
+from sr_core.files import remove_stale_temporaries, write_text_atomic
 
 
 @dataclass(frozen=True)
 class RunOptions:
     workdir: Path = Path("sr-runs")
     tracking_uri: str | None = None
-    address: str | None = None  # an existing Ray cluster ("auto" or "ray://host:port")
+    address: str | None = None  # an existing Ray cluster ("auto", HOST:PORT or ray://HOST:PORT)
     storage: str | None = None  # Optuna storage URL (postgresql://... across machines)
+    ray_storage: str | None = None  # Tune's storage_path (a shared folder or URI across machines)
     resume: bool = False
     dry_run: bool = False
     tflops: float | None = None  # estimate for another device's effective TFLOP/s
     report: bool = True
     overrides: dict = field(default_factory=dict)  # CLI flags over the study file, replayed on --resume
+    resume_command: str = ""  # the exact command that resumes this study, for messages
 
 
 @dataclass
@@ -56,260 +60,256 @@ class StudyOutcome:
     baseline_psnr: float | None = None
 
 
-# -- the trial, run by a Ray worker ----------------------------------------------------------------
-def _trainable(config: dict) -> None:
-    from ray import tune
+@dataclass
+class _Session:
+    """A study being run: what its steps share."""
+    study: Study
+    opts: RunOptions
+    workdir: Workdir
+    state: dict
+    tracking_uri: str  # the real one (may hold a password: never print it, use state's)
+    data_path: Path
+    restoring: bool
 
-    from sr_core.train import config_from_dict, train_trial
+    @property
+    def study_dir(self) -> Path:
+        return self.workdir.study_dir(self.study.name)
 
-    torch.set_num_threads(max(1, int(config["_cpus"])))
-    trial_config = config_from_dict({k: config[k] for k in TRIAL_KEYS})
-    data = load_cached(config["_data_path"])
-    device = "cuda" if torch.cuda.is_available() else "cpu"  # Ray hides GPUs a trial did not get
-    ckpt_dir = Path(tempfile.mkdtemp(prefix="sr-trial-"))
-    restored = tune.get_checkpoint()
-    if restored is not None:  # a retry or a resumed study: continue from the last reported epoch
-        with restored.as_directory() as src:
-            shutil.copytree(src, ckpt_dir, dirs_exist_ok=True)
-
-    def on_epoch(report: dict) -> bool:
-        tune.report(report, checkpoint=tune.Checkpoint.from_directory(ckpt_dir))
-        return True  # ASHA stops a trial from outside; nothing to decide here
-
-    result = train_trial(trial_config, data, device=device, on_epoch=on_epoch, checkpoint_dir=ckpt_dir)
-    # The closing report tells the driver how the trial ended (early_stopped, diverged...). It repeats
-    # the last epoch number, so ASHA (time attribute = epoch) sees nothing new. diverged and oom
-    # carry no val/mse: Optuna then records the trial as pruned rather than as a good result.
-    closing = {"final": True, "final_status": result.status, "epoch": result.epochs}
-    if result.status in ("completed", "early_stopped") and result.best:
-        closing["val/mse"] = result.best["val/mse"]
-    from sr_core.train import best_metrics
-    closing.update(best_metrics(result.best))
-    tune.report(closing, checkpoint=tune.Checkpoint.from_directory(ckpt_dir))
-    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    def save_state(self) -> None:
+        write_text_atomic(self.study_dir / STATE_FILE, json.dumps(self.state, indent=2))
 
 
-# -- driver-side pieces ----------------------------------------------------------------------------
-def bicubic_baseline(data_path: Path) -> dict[str, float]:
-    val = load_cached(data_path).val
-    sums = {"bicubic/val_mse": 0.0, "bicubic/val_psnr": 0.0, "bicubic/val_ssim": 0.0}
-    for start in range(0, len(val), 256):
-        lr, hr = to_float(val.lr[start:start + 256]), to_float(val.hr[start:start + 256])
-        pred = bicubic_upscale(lr)
-        sums["bicubic/val_mse"] += metrics.mse(pred, hr).sum().item()
-        sums["bicubic/val_psnr"] += metrics.psnr(pred, hr).sum().item()
-        sums["bicubic/val_ssim"] += metrics.ssim(pred, hr).sum().item()
-    return {k: v / len(val) for k, v in sums.items()}
+def run_study(study: Study, opts: RunOptions, log=print) -> StudyOutcome:
+    """Check the inputs, prepare the data, estimate, run the study, summarise and report.
 
-
-def _optuna_space(study: Study) -> dict:
-    import optuna
-    from search.study import Range
-    space = {}
-    for key, value in study.space.items():
-        if isinstance(value, Range):
-            space[key] = optuna.distributions.FloatDistribution(value.low, value.high, log=value.log)
-        else:
-            space[key] = optuna.distributions.CategoricalDistribution(list(value))
-    return space
-
-
-def _sampler(study: Study):
-    import optuna
-    seed = study.search.seed
-    if study.search.sampler == "grid":
-        return optuna.samplers.GridSampler({k: list(v) for k, v in study.space.items()}, seed=seed)
-    if study.search.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed)
-
-
-def _optuna_storage(url: str | None, study_dir: Path):
-    import optuna
-    if url:
-        # Heartbeats: a trial whose process died is marked failed instead of RUNNING forever.
-        return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
-    from optuna.storages.journal import JournalFileBackend
-    return optuna.storages.JournalStorage(JournalFileBackend(str(study_dir / "optuna.journal")))
-
-
-def _local_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _device_name(device: str) -> str:
-    return torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
-
-
-def _resources(study: Study, cluster: dict[str, float]) -> tuple[dict[str, float], int]:
-    cpus, gpus = cluster.get("CPU", 1.0), cluster.get("GPU", 0.0)
-    per_trial = {"cpu": min(study.resources.cpus_per_trial, cpus),
-                 "gpu": study.resources.gpus_per_trial if gpus > 0 else 0.0}
-    fits = int(cpus // per_trial["cpu"])
-    if per_trial["gpu"] > 0:
-        fits = min(fits, int(gpus // per_trial["gpu"]))
-    concurrency = study.resources.max_concurrent or max(fits, 1)
-    return per_trial, min(concurrency, max(study.num_trials, 1))
+    Raises StudyError (and subclasses) for what a user can fix, before anything is written, and
+    `Interrupted` after a Ctrl-C/SIGTERM once the running trials are tagged `interrupted`.
+    """
+    workdir = Workdir(opts.workdir)
+    with interrupt_guard() as guard, contextlib.ExitStack() as stack:
+        state = _load_state(workdir.study_dir(study.name) / STATE_FILE)
+        study, restoring = _study_to_run(study, state, opts, workdir)
+        tracking_uri, storage = _check_services(opts, state, workdir)
+        data_path, n_train, n_val = prepare(study, workdir, log)
+        if not opts.dry_run:
+            stack.enter_context(held_lock(workdir.study_dir(study.name) / LOCK_FILE, f"study {study.name!r}"))
+        env = {k: v for k, v in ((secrets.TRACKING_ENV, tracking_uri), (secrets.STORAGE_ENV, storage)) if v}
+        cluster = stack.enter_context(ray_session(opts.address, env))
+        per_trial, concurrency = trial_resources(study, cluster)
+        estimate = _estimate(study, opts, per_trial, concurrency, n_train, n_val)
+        log(f"study {study.name}: {study.description}".rstrip(": "))
+        log(f"data         : {study.data} ({n_train} train / {n_val} val patches, cache {data_path.name})")
+        log(f"cluster      : {cluster.nodes} node(s), {cluster.cpus:g} CPU, {cluster.gpus:g} GPU ({cluster.address})")
+        for line in estimate.lines():
+            log(line)
+        outcome = StudyOutcome(study.name, estimate)
+        if opts.dry_run:
+            return outcome
+        session = _Session(study, opts, workdir, state, tracking_uri, data_path, restoring)
+        _open_tracking(session, estimate, storage, log)
+        _note_ray_session(session, cluster, log)
+        outcome.parent_run_id = session.state["parent_run_id"]
+        _fit(session, guard, per_trial, concurrency, log)
+        return _finish(session, outcome, log)
 
 
 def _load_state(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _save_state(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2))
-    os.replace(tmp, path)
+def _study_to_run(study: Study, state: dict, opts: RunOptions, workdir: Workdir) -> tuple[Study, bool]:
+    """The study as started (its snapshot) when resuming; refuse to start a study over its own runs."""
+    study_dir = workdir.study_dir(study.name)
+    if state and not opts.resume and not opts.dry_run:
+        raise StudyError(f"study {study.name!r} already has runs in {study_dir}: pass --resume to "
+                         "continue it, or use another --workdir for a fresh one")
+    if not (opts.resume and state):
+        return study, False
+    snapshot = study_dir / "study.toml"
+    resumed = parse_study(snapshot.read_text(), str(snapshot), study.name)
+    return resumed.with_overrides(**state.get("overrides", {})), True
+
+
+def _check_services(opts: RunOptions, state: dict, workdir: Workdir) -> tuple[str, str | None]:
+    """The tracking URI and Optuna storage URL to use (real, with passwords), each checked to work."""
+    from search.optuna_link import check_storage
+    from search.tracking import check_reachable
+    tracking = _stored_flag(opts.tracking_uri, state.get("tracking_uri"), "--tracking-uri") or workdir.mlflow_uri
+    check_reachable(tracking)
+    storage = _stored_flag(opts.storage, state.get("storage"), "--storage")
+    if storage:
+        check_storage(storage)
+    check_address(opts.address)
+    return tracking, storage
+
+
+def _stored_flag(given: str | None, stored: str | None, flag: str) -> str | None:
+    """A URI flag on --resume: the one the study started with (passwords are never stored, so a
+    study whose URI held one needs the flag again, with the same URI)."""
+    if given and stored and secrets.mask(given) != stored:
+        raise StudyError(f"{flag} {secrets.mask(given)} differs from the {stored} this study started with; "
+                         f"resume with the same {flag}")
+    if not given and secrets.is_masked(stored):
+        raise StudyError(f"this study's {flag} holds a password, which is never stored: pass "
+                         f"{flag} {stored} again (with the password) to resume it")
+    return given or stored
 
 
 def prepare(study: Study, workdir: Workdir, log=print) -> tuple[Path, int, int]:
-    """Validate and cache the study's data once; (cache path, train images, val images)."""
-    data_path = prepare_dataset(study.data, workdir.data_cache, progress=log)
+    """Validate and cache the study's data once; (cache path, train images, val images).
+
+    Every check happens before the first write; a lock keeps two drivers from preparing at once,
+    which also makes it safe to sweep what a killed preparation left behind.
+    """
+    def progress(line: str) -> None:
+        log(line)
+        if line.startswith("prepared data"):
+            pause_point("prepare")
+
+    cache = workdir.data_cache
+    lock = held_lock(cache / ".lock", f"data cache {cache}") if cache.exists() else contextlib.nullcontext()
+    with lock:
+        remove_stale_temporaries(cache)
+        data_path = prepare_dataset(study.data, cache, progress=progress)
     data = load_cached(data_path)
     return data_path, len(data.train), len(data.val)
 
 
-def run_study(study: Study, opts: RunOptions, log=print) -> StudyOutcome:
-    import ray
-    from mlflow.tracking import MlflowClient
-    from ray import tune
-
-    from search.tracking import (TrackingCallback, check_reachable, ensure_experiment,
-                                 finish_study_run, start_study_run)
-
-    workdir = Workdir(opts.workdir)
-    study_dir = workdir.study_dir(study.name)
-    state_path = study_dir / "state.json"
-    exp_path = study_dir / "ray" / TUNE_NAME
-    state = _load_state(state_path)
-    restoring = opts.resume and bool(state) and (exp_path / "tuner.pkl").exists()
-    if state and not opts.resume and not opts.dry_run:
-        raise StudyError(f"study {study.name!r} already has runs in {study_dir}: pass --resume to "
-                         "continue it, or use another --workdir for a fresh one")
-    if restoring:  # the snapshot taken at the start is the study being resumed
-        snapshot = study_dir / "study.toml"
-        study = parse_study(snapshot.read_text(), str(snapshot), study.name)
-        study = study.with_overrides(**state.get("overrides", {}))
-    tracking_uri = opts.tracking_uri or state.get("tracking_uri") or workdir.mlflow_uri
-    check_reachable(tracking_uri)
-
-    data_path, n_train, n_val = prepare(study, workdir, log)
-    device = _local_device()
-    cpu_threads = max(1, int(study.resources.cpus_per_trial))
-    device_flops = opts.tflops * 1e12 if opts.tflops else measure_device_flops(device, cpu_threads)
-    _, local_concurrency = _resources(study, {"CPU": float(os.cpu_count() or 1),
-                                              "GPU": float(torch.cuda.device_count())})
-    device_label = f"target GPU (--tflops {opts.tflops:g})" if opts.tflops else _device_name(device)
-    estimate = estimate_study(study, n_train, n_val, device_label, device_flops, local_concurrency)
-    outcome = StudyOutcome(study.name, estimate)
-    log(f"study {study.name}: {study.description}".rstrip(": "))
-    log(f"data         : {study.data} ({n_train} train / {n_val} val patches, cache {data_path.name})")
-    for line in estimate.lines():
-        log(line)
-    if opts.dry_run:
-        return outcome
-
-    # Tune reads these when the Tuner is made: save the experiment state often (so a kill -9 loses
-    # at most a couple of seconds of bookkeeping) and accept the closing report without val/mse.
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
-    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # num_to_keep=1 makes Tune snapshot the experiment after every checkpoint, which is what a
-    # crash-safe resume wants; its warning about that would print once per epoch.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    client = MlflowClient(tracking_uri)
-    experiment_id = ensure_experiment(client, workdir.artifacts if not opts.tracking_uri else None)
-    baseline = bicubic_baseline(data_path)
-    outcome.baseline_psnr = baseline["bicubic/val_psnr"]
-    if restoring:
-        parent_run_id = state["parent_run_id"]
-        client.set_tag(parent_run_id, "status", "running")
-        log(f"resuming     : MLflow run {parent_run_id} in {tracking_uri}")
+def _estimate(study: Study, opts: RunOptions, per_trial: dict, concurrency: int, n_train: int,
+              n_val: int) -> Estimate:
+    if opts.tflops:
+        device, flops = f"target GPU (--tflops {opts.tflops:g})", opts.tflops * 1e12
     else:
-        study_dir.mkdir(parents=True, exist_ok=True)
-        (study_dir / "study.toml").write_text(study.text)
-        parent_run_id = start_study_run(client, experiment_id, study, estimate.as_metrics(), baseline, {
-            "device": _device_name(device), "data.train_images": n_train,
-            "data.val_images": n_val})
-        state = {"parent_run_id": parent_run_id, "experiment_id": experiment_id, "tracking_uri": tracking_uri,
-                 "optuna_study": f"{study.name}-{parent_run_id[:8]}", "wall_seconds": 0.0,
-                 "overrides": opts.overrides}
-        _save_state(state_path, state)
-    outcome.parent_run_id = parent_run_id
+        device, flops = measure_trial_device(per_trial)
+    return estimate_study(study, n_train, n_val, device, flops, concurrency)
 
+
+def bicubic_baseline(pairs) -> dict[str, float]:
+    sums = {"val_mse": 0.0, "val_psnr": 0.0, "val_ssim": 0.0}
+    for start in range(0, len(pairs), 256):
+        lr, hr = to_float(pairs.lr[start:start + 256]), to_float(pairs.hr[start:start + 256])
+        pred = bicubic_upscale(lr)
+        sums["val_mse"] += metrics.mse(pred, hr).sum().item()
+        sums["val_psnr"] += metrics.psnr(pred, hr).sum().item()
+        sums["val_ssim"] += metrics.ssim(pred, hr).sum().item()
+    return {f"bicubic/{k}": v / len(pairs) for k, v in sums.items()}
+
+
+def _open_tracking(s: _Session, estimate: Estimate, storage: str | None, log) -> None:
+    """The MLflow parent run and the Optuna study: made for a new study, reopened for a resumed one.
+    Runs a killed driver left RUNNING are repaired to `interrupted` before anything else."""
+    from mlflow.tracking import MlflowClient
+
+    from search.optuna_link import OptunaTarget
+    from search.tracking import ensure_experiment, mark_unfinished, set_status, start_study_run
+    client = MlflowClient(s.tracking_uri)
+    experiment_id = ensure_experiment(client, s.workdir.artifacts if not s.opts.tracking_uri else None)
+    if s.restoring:
+        parent = s.state["parent_run_id"]
+        repaired = mark_unfinished(client, experiment_id, parent, "the driver stopped while it ran")
+        if repaired:
+            log(f"repaired     : {len(repaired)} run(s) a stopped driver left running: {', '.join(repaired)}")
+        set_status(client, parent, "running")
+        log(f"resuming     : MLflow run {parent} in {secrets.mask(s.tracking_uri)}")
+        return
+    s.study_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(s.study_dir / "study.toml", s.study.text)
+    data = load_cached(s.data_path)
+    values = {**estimate.as_metrics(), **bicubic_baseline(data.val),
+              "bicubic/train_psnr": bicubic_baseline(data.train)["bicubic/val_psnr"]}
+    parent = start_study_run(client, experiment_id, s.study, values, {
+        "device": estimate.device, "data.train_images": len(data.train), "data.val_images": len(data.val)})
+    name = f"{s.study.name}-{parent[:8]}"
+    s.state = {"parent_run_id": parent, "experiment_id": experiment_id,
+               "tracking_uri": secrets.mask(s.tracking_uri),
+               "storage": secrets.mask(storage), "optuna_study": name,
+               # where the Optuna study lives: the (masked) RDB URL, or the journal in the study folder
+               "optuna": secrets.mask(storage) or str(s.study_dir / "optuna.journal"),
+               "ray_storage": s.opts.ray_storage or str(s.study_dir / "ray"),
+               "wall_seconds": 0.0, "overrides": s.opts.overrides}
+    OptunaTarget(name, s.state["optuna"]).create_study()
+    s.save_state()
+
+
+def _note_ray_session(s: _Session, cluster, log) -> None:
+    """Reap what the last driver's private Ray left behind (after a kill -9), and remember this one."""
+    reaped = reap_orphans(s.state.get("ray_session_dir"))
+    if reaped:
+        log(f"cleaned up   : {reaped} process(es) a killed driver's Ray left running")
+    s.state["ray_session_dir"] = cluster.session_dir
+    s.save_state()
+
+
+def _fit(s: _Session, guard, per_trial: dict, concurrency: int, log) -> None:
+    """Build (or restore) the Tuner and run it; on a signal, tag what ran `interrupted` and re-raise."""
+    from search.tuner import make_tuner
+    local_scratch_cleanup(s.state["optuna_study"])  # what a killed driver's trials left on this node
+    tuner = make_tuner(s, per_trial, concurrency, log)
+    log(f"running      : {per_trial['cpu']:g} CPU + {per_trial['gpu']:g} GPU per trial, "
+        f"{concurrency} at a time, Ray experiment {s.state['ray_storage']}")
     t0 = time.monotonic()
-    ray.init(address=opts.address, include_dashboard=False, log_to_driver=False,
-             logging_level="WARNING", ignore_reinit_error=True)
     try:
-        per_trial, concurrency = _resources(study, ray.cluster_resources())
-        trainable = tune.with_resources(_trainable, per_trial)
-        asha_state = study_dir / "asha.json"
-        if restoring:
-            tuner = tune.Tuner.restore(str(exp_path), trainable, resume_unfinished=True, resume_errored=True)
-        else:
-            tuner = _new_tuner(study, trainable, per_trial, concurrency, data_path, asha_state, exp_path,
-                               TrackingCallback(tracking_uri, experiment_id, parent_run_id, study.name,
-                                                str(asha_state), str(data_path)),
-                               _optuna_storage(opts.storage, study_dir), state["optuna_study"])
-            if study.pruner.kind == "asha":
-                milestones = tuner._local_tuner._tune_config.scheduler.milestones
-                client.log_param(parent_run_id, "pruner.rungs", ",".join(map(str, milestones)))
-        log(f"running      : {per_trial['cpu']:g} CPU + {per_trial['gpu']:g} GPU per trial, "
-            f"{concurrency} at a time, Ray experiment {exp_path}")
-        results = tuner.fit()
+        with guard.tune():
+            tuner.fit()
+    except Interrupted as exc:
+        _mark_interrupted(s, f"interrupted by {exc}; resumable", log)
+        raise
     finally:
-        state["wall_seconds"] = state.get("wall_seconds", 0.0) + time.monotonic() - t0
-        _save_state(state_path, state)
-        ray.shutdown()
+        s.state["wall_seconds"] = s.state.get("wall_seconds", 0.0) + time.monotonic() - t0
+        s.save_state()
+        local_scratch_cleanup(s.state["optuna_study"])
 
-    outcome.wall_seconds = state["wall_seconds"]
-    from search.tracking import study_trials
-    trials = study_trials(client, experiment_id, parent_run_id)
-    for t in trials:
-        outcome.statuses[t["status"]] = outcome.statuses.get(t["status"], 0) + 1
-    finished = [t for t in trials if t["status"] in ("completed", "early_stopped", "pruned")
-                and t.get("best/val_mse") is not None]
-    outcome.best = min(finished, key=lambda t: t["best/val_mse"]) if finished else None
-    gpu_weight = per_trial["gpu"] if per_trial["gpu"] > 0 else 1.0
-    actual = {"actual/device_hours": sum(t.get("wall_seconds") or 0 for t in trials) * gpu_weight / 3600,
-              "actual/wall_hours": outcome.wall_seconds / 3600}
-    errored = results.errors
-    finish_study_run(client, parent_run_id, "failed" if errored and not finished else "completed", actual)
-    if opts.report:
-        outcome.report_path = write_report(tracking_uri, [study.name], workdir.report_path(study.name), log)
+
+def _mark_interrupted(s: _Session, reason: str, log) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from search.tracking import mark_unfinished
+    names = mark_unfinished(MlflowClient(s.tracking_uri), s.state["experiment_id"], s.state["parent_run_id"],
+                            reason)
+    log(f"interrupted  : {len(names)} running trial(s) stopped and tagged interrupted"
+        + (f": {', '.join(names)}" if names else ""))
+
+
+def _finish(s: _Session, outcome: StudyOutcome, log) -> StudyOutcome:
+    """Statuses, the best trial (one rule: search.outcome.best_of), actual cost, the report."""
+    from mlflow.tracking import MlflowClient
+
+    from search.tracking import log_values, set_status, study_trials
+    client = MlflowClient(s.tracking_uri)
+    parent = s.state["parent_run_id"]
+    trials = study_trials(client, s.state["experiment_id"], parent)
+    outcome.statuses = dict(Counter(t["status"] for t in trials))
+    outcome.best = best_of(trials)
+    outcome.wall_seconds = s.state["wall_seconds"]
+    outcome.baseline_psnr = client.get_run(parent).data.metrics.get("bicubic/val_psnr")
+    gpu_weight = s.study.resources.gpus_per_trial or 1.0
+    log_values(client, parent, {
+        "actual/device_hours": sum(float(t.get("wall_seconds") or 0) for t in trials) * gpu_weight / 3600,
+        "actual/wall_hours": outcome.wall_seconds / 3600})
+    client.set_tag(parent, "mlflow.note.content", _description(s.study, trials, outcome))
+    if outcome.best:
+        client.set_tag(parent, "best_run_id", outcome.best["run_id"])
+    set_status(client, parent, "completed")
+    if s.opts.report:
+        pause_point("report")
+        outcome.report_path = write_report(s.tracking_uri, [s.study.name], s.workdir.report_path(s.study.name), log)
+        if outcome.report_path is not None:
+            client.log_artifact(parent, str(outcome.report_path))
     return outcome
 
 
-def _new_tuner(study, trainable, per_trial, concurrency, data_path, asha_state, exp_path, callback,
-               storage, optuna_study):
-    from ray import tune
-    from ray.tune.search.optuna import OptunaSearch
-
-    from search.asha import PersistentASHA
-
-    searcher = OptunaSearch(space=_optuna_space(study), metric="val/mse", mode="min",
-                            sampler=_sampler(study), storage=storage, study_name=optuna_study)
-    scheduler = (PersistentASHA(asha_state, study.train.epochs, study.pruner.grace_period,
-                                study.pruner.reduction_factor)
-                 if study.pruner.kind == "asha" else tune.schedulers.FIFOScheduler())
-    constants = {"epochs": study.train.epochs, "batch_size": study.train.batch_size,
-                 "grad_clip": study.train.grad_clip, "patience": study.train.patience,
-                 "seed": study.search.seed, "augment": study.train.augment,
-                 "epoch_samples": study.train.epoch_samples or None,
-                 "_data_path": str(data_path), "_cpus": per_trial["cpu"]}
-    return tune.Tuner(
-        trainable,
-        param_space=constants,
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, metric="val/mse" if
-                                    study.pruner.kind != "asha" else None,
-                                    mode="min" if study.pruner.kind != "asha" else None,
-                                    num_samples=study.num_trials, max_concurrent_trials=concurrency,
-                                    trial_dirname_creator=lambda t: t.trial_id),
-        run_config=tune.RunConfig(
-            name=TUNE_NAME, storage_path=str(exp_path.parent), verbose=0, callbacks=[callback],
-            failure_config=tune.FailureConfig(max_failures=2),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
-    )
+def _description(study: Study, trials: list[dict], outcome: StudyOutcome) -> str:
+    """The parent run's description in the MLflow UI: the study, its trials, the best, the gain."""
+    counts = ", ".join(f"{n} {k}" for k, n in sorted(outcome.statuses.items()))
+    text = f"**{study.name}**: {study.description}\n\n{len(trials)} trials ({counts})."
+    if outcome.best:
+        b = outcome.best
+        gain = ""
+        if outcome.baseline_psnr is not None and b.get("best/val_psnr") is not None:
+            gain = f", {float(b['best/val_psnr']) - outcome.baseline_psnr:+.2f} dB over bicubic"
+        text += (f"\n\nBest: **{b['name']}**, val/psnr {float(b.get('best/val_psnr', float('nan'))):.2f} dB"
+                 f"{gain} (val/mse {float(b['best/val_mse']):.5f}).")
+    return text
 
 
 def write_report(tracking_uri: str, studies: list[str], out: Path, log=print) -> Path | None:

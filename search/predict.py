@@ -11,21 +11,22 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from search.study import StudyError
-from search.tracking import FINISHED, latest_study_run, study_trials
+from search.outcome import best_of
+from search.tracking import latest_study_run, study_trials
 from sr_core.data import IMAGE_SUFFIXES, DataError, read_rgb
 from sr_core.infer import load_model, upscale
 
 
 def best_trial(client: MlflowClient, study: str) -> dict:
+    """The study's best trial by the one rule (search.outcome.best_of), as `run` and the report name it."""
     found = latest_study_run(client, study)
     if found is None:
         raise StudyError(f"no runs of study {study!r} in this tracking store; run it first "
                          f"(sr-search run --study {study})")
-    trials = [t for t in study_trials(client, *found)
-              if t["status"] in FINISHED and t.get("best/val_mse") is not None]
-    if not trials:
-        raise StudyError(f"study {study!r} has no finished trial with weights yet")
-    return min(trials, key=lambda t: t["best/val_mse"])
+    best = best_of(study_trials(client, *found))
+    if best is None:
+        raise StudyError(f"study {study!r} has no trial that ran to its end (completed or early_stopped) yet")
+    return dict(best)
 
 
 def predict_folder(tracking_uri: str, study: str, input_dir: Path, output_dir: Path,

@@ -10,6 +10,8 @@ dataclasses below, in one place):
     [train]      epochs, batch_size, grad_clip, patience, augment, epoch_samples
     [pruner]     kind ("asha" | "none"), grace_period, reduction_factor
     [resources]  cpus_per_trial, gpus_per_trial, max_concurrent (0 = as many as fit)
+    [faults]     test-only: run name = fault spec (see sr_core.faults), to inject a fault into
+                 one trial through the trainer's own hook; real studies leave it out
 
 Any unknown table or field, wrong type or out-of-range value is a `StudyError` naming the file and
 the field (the CLI turns it into exit code 2).
@@ -31,8 +33,7 @@ PRUNERS = ("asha", "none")
 SPACE_KEYS = ("arch", "blocks", "channels", "lr", "eta_min")
 
 
-class StudyError(ValueError):
-    """A study file or flag a user can fix: the message names the file and the field."""
+from search.errors import StudyError  # noqa: E402  (re-exported: the study module's own error)
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class Study:
     resources: Resources = field(default_factory=Resources)
     source: str = ""  # the file it came from
     text: str = ""  # the file's text, snapshotted into the workdir and MLflow
+    faults: dict[str, str] = field(default_factory=dict)  # test-only: run name -> fault spec
 
     @property
     def grid_size(self) -> int | None:
@@ -234,12 +236,25 @@ def _check_consistency(study: Study, where: str) -> None:
                     " or set [pruner].kind = \"none\"")
 
 
+def _faults(table: Any, where: str) -> dict[str, str]:
+    from sr_core.faults import parse_fault
+    if not isinstance(table, dict):
+        raise _fail(where, "[faults]", f"expected a table of run name = fault, got {table!r}")
+    for name, spec in table.items():
+        _typed(spec, str, where, f"[faults].{name}")
+        try:
+            parse_fault(spec)
+        except ValueError as exc:
+            raise _fail(where, f"[faults].{name}", str(exc)) from None
+    return dict(table)
+
+
 def parse_study(text: str, where: str, default_name: str) -> Study:
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise StudyError(f"{where}: not valid TOML: {exc}") from None
-    sections = {"study", "search", "space", "train", "pruner", "resources"}
+    sections = {"study", "search", "space", "train", "pruner", "resources", "faults"}
     for key in raw:
         if key not in sections:
             raise _fail(where, f"[{key}]", f"unknown table; expected some of {sorted(sections)}")
@@ -266,6 +281,7 @@ def parse_study(text: str, where: str, default_name: str) -> Study:
         train=_build(Train, raw.get("train", {}), where, "train"),
         pruner=_build(Pruner, raw.get("pruner", {}), where, "pruner"),
         resources=_build(Resources, raw.get("resources", {}), where, "resources"),
+        faults=_faults(raw.get("faults", {}), where),
     )
     _check_consistency(study, where)
     return study

@@ -1,0 +1,142 @@
+"""The Ray side of a study: which cluster, what each trial gets, and what the hardware does.
+
+Without `--address` a study starts a private local Ray (`address="local"`), whatever cluster the
+machine last joined or RAY_ADDRESS names: a stopped `ray start` cluster must not make `run` hang.
+`--address auto` joins the running cluster; `--address HOST:PORT` or `ray://HOST:PORT` a given one.
+
+The driver never touches the GPU itself (no CUDA context held by the driver during a study): the
+device's throughput for the cost estimate is measured by a Ray task that asks for the same resources
+as a trial, so it runs where trials will run, on the device they will use.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import signal
+import socket
+from pathlib import Path
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from search.study import Study, StudyError
+
+
+class ClusterError(StudyError):
+    """The Ray cluster named by --address cannot be reached: a setup problem the user can fix."""
+
+
+@dataclass(frozen=True)
+class Cluster:
+    cpus: float
+    gpus: float
+    nodes: int
+    address: str  # what was joined ("local" for a private one)
+    session_dir: str | None = None  # a private cluster's session folder (to find its processes later)
+
+
+def check_address(address: str | None, timeout: float = 3.0) -> None:
+    """Fail fast, before anything is written, when an explicit HOST:PORT does not answer."""
+    if address in (None, "", "local", "auto"):
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(f"--address {address!r}: expected auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ClusterError(f"--address {address}: no Ray cluster answers at {host}:{port} ({exc.strerror or exc}); "
+                           "start one (`ray start --head`) or drop --address to run on this machine") from None
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None, env_vars: dict[str, str] | None = None) -> Iterator[Cluster]:
+    """ray.init for the life of the block (a private local cluster unless --address), then shutdown."""
+    import ray
+    target = address or "local"
+    kwargs = {"runtime_env": {"env_vars": env_vars}} if env_vars and target.startswith("ray://") else {}
+    try:
+        context = ray.init(address=target, include_dashboard=False, log_to_driver=False,
+                           logging_level=logging.WARNING, **kwargs)
+    except (ConnectionError, TimeoutError) as exc:
+        raise ClusterError(f"--address {address}: cannot join the Ray cluster ({exc}); start one "
+                           "(`ray start --head`) or drop --address to run on this machine") from None
+    try:
+        resources = ray.cluster_resources()
+        nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+        session = context.address_info.get("session_dir") if target == "local" else None
+        yield Cluster(cpus=float(resources.get("CPU", 1.0)), gpus=float(resources.get("GPU", 0.0)),
+                      nodes=nodes, address=target, session_dir=session)
+    finally:
+        ray.shutdown()
+
+
+def trial_resources(study: Study, cluster: Cluster) -> tuple[dict[str, float], int]:
+    """What each trial asks Ray for, and how many run at once on this cluster.
+
+    A GPU study on a cluster without GPUs runs its trials on CPU unchanged. `gpus_per_trial` below 1
+    packs several trials on one GPU (Ray's bookkeeping; the trials share its memory).
+    """
+    per_trial = {"cpu": min(study.resources.cpus_per_trial, cluster.cpus),
+                 "gpu": study.resources.gpus_per_trial if cluster.gpus > 0 else 0.0}
+    fits = math.floor(cluster.cpus / per_trial["cpu"] + 1e-9)
+    if per_trial["gpu"] > 0:
+        fits = min(fits, math.floor(cluster.gpus / per_trial["gpu"] + 1e-9))
+    concurrency = study.resources.max_concurrent or max(fits, 1)
+    return per_trial, min(concurrency, max(study.num_trials, 1))
+
+
+def measure_trial_device(per_trial: dict[str, float]) -> tuple[str, float]:
+    """(device name, effective training FLOP/s) measured by a Ray task placed like a trial."""
+    import ray
+
+    @ray.remote(max_calls=1)  # the worker exits afterwards: no CUDA context outlives the measurement
+    def measure(threads: int) -> tuple[str, float]:
+        import torch
+
+        from search.estimate import measure_device_flops
+        from sr_core.train import default_device
+        device = default_device()
+        name = torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu"
+        return name, measure_device_flops(device.type, threads)
+
+    threads = max(1, int(per_trial["cpu"]))
+    options = {"num_cpus": per_trial["cpu"], "num_gpus": per_trial["gpu"]}
+    return ray.get(measure.options(**options).remote(threads))
+
+
+def local_scratch_cleanup(tag: str) -> None:
+    """Remove this study's trial scratch folders on this node (trials clean their own; kills don't)."""
+    import shutil
+
+    from search.trainable import scratch_root
+    shutil.rmtree(scratch_root() / tag, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        scratch_root().rmdir()  # only when no other study has scratch there
+
+
+def reap_orphans(session_dir: str | None) -> int:
+    """Kill what a killed driver's private Ray left running (Ray's agents outlive a kill -9 of the
+    driver, orphaned). Only processes that hold files of that session's folder; returns how many."""
+    proc = Path("/proc")
+    if not session_dir or not proc.is_dir():
+        return 0
+    killed = 0
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if _ppid(entry) != 1 or not any(os.readlink(fd).startswith(session_dir) for fd in (entry / "fd").iterdir()):
+                continue
+            os.kill(int(entry.name), signal.SIGKILL)
+            killed += 1
+        except (OSError, ValueError):
+            continue  # gone meanwhile, or not ours to read
+    return killed
+
+
+def _ppid(entry: Path) -> int:
+    stat = (entry / "stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])

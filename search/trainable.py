@@ -1,0 +1,112 @@
+"""The trial as Ray runs it, on whichever node Ray placed it: one `train_trial` with one report per epoch.
+
+Each epoch's report carries the epoch's metrics, the best so far, the node it ran on, and the trial's
+checkpoint folder (Tune persists it to the study's storage, so a retry or a resumed study continues from
+the last reported epoch). A closing report says how the trial ended (`final_status`, `final_reason`):
+the driver's callback turns it into MLflow tags and Optuna's state. An exception inside the trial is
+caught and reported as `failed` with its reason (a deterministic bug gains nothing from a retry); a
+process that dies (killed, OOM-killed by the OS, node lost) is what Ray's FailureConfig retries.
+
+The data arrives through Ray's object store (uint8 numpy arrays, zero-copy on the node), so no trial
+reads a path that only the driver has. The checkpoint folder is node-local scratch under the system
+temp folder, removed when the trial ends however it ends (the driver also sweeps it at the end).
+"""
+from __future__ import annotations
+
+import shutil
+import socket
+import tempfile
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sr_core.data import SRData, SRPairs
+from sr_core.train import TrialConfig, best_metrics, default_device, train_trial
+
+#: Config keys that the search adds for the trial's own use (not TrialConfig fields).
+SCRATCH_KEY, CPUS_KEY, FAULTS_KEY = "_scratch", "_cpus", "_faults"
+SCRATCH_ROOT = "sr-search-trials"
+
+
+def data_arrays(data: SRData) -> dict[str, np.ndarray]:
+    """What goes into the object store: the train and val pairs as uint8 numpy arrays (zero-copy)."""
+    return {"train_lr": data.train.lr.numpy(), "train_hr": data.train.hr.numpy(),
+            "val_lr": data.val.lr.numpy(), "val_hr": data.val.hr.numpy(),
+            "train_names": np.array(data.train.names), "val_names": np.array(data.val.names)}
+
+
+def _srdata(arrays: dict[str, np.ndarray]) -> SRData:
+    # Arrays from the object store are read-only; the trainer never writes its inputs (tested), so
+    # share them instead of copying hundreds of MB per trial.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        tensor = {k: torch.from_numpy(v) for k, v in arrays.items() if not k.endswith("_names")}
+    pairs = {s: SRPairs(tensor[f"{s}_lr"], tensor[f"{s}_hr"], tuple(arrays[f"{s}_names"].tolist()))
+             for s in ("train", "val")}
+    return SRData(train=pairs["train"], val=pairs["val"], test=None, source="object store")
+
+
+def scratch_root() -> Path:
+    return Path(tempfile.gettempdir()) / SCRATCH_ROOT
+
+
+def scratch_dir(tag: str, trial_id: str) -> Path:
+    """A trial's node-local checkpoint folder; `tag` is unique per study run."""
+    return scratch_root() / tag / trial_id
+
+
+def trial_config(config: dict[str, Any]) -> TrialConfig:
+    """The TrialConfig inside a Tune config (which also holds the search's own `_` keys)."""
+    from sr_core.train import config_from_dict
+    fields = {k: v for k, v in config.items() if not k.startswith("_")}
+    fields["fault"] = config.get(FAULTS_KEY, {}).get(TrialConfig(**{**fields, "fault": ""}).run_name, "")
+    return config_from_dict(fields)
+
+
+def run_trial(config: dict[str, Any], data: dict[str, np.ndarray]) -> None:
+    """The Tune function trainable (wrapped with `tune.with_parameters(run_trial, data=...)`)."""
+    import ray
+    from ray import tune
+
+    torch.set_num_threads(max(1, int(config[CPUS_KEY])))
+    node = {"node_id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname()}
+    scratch = scratch_dir(config[SCRATCH_KEY], tune.get_context().get_trial_id())
+    try:
+        scratch.mkdir(parents=True, exist_ok=True)
+        restored = tune.get_checkpoint()
+        if restored is not None:  # a retry or a resumed study: continue from the last reported epoch
+            with restored.as_directory() as src:
+                shutil.copytree(src, scratch, dirs_exist_ok=True)
+
+        def on_epoch(report: dict) -> bool:
+            tune.report({**report, **node}, checkpoint=tune.Checkpoint.from_directory(scratch))
+            return True  # ASHA stops a trial from outside (tune.report then exits the thread)
+
+        closing, persist = _train(trial_config(config), data, scratch, on_epoch)
+        # The closing report repeats the last epoch number, so ASHA (time attribute = epoch) sees
+        # nothing new. It carries the checkpoint only when the ending was not already persisted with
+        # the last epoch's report (diverged, oom): a resume then knows not to run the trial again.
+        tune.report({**closing, **node},
+                    checkpoint=tune.Checkpoint.from_directory(scratch) if persist else None)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _train(config: TrialConfig, data: dict, scratch: Path, on_epoch) -> tuple[dict, bool]:
+    """Run the trial; (closing report, whether the checkpoint folder changed since the last report)."""
+    try:
+        result = train_trial(config, _srdata(data), device=default_device(), on_epoch=on_epoch,
+                             checkpoint_dir=scratch)
+    except Exception as exc:  # the trial's own bug or bad state: recorded, never retried
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        reason = f"{type(exc).__name__}: {exc} ({Path(where.filename).name}:{where.lineno})"
+        return {"final": True, "final_status": "failed", "final_reason": reason[:500]}, False
+    # No val/mse in it: schedulers and searchers look at epoch reports only.
+    closing = {"final": True, "final_status": result.status, "final_reason": result.reason,
+               "epoch": result.epochs, **best_metrics(result.best)}
+    # completed and early_stopped were written (ended.json) before the last epoch's report.
+    return closing, result.status in ("diverged", "oom")

@@ -1,0 +1,96 @@
+"""A study never dies of one trial, and every store tells the same story of each trial's end.
+
+Faults are injected through the trainer's own test hook (the study's [faults] table), so the real
+handling paths run: a NaN loss, an exception mid-epoch, out of memory in training and while moving to
+the device. The study is driven through the real CLI with real Ray, Optuna (journal) and MLflow
+(sqlite); Optuna is read back through Optuna's own API.
+"""
+import math
+
+import pytest
+from optuna.trial import TrialState
+
+from _driver import child_env, epochs_logged, optuna_study, run_cli, runs, write_study
+
+FAULTS = {"residual_b1_c4_lr0.001": "nan@2", "residual_b0_c4_lr0.002": "raise@2",
+          "residual_b1_c4_lr0.002": "oom@2", "residual_b0_c4_lr1e-30": "oom:to_device"}
+EXPECTED = {"residual_b0_c4_lr0.001": "completed", "residual_b1_c4_lr0.001": "diverged",
+            "residual_b0_c4_lr0.002": "failed", "residual_b1_c4_lr0.002": "oom",
+            "residual_b0_c4_lr1e-30": "oom",
+            # lr 1e-30 moves no weight: val/mse is flat, so patience 2 stops it at epoch 3 of 4
+            "residual_b1_c4_lr1e-30": "early_stopped"}
+OPTUNA = {"completed": TrialState.COMPLETE, "early_stopped": TrialState.COMPLETE,
+          "diverged": TrialState.FAIL, "oom": TrialState.FAIL, "failed": TrialState.FAIL}
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory):
+    root = tmp_path_factory.mktemp("faults")
+    study = write_study(root, lrs=(1e-3, 2e-3, 1e-30), patience=2, concurrent=2, faults=FAULTS)
+    env = child_env(root)
+    workdir = root / "w"
+    code, out = run_cli(["run", "--study", str(study), "--workdir", str(workdir), "--tflops", "1"], env)
+    return code, out, workdir, study, env, root
+
+
+def test_the_study_survives_every_trial_fault_and_completes(faulty):
+    code, out, workdir, *_ = faulty
+    assert code == 0, out
+    (parent,) = runs(workdir, "study")
+    assert parent.data.tags["status"] == "completed" and parent.info.status == "FINISHED"
+    assert "Traceback" not in out and "KeyError" not in out
+
+
+def test_each_trial_is_tagged_with_its_true_status_and_a_reason(faulty):
+    _, out, workdir, *_ = faulty
+    trials = {r.info.run_name: r for r in runs(workdir)}
+    assert {n: r.data.tags["status"] for n, r in trials.items()} == EXPECTED, out
+    reasons = {n: r.data.tags.get("reason", "") for n, r in trials.items()}
+    assert reasons["residual_b0_c4_lr0.001"] == ""  # completed: nothing to explain
+    assert reasons["residual_b1_c4_lr0.001"] == "non-finite train MSE at epoch 2"
+    assert "RuntimeError: injected fault 'raise@2'" in reasons["residual_b0_c4_lr0.002"]
+    assert "out of memory at epoch 2" in reasons["residual_b1_c4_lr0.002"]
+    assert "out of memory at epoch 1" in reasons["residual_b0_c4_lr1e-30"]
+    assert "did not improve for 2 epochs" in reasons["residual_b1_c4_lr1e-30"]
+    for name, run in trials.items():  # MLflow's own run state agrees with the tag
+        assert run.info.status == ("FAILED" if EXPECTED[name] == "failed" else "FINISHED")
+    # the healthy epochs of the diverged trial are kept: epoch 1 only
+    assert [e for e, _ in epochs_logged(workdir, trials["residual_b1_c4_lr0.001"].info.run_id)] == [1]
+
+
+def test_optuna_tells_the_same_story(faulty):
+    _, _, workdir, *_ = faulty
+    trials = {r.data.tags["trial_id"]: r for r in runs(workdir)}
+    ot = optuna_study(workdir, "faults")
+    assert len(ot.trials) == len(trials) == 6
+    for t in ot.trials:
+        run = trials[t.user_attrs["ray_trial_id"]]
+        status = run.data.tags["status"]
+        assert t.state == OPTUNA[status], (run.info.run_name, t.state)
+        assert t.user_attrs["status"] == status and t.user_attrs["reason"] == run.data.tags.get("reason", "")
+        assert int(run.data.tags["optuna.trial_number"]) == t.number
+        assert t.params["lr"] == pytest.approx(float(run.data.params["lr"]))
+        if t.state == TrialState.COMPLETE:
+            assert t.value == pytest.approx(run.data.metrics["best/val_mse"])
+        # every reported epoch is an intermediate value
+        logged = {e for e, _ in epochs_logged(workdir, run.info.run_id)}
+        assert set(t.intermediate_values) == logged
+        assert all(math.isfinite(v) for v in t.intermediate_values.values())
+
+
+def test_resume_of_the_ended_study_reruns_nothing(faulty):
+    _, _, workdir, study, env, _ = faulty
+    before = {r.info.run_id: (r.data.tags["status"], epochs_logged(workdir, r.info.run_id)) for r in runs(workdir)}
+    code, out = run_cli(["run", "--study", str(study), "--workdir", str(workdir), "--resume", "--tflops", "1"],
+                        env)
+    assert code == 0, out
+    after = {r.info.run_id: (r.data.tags["status"], epochs_logged(workdir, r.info.run_id)) for r in runs(workdir)}
+    assert after == before  # same runs, same statuses, not one epoch logged again
+    assert len(runs(workdir, "study")) == 1
+    assert "] start" not in out and "] epoch" not in out
+
+
+def test_no_scratch_folder_is_left_behind(faulty):
+    *_, root = faulty
+    leftovers = list((root / "tmp").glob("sr-search-trials/**/*"))
+    assert leftovers == []
