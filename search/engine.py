@@ -95,6 +95,7 @@ def run_study(study: Study, opts: RunOptions, log=print) -> StudyOutcome:
             stack.enter_context(held_lock(workdir.study_dir(study.name) / LOCK_FILE, f"study {study.name!r}"))
         env = {k: v for k, v in ((secrets.TRACKING_ENV, tracking_uri), (secrets.STORAGE_ENV, storage)) if v}
         cluster = stack.enter_context(ray_session(opts.address, env))
+        guard.install()  # ray.init replaced the driver's SIGTERM handler with its own
         per_trial, concurrency = trial_resources(study, cluster)
         estimate = _estimate(study, opts, per_trial, concurrency, n_train, n_val)
         log(f"study {study.name}: {study.description}".rstrip(": "))

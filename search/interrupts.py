@@ -58,6 +58,11 @@ class InterruptGuard:
               "(press Ctrl-C again to stop at once) ...", file=sys.stderr, flush=True)
         os.kill(os.getpid(), signal.SIGUSR1)  # Tune's own graceful stop
 
+    def install(self) -> None:
+        """(Re)take SIGINT and SIGTERM: `ray.init` installs its own SIGTERM handler in the driver."""
+        for s in EXIT_CODES:
+            signal.signal(s, self.handle)
+
     @contextlib.contextmanager
     def tune(self) -> Iterator[None]:
         """Around `Tuner.fit()`: signals become Tune's graceful stop instead of an exception."""
@@ -71,9 +76,12 @@ class InterruptGuard:
 
 
 class _DropRestoreHint(logging.Filter):
+    """Tune's own messages about stopping and restoring, which name commands our users don't run."""
+    NOISE = ("Tuner.restore(", "Stop signal received", "Failed to fetch metrics for")
+
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return "Tuner.restore(" not in message and "Stop signal received" not in message
+        return not any(noise in message for noise in self.NOISE)
 
 
 @contextlib.contextmanager
@@ -84,10 +92,13 @@ def interrupt_guard() -> Iterator[InterruptGuard]:
     previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, signal.SIG_DFL)
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     hint_filter = _DropRestoreHint()
-    logging.getLogger("ray.tune.tune").addFilter(hint_filter)
+    loggers = [logging.getLogger(name) for name in ("ray.tune.tune", "ray.tune.analysis.experiment_analysis")]
+    for logger in loggers:
+        logger.addFilter(hint_filter)
     try:
         yield guard
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-        logging.getLogger("ray.tune.tune").removeFilter(hint_filter)
+        for logger in loggers:
+            logger.removeFilter(hint_filter)

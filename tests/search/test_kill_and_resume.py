@@ -12,7 +12,7 @@ import time
 import pytest
 
 from _driver import (Driver, child_env, epochs_logged, first_epochs_after, last_epochs, optuna_study,
-                     runs, write_study)
+                     run_cli, runs, write_study)
 
 KILLS = ("prepare", "trial_closed", "mid-trial", "report")
 
@@ -46,7 +46,9 @@ def killed_four_times(tmp_path_factory):
     victim = d.wait_for(r"\] epoch   2 (\S+):").group(1)
     d.kill_9()
     log["mid-trial"] = {"time": time.time() * 1000, "text": d.text, "victim": victim,
-                        "victim_epoch": last_epochs(d.text)[victim]}
+                        "victim_epoch": last_epochs(d.text)[victim],
+                        "status": run_cli(["status", "--study", "crash", "--workdir", str(workdir)], child_env(root)),
+                        "after_status": {t.info.run_name: (t.data.tags["status"], t.info.status) for t in runs(workdir)}}
 
     # 4. While the report is written (every trial has ended).
     d = Driver(_args(study, workdir, "--resume"), child_env(root, SR_SEARCH_PAUSE_AT="report"))
@@ -95,6 +97,14 @@ def test_the_trial_killed_mid_epoch_lost_at_most_one_epoch(killed_four_times):
     resumed = first_epochs_after(killed_four_times["log"]["report"]["text"], "running")
     # Reported epoch 2 before the kill; continuing at epoch 3 loses nothing, at epoch 2 loses one.
     assert resumed[mid["victim"]] >= mid["victim_epoch"], (mid, resumed)
+
+
+def test_status_after_a_kill_repairs_the_runs_left_running(killed_four_times):
+    mid = killed_four_times["log"]["mid-trial"]
+    code, text = mid["status"]
+    assert code == 0 and f"repaired 1 run(s) left running" in text, text
+    assert mid["after_status"][mid["victim"]] == ("interrupted", "KILLED")
+    assert all(state != "RUNNING" for _, state in mid["after_status"].values())
 
 
 def test_the_report_is_written_only_by_the_run_that_finished(killed_four_times):
