@@ -55,7 +55,7 @@ def check_storage(url: str) -> None:
                          "postgresql://USER@HOST/DB (default: a journal file in the workdir)")
     try:
         import sqlalchemy
-        engine = sqlalchemy.create_engine(url, connect_args=_connect_timeout(url))
+        engine = sqlalchemy.create_engine(sqlalchemy_url(url), connect_args=_connect_timeout(url))
         with engine.connect():
             pass
         engine.dispose()
@@ -67,6 +67,14 @@ def check_storage(url: str) -> None:
         raise StudyError(f"--storage {mask(url)}: cannot connect ({detail})") from None
 
 
+def sqlalchemy_url(url: str) -> str:
+    """postgresql://... names SQLAlchemy's default driver, psycopg2; the `postgres` extra installs
+    psycopg (3), so plain postgresql URLs use it unless the user named a driver (postgresql+x://)."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
 def _connect_timeout(url: str) -> dict:
     return {"connect_timeout": 5} if url.startswith("postgresql") else {}
 
@@ -75,7 +83,7 @@ def _connect_timeout(url: str) -> dict:
 def _storage(spec: str) -> optuna.storages.BaseStorage:
     """One storage object per process and spec (an RDB storage holds a connection pool)."""
     if "://" in spec:
-        return optuna.storages.RDBStorage(resolve(spec, STORAGE_ENV))
+        return optuna.storages.RDBStorage(sqlalchemy_url(resolve(spec, STORAGE_ENV)))
     from optuna.storages.journal import JournalFileBackend
     return optuna.storages.JournalStorage(JournalFileBackend(str(Path(spec))))
 

@@ -1,5 +1,8 @@
 """The engine end to end on a tiny study: real Ray (local), real Optuna journal, real MLflow sqlite."""
+import contextlib
+import io
 import os
+import re
 
 import numpy as np
 import pytest
@@ -44,8 +47,10 @@ def tiny_run(tmp_path_factory):
     study = root / "tiny.toml"
     study.write_text(STUDY.format(data=photos))
     workdir = root / "w"
-    code = main(["run", "--study", str(study), "--workdir", str(workdir)])
-    return code, workdir, root
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["run", "--study", str(study), "--workdir", str(workdir)])
+    return code, workdir, root, out.getvalue()
 
 
 def _children(workdir):
@@ -58,12 +63,13 @@ def _children(workdir):
 
 
 def test_study_runs_and_tracks_one_parent_with_a_child_per_trial(tiny_run):
-    code, workdir, _ = tiny_run
+    code, workdir, _, _ = tiny_run
     assert code == 0
     client, parents, children = _children(workdir)
     assert len(parents) == 1 and len(children) == 8
     parent = parents[0]
     assert parent.data.tags["status"] == "completed"
+    assert client.get_experiment(parent.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     assert parent.data.params["pruner.grace_period"] == "1"
     assert "estimate/device_hours" in parent.data.metrics and "bicubic/val_psnr" in parent.data.metrics
     for child in children:
@@ -77,7 +83,7 @@ def test_study_runs_and_tracks_one_parent_with_a_child_per_trial(tiny_run):
 
 
 def test_status_tags_tell_the_truth(tiny_run):
-    _, workdir, _ = tiny_run
+    _, workdir, _, _ = tiny_run
     client, _, children = _children(workdir)
     statuses = {c.data.tags["status"] for c in children}
     assert statuses <= {"completed", "early_stopped", "pruned"}
@@ -93,7 +99,7 @@ def test_status_tags_tell_the_truth(tiny_run):
 
 
 def test_report_is_written_and_status_lists_trials(tiny_run, capsys):
-    _, workdir, _ = tiny_run
+    _, workdir, _, _ = tiny_run
     report = workdir / "reports" / "tiny.html"
     assert report.exists() and report.stat().st_size > 1_000_000  # plotly.js inlined
     assert main(["status", "--study", "tiny", "--workdir", str(workdir)]) == 0
@@ -102,13 +108,13 @@ def test_report_is_written_and_status_lists_trials(tiny_run, capsys):
 
 
 def test_running_again_without_resume_is_refused(tiny_run, capsys):
-    _, workdir, root = tiny_run
+    _, workdir, root, _ = tiny_run
     assert main(["run", "--study", str(root / "tiny.toml"), "--workdir", str(workdir)]) == 2
     assert "--resume" in capsys.readouterr().err
 
 
 def test_predict_writes_128px_pngs_with_the_same_names(tiny_run, tmp_path):
-    _, workdir, _ = tiny_run
+    _, workdir, _, _ = tiny_run
     inputs = tmp_path / "in"
     inputs.mkdir()
     rng = np.random.default_rng(0)
@@ -123,7 +129,7 @@ def test_predict_writes_128px_pngs_with_the_same_names(tiny_run, tmp_path):
 
 
 def test_predict_names_a_corrupt_input_and_writes_nothing(tiny_run, tmp_path, capsys):
-    _, workdir, _ = tiny_run
+    _, workdir, _, _ = tiny_run
     inputs = tmp_path / "in"
     inputs.mkdir()
     Image.new("RGB", (32, 32)).save(inputs / "good.png")
@@ -133,3 +139,42 @@ def test_predict_names_a_corrupt_input_and_writes_nothing(tiny_run, tmp_path, ca
                  "--output", str(out)]) == 2
     assert "bad.png" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_pruned_trials_are_pruned_in_optuna_with_their_intermediate_values(tiny_run):
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+    _, workdir, _, _ = tiny_run
+    _, _, children = _children(workdir)
+    by_trial = {c.data.tags["trial_id"]: c for c in children}
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(workdir / "studies/tiny/optuna.journal")))
+    (summary,) = optuna.get_all_study_summaries(storage)
+    trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
+    assert len(trials) == 8
+    for t in trials:
+        run = by_trial[t.user_attrs["ray_trial_id"]]
+        status = run.data.tags["status"]
+        expected = {"pruned": "PRUNED", "completed": "COMPLETE", "early_stopped": "COMPLETE"}[status]
+        assert t.state.name == expected and t.user_attrs["status"] == status
+        assert len(t.intermediate_values) == int(run.data.metrics["epochs_run"])
+        if status == "pruned":  # Optuna keeps the value at the rung where ASHA stopped it
+            assert t.value == t.intermediate_values[max(t.intermediate_values)]
+        else:
+            assert t.value == run.data.metrics["best/val_mse"]
+
+
+def test_run_predict_and_the_report_name_the_same_best_trial(tiny_run, tmp_path, capsys):
+    _, workdir, _, out = tiny_run
+    printed = re.search(r"^best +: (\S+)", out, re.M).group(1)
+    _, parents, children = _children(workdir)
+    best = next(c for c in children if c.info.run_id == parents[0].data.tags["best_run_id"])
+    assert best.info.run_name == printed and best.data.tags["status"] in ("completed", "early_stopped")
+    finished = [c for c in children if c.data.tags["status"] in ("completed", "early_stopped")]
+    assert best.data.metrics["best/val_mse"] == min(c.data.metrics["best/val_mse"] for c in finished)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    Image.new("RGB", (32, 32)).save(inputs / "x.png")
+    assert main(["predict", "--study", "tiny", "--workdir", str(workdir), "--input", str(inputs),
+                 "--output", str(tmp_path / "out")]) == 0
+    assert f"model        : {printed} " in capsys.readouterr().out
+    assert f"<b>Best: {printed}</b>" in (workdir / "reports" / "tiny.html").read_text()
