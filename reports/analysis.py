@@ -20,10 +20,13 @@ def finished(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def best_trial(trials: pd.DataFrame) -> pd.Series | None:
-    """The finished trial with the lowest val/mse, or None when no trial finished."""
+    """The finished trial with the lowest val/mse, ties to the one that started first; None when no
+    trial finished. The rule of docs/tracking-schema.md ("The best trial"), as search applies it."""
     done = finished(trials)
     if done.empty:
         return None
+    if "start_time" in done:
+        done = done.sort_values("start_time", kind="stable")
     return done.loc[done["val/mse"].astype(float).idxmin()]
 
 

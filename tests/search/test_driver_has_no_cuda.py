@@ -1,0 +1,44 @@
+"""The driver never touches the GPU during a study: no CUDA context held by the driver (a study's
+driver shares its machine with trials that want every byte of GPU memory). Device work that the
+driver needs (the throughput for the cost estimate) runs in a Ray task placed like a trial.
+
+The driver-side modules are checked for any use of `torch.cuda` or of the helper that picks it; the
+Ray task in search/cluster.py is the one allowed place, inside a function Ray runs remotely."""
+import ast
+from pathlib import Path
+
+import pytest
+
+SEARCH = Path(__file__).resolve().parents[2] / "search"
+DRIVER_MODULES = ["engine.py", "tuner.py", "callback.py", "tracking.py", "optuna_link.py", "asha.py",
+                  "outcome.py", "interrupts.py", "workdir.py", "secrets.py", "samples.py", "cluster.py"]
+REMOTE_FUNCTIONS = {"measure"}  # decorated with @ray.remote: runs in a worker, not the driver
+
+
+def _cuda_uses(tree: ast.AST, skip: set[str]) -> list[int]:
+    found = []
+
+    def visit(node, inside_remote=False):
+        if isinstance(node, ast.FunctionDef) and node.name in skip:
+            inside_remote = True
+        if not inside_remote:
+            if isinstance(node, ast.Attribute) and node.attr == "cuda":
+                found.append(node.lineno)
+            if isinstance(node, ast.Name) and node.id == "default_device":
+                found.append(node.lineno)
+        for child in ast.iter_child_nodes(node):
+            visit(child, inside_remote)
+
+    visit(tree)
+    return found
+
+
+@pytest.mark.parametrize("module", DRIVER_MODULES)
+def test_driver_module_does_not_touch_cuda(module):
+    tree = ast.parse((SEARCH / module).read_text())
+    assert _cuda_uses(tree, REMOTE_FUNCTIONS) == []
+
+
+def test_the_checker_catches_a_cuda_call():
+    assert _cuda_uses(ast.parse("import torch\nx = torch.cuda.device_count()"), set()) == [2]
+    assert _cuda_uses(ast.parse("def measure():\n    torch.cuda.synchronize()"), REMOTE_FUNCTIONS) == []
