@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+import re
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -219,7 +220,7 @@ def render_page(data: RunData, samples_png: bytes | None) -> str:
 <script type="text/javascript">{get_plotlyjs()}</script>
 </head><body>
 <h1>sr-search report: {escape(names)}</h1>
-<p class="meta">Generated {stamp} from MLflow store <code>{escape(data.tracking_uri)}</code>.</p>
+<p class="meta">Generated {stamp} from MLflow store <code>{escape(_without_password(data.tracking_uri))}</code>.</p>
 {sm.best_config(data)}
 {sm.compute_line(data)}
 <h3>Trials by status</h3>{sm.status_table(t)}
@@ -230,6 +231,11 @@ def render_page(data: RunData, samples_png: bytes | None) -> str:
 <script>{RENDER_CHECK}</script>
 </body></html>
 """
+
+
+def _without_password(uri: str) -> str:
+    """A report is shared: a password in the tracking URI (user:pw@host) is never shown."""
+    return re.sub(r"(://[^:/@\s]+:)[^@/\s]+@", r"\1***@", uri)
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -58,7 +58,8 @@ def ray_session(address: str | None, env_vars: dict[str, str] | None = None) -> 
     target = address or "local"
     kwargs = {"runtime_env": {"env_vars": env_vars}} if env_vars and target.startswith("ray://") else {}
     try:
-        context = ray.init(address=target, include_dashboard=False, log_to_driver=False,
+        # With ray://, Tune's loop (and the progress it prints) runs on the head: forward its output.
+        context = ray.init(address=target, include_dashboard=False, log_to_driver=target.startswith("ray://"),
                            logging_level=logging.WARNING, **kwargs)
     except (ConnectionError, TimeoutError) as exc:
         raise ClusterError(f"--address {address}: cannot join the Ray cluster ({exc}); start one "

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -93,7 +94,9 @@ def run_study(study: Study, opts: RunOptions, log=print) -> StudyOutcome:
         data_path, n_train, n_val = prepare(study, workdir, log)
         if not opts.dry_run:
             stack.enter_context(held_lock(workdir.study_dir(study.name) / LOCK_FILE, f"study {study.name!r}"))
-        env = {k: v for k, v in ((secrets.TRACKING_ENV, tracking_uri), (secrets.STORAGE_ENV, storage)) if v}
+        env = _driver_env(tracking_uri, storage)
+        os.environ.update(env)
+        # With ray://, Tune's driver loop runs on the cluster's head: it gets the same environment.
         cluster = stack.enter_context(ray_session(opts.address, env))
         guard.install()  # ray.init replaced the driver's SIGTERM handler with its own
         per_trial, concurrency = trial_resources(study, cluster)
@@ -101,6 +104,8 @@ def run_study(study: Study, opts: RunOptions, log=print) -> StudyOutcome:
         log(f"study {study.name}: {study.description}".rstrip(": "))
         log(f"data         : {study.data} ({n_train} train / {n_val} val patches, cache {data_path.name})")
         log(f"cluster      : {cluster.nodes} node(s), {cluster.cpus:g} CPU, {cluster.gpus:g} GPU ({cluster.address})")
+        log(f"tracking     : MLflow {secrets.mask(tracking_uri)}; Optuna "
+            f"{secrets.mask(storage) or 'journal in ' + str(workdir.study_dir(study.name))}")
         for line in estimate.lines():
             log(line)
         outcome = StudyOutcome(study.name, estimate)
@@ -112,6 +117,15 @@ def run_study(study: Study, opts: RunOptions, log=print) -> StudyOutcome:
         outcome.parent_run_id = session.state["parent_run_id"]
         _fit(session, guard, per_trial, concurrency, log)
         return _finish(session, outcome, log)
+
+
+def _driver_env(tracking_uri: str, storage: str | None) -> dict[str, str]:
+    """What Tune's driver loop needs in its environment: Tune's settings and the real URIs."""
+    from search.tuner import TUNE_ENV
+    env = {k: os.environ.get(k, v) for k, v in TUNE_ENV.items()}
+    env["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+    env.update({k: v for k, v in ((secrets.TRACKING_ENV, tracking_uri), (secrets.STORAGE_ENV, storage)) if v})
+    return env
 
 
 def _load_state(path: Path) -> dict:

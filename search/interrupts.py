@@ -90,7 +90,6 @@ def interrupt_guard() -> Iterator[InterruptGuard]:
     guard = InterruptGuard()
     previous = {s: signal.signal(s, guard.handle) for s in EXIT_CODES}
     previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, signal.SIG_DFL)
-    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     hint_filter = _DropRestoreHint()
     loggers = [logging.getLogger(name) for name in ("ray.tune.tune", "ray.tune.analysis.experiment_analysis")]
     for logger in loggers:

@@ -9,7 +9,8 @@ dataclasses below, in one place):
                  lr/eta_min a table {low, high, log} (tpe/random only)
     [train]      epochs, batch_size, grad_clip, patience, augment, epoch_samples
     [pruner]     kind ("asha" | "none"), grace_period, reduction_factor
-    [resources]  cpus_per_trial, gpus_per_trial, max_concurrent (0 = as many as fit)
+    [resources]  cpus_per_trial, gpus_per_trial (fractions pack trials on a GPU), max_concurrent
+                 (0 = as many as fit), max_failures (restarts of a trial whose process died)
     [faults]     test-only: run name = fault spec (see sr_core.faults), to inject a fault into
                  one trial through the trainer's own hook; real studies leave it out
 
@@ -73,6 +74,7 @@ class Resources:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 1.0  # ignored where the cluster has no GPU: trials then run on CPU
     max_concurrent: int = 0
+    max_failures: int = 2  # Ray restarts a trial whose process died this often, from its last epoch
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,7 @@ _RULES = {  # field -> (type, predicate, what the predicate requires)
     "cpus_per_trial": (float, lambda v: v > 0, "> 0"),
     "gpus_per_trial": (float, lambda v: v >= 0, ">= 0"),
     "max_concurrent": (int, lambda v: v >= 0, ">= 0"),
+    "max_failures": (int, lambda v: v >= 0, ">= 0"),
 }
 
 

@@ -6,12 +6,14 @@ search/callback.py; this module holds the MLflow side of it and of `run`, `statu
 """
 from __future__ import annotations
 
+import base64
 import math
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from mlflow.entities import Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
@@ -39,9 +41,14 @@ def check_reachable(tracking_uri: str, timeout: float = 5.0) -> None:
                             "of an MLflow server, or a database URI such as sqlite:///PATH/mlflow.db")
     if scheme not in ("http", "https"):
         return
-    url = tracking_uri.rstrip("/") + "/health"
+    parts = urlsplit(tracking_uri)
+    netloc = parts.hostname + (f":{parts.port}" if parts.port else "") if parts.hostname else parts.netloc
+    request = urllib.request.Request(urlunsplit(parts._replace(netloc=netloc)).rstrip("/") + "/health")
+    if parts.username:  # credentials in the URI: sent as HTTP basic auth, as MLflow's client does
+        token = base64.b64encode(f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             if response.status != 200:
                 raise TrackingError(f"MLflow server {mask(tracking_uri)} answered {response.status} on /health")
     except (urllib.error.URLError, OSError, ValueError) as exc:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 
 from ray import tune
 
@@ -25,13 +24,14 @@ TUNE_ENV = {
     # num_to_keep=1 makes Tune snapshot the experiment after every checkpoint, which is what a
     # crash-safe resume wants; its warning about that would print once per epoch.
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+    # search.interrupts is the only SIGINT listener of the driver (Tune's would print Tuner.restore).
+    "TUNE_DISABLE_SIGINT_HANDLER": "1",
 }
 
 
 def make_tuner(s, per_trial: dict[str, float], concurrency: int, log) -> tune.Tuner:
-    """`s` is the engine's session. The data goes into Ray's object store once, here."""
-    for key, value in TUNE_ENV.items():
-        os.environ.setdefault(key, value)
+    """`s` is the engine's session (whose driver environment holds TUNE_ENV). The data goes into Ray's
+    object store once, here."""
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, data=data_arrays(load_cached(s.data_path))), per_trial)
     path = f"{s.state['ray_storage'].rstrip('/')}/{s.state['optuna_study']}"
@@ -68,7 +68,7 @@ def _new_tuner(s, trainable, per_trial, concurrency, log) -> tune.Tuner:
             callbacks=[callback],
             # Retries are for processes that died (a node lost, the OS's OOM killer): they resume
             # from the last epoch checkpoint. A trial's own exception is reported, not retried.
-            failure_config=tune.FailureConfig(max_failures=2),
+            failure_config=tune.FailureConfig(max_failures=study.resources.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
     )
 
