@@ -5,7 +5,6 @@ import argparse
 import json
 import os
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -24,13 +23,37 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sr-search", description="Hyperparameter search for 4x super-resolution "
         "(32x32 -> 128x128): Ray Tune schedules, Optuna samples, ASHA prunes, MLflow tracks.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _run_parser(sub)
+    status = sub.add_parser("status", help="a table of a study's trials (repairs runs a killed driver left running)")
+    status.add_argument("--study", required=True)
+    _workdir_args(status)
+    report = sub.add_parser("report", help="write the HTML report of one or more studies")
+    report.add_argument("--study", action="append", required=True,
+                        help="a study name; repeat to compare studies in one report")
+    _workdir_args(report)
+    report.add_argument("--out", type=Path, help="output file (default: WORKDIR/reports/<study>.html)")
+    ui = sub.add_parser("ui", help="serve the MLflow UI for the workdir's store on 127.0.0.1, on the training runs")
+    ui.add_argument("--workdir", type=Path, default=Path("sr-runs"))
+    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--study", help="print the URL of this study's run (default: all training runs)")
+    dash = sub.add_parser("dashboard", help="serve optuna-dashboard on a study's Optuna storage (127.0.0.1)")
+    dash.add_argument("--study", required=True)
+    dash.add_argument("--workdir", type=Path, default=Path("sr-runs"))
+    dash.add_argument("--port", type=int, default=8080)
+    dash.add_argument("--storage", help="the study's Optuna storage URL, when it holds a password")
+    _predict_parser(sub)
+    _bench_parser(sub)
+    return parser
 
+
+def _run_parser(sub) -> None:
     run = sub.add_parser("run", help="estimate the cost of a study, run it, print the best trial, "
                                      "write the report", description="Run a study end to end.")
     run.add_argument("--study", required=True, help="a bundled study (demo, residual, refiner) or a .toml path")
     run.add_argument("--data", help="override the study's data: 'embedded' or a folder")
     _workdir_args(run)
-    run.add_argument("--address", help="join an existing Ray cluster (e.g. 'auto' or ray://host:10001)")
+    run.add_argument("--address", help="join an existing Ray cluster: 'auto' (the one `ray start` made here), "
+                                       "HOST:PORT or ray://HOST:PORT (default: a private Ray on this machine)")
     run.add_argument("--storage", help="Optuna storage URL for multi-machine studies "
                                        "(e.g. postgresql://user:pw@host/db; default: a journal file in the workdir)")
     run.add_argument("--ray-storage", help="Tune's storage for the study's experiment and trial checkpoints: "
@@ -40,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="continue a study that was interrupted or killed: trials that ended are kept, "
                           "unfinished ones continue from their last epoch checkpoint")
     run.add_argument("--dry-run", action="store_true", help="print the cost estimate and stop")
+    run.add_argument("--yes", action="store_true", help="start even when the estimate is far beyond a working day")
     run.add_argument("--epochs", type=int, help="override [train].epochs")
     run.add_argument("--trials", type=int, help="override [search].trials")
     run.add_argument("--cpus-per-trial", type=float, help="override [resources].cpus_per_trial")
@@ -49,20 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "TFLOP/s instead of measuring this machine's")
     run.add_argument("--no-report", action="store_true", help="do not write the HTML report at the end")
 
-    status = sub.add_parser("status", help="a table of a study's trials from MLflow")
-    status.add_argument("--study", required=True)
-    _workdir_args(status)
 
-    report = sub.add_parser("report", help="write the HTML report of one or more studies")
-    report.add_argument("--study", action="append", required=True,
-                        help="a study name; repeat to compare studies in one report")
-    _workdir_args(report)
-    report.add_argument("--out", type=Path, help="output file (default: WORKDIR/reports/<study>.html)")
-
-    ui = sub.add_parser("ui", help="serve the MLflow UI for the workdir's store on 127.0.0.1")
-    ui.add_argument("--workdir", type=Path, default=Path("sr-runs"))
-    ui.add_argument("--port", type=int, default=5000)
-
+def _predict_parser(sub) -> None:
     predict = sub.add_parser("predict", help="upscale a folder of images with a study's best model")
     predict.add_argument("--study", required=True)
     predict.add_argument("--input", required=True, type=Path, help="folder of LR images (png/jpg)")
@@ -71,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     _workdir_args(predict)
 
+
+def _bench_parser(sub) -> None:
     bench = sub.add_parser("bench", help="training/inference throughput, TFLOP/s and MFU of one network")
     bench.add_argument("--arch", default="residual", choices=["residual", "refiner"])
     bench.add_argument("--blocks", type=int, default=16)
@@ -80,7 +94,6 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     bench.add_argument("--no-amp", action="store_true", help="fp32 on CUDA instead of bf16 autocast")
     bench.add_argument("--json", action="store_true", help="print JSON only")
-    return parser
 
 
 def _resume_command(args) -> str:
@@ -104,7 +117,7 @@ def _cmd_run(args) -> int:
     study = load_study(args.study).with_overrides(**overrides)
     opts = RunOptions(workdir=args.workdir, tracking_uri=args.tracking_uri, address=args.address,
                       storage=args.storage, ray_storage=args.ray_storage, resume=args.resume,
-                      dry_run=args.dry_run, tflops=args.tflops, report=not args.no_report,
+                      dry_run=args.dry_run, tflops=args.tflops, report=not args.no_report, yes=args.yes,
                       overrides=overrides, resume_command=_resume_command(args))
     try:
         outcome = run_study(study, opts)
@@ -171,19 +184,15 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_ui(args) -> int:
+    from search.uis import mlflow_ui
     from search.workdir import Workdir
-    workdir = Workdir(args.workdir)
-    if not (workdir.root / "mlflow.db").exists():
-        print(f"error: no MLflow store in {workdir.root}; run a study first", file=sys.stderr)
-        return EXIT_USAGE
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
-    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", workdir.mlflow_uri,
-           "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"]
-    print(f"MLflow UI on http://127.0.0.1:{args.port} (Ctrl-C to stop)", flush=True)
-    try:
-        return subprocess.call(cmd, env=env)
-    except KeyboardInterrupt:
-        return 0
+    return mlflow_ui(Workdir(args.workdir), args.port, args.study)
+
+
+def _cmd_dashboard(args) -> int:
+    from search.uis import dashboard
+    from search.workdir import Workdir
+    return dashboard(Workdir(args.workdir), args.study, args.port, args.storage)
 
 
 def _cmd_predict(args) -> int:
@@ -203,7 +212,7 @@ def _cmd_bench(args) -> int:
 
 
 COMMANDS = {"run": _cmd_run, "status": _cmd_status, "report": _cmd_report, "ui": _cmd_ui,
-            "predict": _cmd_predict, "bench": _cmd_bench}
+            "dashboard": _cmd_dashboard, "predict": _cmd_predict, "bench": _cmd_bench}
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

@@ -45,6 +45,7 @@ class RunOptions:
     dry_run: bool = False
     tflops: float | None = None  # estimate for another device's effective TFLOP/s
     report: bool = True
+    yes: bool = False  # start even when the estimate is far beyond a working day
     overrides: dict = field(default_factory=dict)  # CLI flags over the study file, replayed on --resume
     resume_command: str = ""  # the exact command that resumes this study, for messages
 
@@ -92,8 +93,6 @@ def run_study(study: Study, opts: RunOptions, log=print) -> StudyOutcome:
         study, restoring = _study_to_run(study, state, opts, workdir)
         tracking_uri, storage = _check_services(opts, state, workdir)
         data_path, n_train, n_val = prepare(study, workdir, log)
-        if not opts.dry_run:
-            stack.enter_context(held_lock(workdir.study_dir(study.name) / LOCK_FILE, f"study {study.name!r}"))
         env = _driver_env(tracking_uri, storage)
         os.environ.update(env)
         # With ray://, Tune's driver loop runs on the cluster's head: it gets the same environment.
@@ -111,12 +110,36 @@ def run_study(study: Study, opts: RunOptions, log=print) -> StudyOutcome:
         outcome = StudyOutcome(study.name, estimate)
         if opts.dry_run:
             return outcome
+        if not (opts.yes or restoring) and estimate.wall_hours > TOO_LONG_HOURS:
+            raise StudyError(_too_long(study, estimate, cluster))
+        stack.enter_context(held_lock(workdir.study_dir(study.name) / LOCK_FILE, f"study {study.name!r}"))
         session = _Session(study, opts, workdir, state, tracking_uri, data_path, restoring)
         _open_tracking(session, estimate, storage, log)
         _note_ray_session(session, cluster, log)
         outcome.parent_run_id = session.state["parent_run_id"]
         _fit(session, guard, per_trial, concurrency, log)
         return _finish(session, outcome, log)
+
+
+TOO_LONG_HOURS = 24.0  # "far beyond a working day": past this, `run` starts only with --yes
+
+
+def _too_long(study: Study, estimate: Estimate, cluster) -> str:
+    """Say plainly that this study does not fit this hardware, and what would."""
+    from search.estimate import ASSUMED_GPU_TFLOPS
+    hours = estimate.wall_hours
+    span = f"{hours:,.0f} h" + (f" (about {hours / 24:,.0f} days)" if hours > 48 else "")
+    gpu_hours = estimate.flops_total / (ASSUMED_GPU_TFLOPS * 1e12) / 3600
+    return (f"study {study.name!r} would take about {span} of wall time on what this run found "
+            f"({cluster.nodes} node(s), {cluster.cpus:g} CPU, {cluster.gpus:g} GPU; {estimate.device}), "
+            "counting every epoch of every trial (ASHA prunes part of that).\n"
+            "  What fits instead:\n"
+            "    - the demo, made for a CPU: sr-search run --study demo\n"
+            f"    - fewer epochs or trials: --epochs N, --trials N (the estimate scales with both)\n"
+            f"    - a GPU: about {gpu_hours:,.1f} GPU-hours at an assumed {ASSUMED_GPU_TFLOPS:g} TFLOP/s "
+            "(run there, or estimate here with --tflops T)\n"
+            "    - a Ray cluster with GPUs: --address HOST:PORT\n"
+            "  Check any of these with --dry-run; pass --yes to start this one anyway.")
 
 
 def _driver_env(tracking_uri: str, storage: str | None) -> dict[str, str]:
@@ -241,7 +264,8 @@ def _open_tracking(s: _Session, estimate: Estimate, storage: str | None, log) ->
                # where the Optuna study lives: the (masked) RDB URL, or the journal in the study folder
                "optuna": secrets.mask(storage) or str(s.study_dir / "optuna.journal"),
                "ray_storage": s.opts.ray_storage or str(s.study_dir / "ray"),
-               "wall_seconds": 0.0, "overrides": s.opts.overrides}
+               "wall_seconds": 0.0, "overrides": s.opts.overrides,
+               "estimate_seconds": estimate.wall_hours * 3600}
     OptunaTarget(name, s.state["optuna"]).create_study()
     s.save_state()
 

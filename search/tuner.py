@@ -56,7 +56,8 @@ def _new_tuner(s, trainable, per_trial, concurrency, log) -> tune.Tuner:
                                                ",".join(map(str, scheduler.milestones)))
     callback = StudyCallback(s.state["tracking_uri"], s.state["experiment_id"], s.state["parent_run_id"],
                              study.name, target, str(s.data_path), study.train.epochs,
-                             s.state["optuna_study"], Progress(study.num_trials))
+                             s.state["optuna_study"],
+                             Progress(study.num_trials, study.train.epochs, s.state.get("estimate_seconds", 0.0)))
     return tune.Tuner(
         trainable,
         param_space=trial_constants(study, per_trial, s.state["optuna_study"]),

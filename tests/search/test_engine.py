@@ -178,3 +178,54 @@ def test_run_predict_and_the_report_name_the_same_best_trial(tiny_run, tmp_path,
                  "--output", str(tmp_path / "out")]) == 0
     assert f"model        : {printed} " in capsys.readouterr().out
     assert f"<b>Best: {printed}</b>" in (workdir / "reports" / "tiny.html").read_text()
+
+
+def test_progress_lines_carry_an_eta(tiny_run):
+    _, _, _, out = tiny_run
+    lines = [line for line in out.splitlines() if "] epoch" in line]
+    assert lines and all(re.search(r"\d+/8 ended, ETA ~\d", line) for line in lines)
+
+
+def test_dashboard_serves_the_study_through_optuna_dashboards_http_api(tiny_run, tmp_path):
+    import json as _json
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from _services import free_port
+    _, workdir, _, _ = tiny_run
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "search.cli", "dashboard", "--study", "tiny", "--workdir",
+                             str(workdir), "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        url = proc.stdout.readline()
+        assert f"http://127.0.0.1:{port}/dashboard/studies/" in url, url
+        deadline, studies = time.monotonic() + 60, None
+        while studies is None and time.monotonic() < deadline:
+            try:
+                studies = _json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5))
+            except OSError:
+                time.sleep(0.5)
+        (study,) = studies["study_summaries"]
+        assert study["study_name"].startswith("tiny-")
+        detail = _json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{study['study_id']}"))
+        states = sorted(t["state"] for t in detail["trials"])
+        _, _, children = _children(workdir)
+        expected = sorted({"pruned": "Pruned", "completed": "Complete", "early_stopped": "Complete"}[
+            c.data.tags["status"]] for c in children)
+        assert len(states) == 8 and states == expected
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_a_study_far_beyond_a_working_day_starts_only_with_yes(tmp_path, capsys):
+    args = ["run", "--study", "demo", "--workdir", str(tmp_path / "w"), "--tflops", "0.00001"]
+    assert main(args + ["--dry-run"]) == 0  # --dry-run never asks
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "would take about" in err and "--yes" in err and "sr-search run --study demo" in err
+    assert not (tmp_path / "w" / "mlflow.db").exists() and not (tmp_path / "w" / "studies").exists()

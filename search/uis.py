@@ -1,0 +1,83 @@
+"""The UIs users already know, served on 127.0.0.1 for a workdir: MLflow's (training runs) and
+optuna-dashboard (the study's Optuna storage)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from search.errors import StudyError
+from search.secrets import is_masked, mask
+from search.workdir import STATE_FILE, Workdir
+
+
+def mlflow_ui(workdir: Workdir, port: int, study: str | None = None, log=print) -> int:
+    """Serve MLflow's UI on the workdir's store; print the URL of the training runs (or of a study's run)."""
+    from mlflow.tracking import MlflowClient
+
+    from search.tracking import EXPERIMENT, latest_study_run
+    if not (workdir.root / "mlflow.db").exists():
+        raise StudyError(f"no MLflow store in {workdir.root}; run a study first (sr-search run --study demo)")
+    client = MlflowClient(workdir.mlflow_uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
+        raise StudyError(f"{workdir.root / 'mlflow.db'} has no sr-search experiment yet; run a study first")
+    url = f"http://127.0.0.1:{port}/#/experiments/{experiment.experiment_id}/runs"
+    if study:
+        found = latest_study_run(client, study)
+        if found is None:
+            raise StudyError(f"no runs of study {study!r} in {workdir.root}")
+        url = f"{url}/{found[1]}"
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", workdir.mlflow_uri,
+           "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    log(f"MLflow UI    : {url}  (Ctrl-C to stop)")
+    try:
+        return subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        return 0
+
+
+def study_storage(workdir: Workdir, study: str, storage: str | None = None) -> tuple[str, str]:
+    """(Optuna study name, storage spec) of a study's latest run, from its state in the workdir."""
+    state_path = workdir.study_dir(study) / STATE_FILE
+    if not state_path.exists():
+        raise StudyError(f"no study {study!r} in {workdir.root}; run it first (sr-search run --study {study})")
+    state = json.loads(state_path.read_text())
+    spec = state.get("optuna") or str(workdir.study_dir(study) / "optuna.journal")
+    if storage:
+        if mask(storage) != spec:
+            raise StudyError(f"--storage {mask(storage)} is not this study's Optuna storage ({spec})")
+        spec = storage
+    elif is_masked(spec):
+        raise StudyError(f"the study's Optuna storage {spec} holds a password, which is never stored: "
+                         "pass --storage with it")
+    return state["optuna_study"], spec
+
+
+def dashboard(workdir: Workdir, study: str, port: int, storage: str | None = None, log=print) -> int:
+    """Serve optuna-dashboard on the study's Optuna storage, bound to 127.0.0.1."""
+    try:
+        from optuna_dashboard import run_server
+    except ImportError:
+        raise StudyError("optuna-dashboard is not installed: pip install optuna-dashboard") from None
+    import optuna
+
+    from search.optuna_link import sqlalchemy_url
+    name, spec = study_storage(workdir, study, storage)
+    if "://" in spec:
+        backend = optuna.storages.RDBStorage(sqlalchemy_url(spec))
+    else:
+        from optuna.storages.journal import JournalFileBackend
+        backend = optuna.storages.JournalStorage(JournalFileBackend(str(Path(spec))))
+    study_id = backend.get_study_id_from_name(name)
+    log(f"dashboard    : http://127.0.0.1:{port}/dashboard/studies/{study_id}  (Optuna study {name}; "
+        "Ctrl-C to stop)")
+    sys.stdout.flush()
+    try:
+        run_server(backend, host="127.0.0.1", port=port)
+    except KeyboardInterrupt:
+        pass
+    return 0
