@@ -30,9 +30,11 @@ def best_trial(trials: pd.DataFrame) -> pd.Series | None:
     return done.loc[done["val/mse"].astype(float).idxmin()]
 
 
-def best_per_size(trials: pd.DataFrame, by: Sequence[str] = ("arch", "blocks", "channels")) -> pd.DataFrame:
-    """Best finished trial (lowest val/mse over lr and eta_min) per size, pooling studies."""
-    done = finished(trials)
+def best_per_size(trials: pd.DataFrame, by: Sequence[str] = ("arch", "blocks", "channels"),
+                  require_finished: bool = True) -> pd.DataFrame:
+    """Best trial (lowest val/mse over lr and eta_min) per size, pooling studies; finished trials
+    only unless the caller compares values taken at one equal budget."""
+    done = finished(trials) if require_finished else trials[np.isfinite(trials["val/mse"].astype(float))]
     if done.empty:
         return done
     idx = done.groupby(list(by))["val/mse"].idxmin()

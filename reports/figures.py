@@ -60,19 +60,30 @@ def runs_table(trials: pd.DataFrame) -> pd.DataFrame:
     return ordered[cols].reset_index(drop=True)
 
 
-def arch_comparison(trials: pd.DataFrame) -> go.Figure:
-    """Figure 2: val mse, psnr, ssim per architecture at each (blocks, channels) all archs finished."""
+def arch_comparison(trials: pd.DataFrame, history: pd.DataFrame | None = None,
+                    studies: pd.DataFrame | None = None) -> go.Figure:
+    """Figure 2: val mse, psnr, ssim per architecture at each (blocks, channels) every arch has.
+
+    Final quality where every architecture finished the size; otherwise (given the history) every
+    trial at one equal budget, the first ASHA rung's epoch, which pruned trials reached too. The
+    title says which: budgets are never mixed.
+    """
     archs = sorted(trials["arch"].dropna().unique())
     if len(archs) < 2:
         raise FigureUnavailable(
             f"only one architecture ({', '.join(archs)}) in this report: nothing to compare. "
             "Put a refiner and a residual study into one report to see this figure."
         )
-    best = an.best_per_size(_need_finished(trials))
-    sizes = best.groupby(["blocks", "channels"])["arch"].nunique()
-    shared = sizes[sizes == best["arch"].nunique()].index
-    if best["arch"].nunique() < 2 or shared.empty:
-        raise FigureUnavailable("no (blocks, channels) size was finished by every architecture")
+    best = an.best_per_size(an.finished(trials))
+    shared = _shared_sizes(best)
+    budget = None
+    if shared.empty and history is not None and studies is not None:
+        budget = _first_rung(studies, trials)
+        best = an.best_per_size(_at_epoch(trials, history, budget), require_finished=False) if budget else best
+        shared = _shared_sizes(best)
+    if shared.empty:
+        why = "no (blocks, channels) size was finished by every architecture"
+        raise FigureUnavailable(why + (f", nor reached epoch {budget} (the first rung) by each" if budget else ""))
     best = best.set_index(["blocks", "channels"]).loc[shared].reset_index()
     best["size"] = "b" + best["blocks"].astype(str) + " c" + best["channels"].astype(str)
     fig = make_subplots(rows=1, cols=3, subplot_titles=[label for _, label in VAL_METRICS])
@@ -89,12 +100,39 @@ def arch_comparison(trials: pd.DataFrame) -> go.Figure:
     mean = wide.mean().sort_values(ascending=False)
     a, b = mean.index[0], mean.index[1]  # a: the arch with the higher mean PSNR
     wins = int((wide[a] > wide[b]).sum())
+    where = "both finished" if budget is None else f"both reached epoch {budget}"
     caption = (
-        f"At the {len(wide)} size(s) both finished (best lr per size), {a} has the higher PSNR at "
+        f"At the {len(wide)} size(s) {where} (best lr per size), {a} has the higher PSNR at "
         f"{wins} of {len(wide)}; mean PSNR difference {a} − {b}: {(wide[a] - wide[b]).mean():+.2f} dB."
     )
     title = f"{' vs '.join(a.capitalize() for a in archs)} at equal blocks and channels"
-    return _finish(fig, title, caption, sizes=list(wide.index))
+    if budget is not None:
+        title += f", all at epoch {budget} (equal budget)"
+        caption += (f" Equal budget: not every size finished for every architecture, so each trial is "
+                    f"compared at epoch {budget}, the first ASHA rung, which pruned trials reached too; "
+                    "this is quality after equal training, not final quality.")
+    return _finish(fig, title, caption, sizes=list(wide.index), budget_epoch=budget)
+
+
+def _shared_sizes(best: pd.DataFrame) -> pd.Index:
+    if best.empty or best["arch"].nunique() < 2:
+        return pd.Index([])
+    sizes = best.groupby(["blocks", "channels"])["arch"].nunique()
+    return sizes[sizes == best["arch"].nunique()].index
+
+
+def _first_rung(studies: pd.DataFrame, trials: pd.DataFrame) -> int | None:
+    grace = pd.to_numeric(studies["grace_period"], errors="coerce").dropna()
+    return int(grace.max()) if not grace.empty else None
+
+
+def _at_epoch(trials: pd.DataFrame, history: pd.DataFrame, epoch: int) -> pd.DataFrame:
+    """Each trial's val metrics at `epoch` (trials that did not reach it are left out)."""
+    at = history[history["epoch"] == epoch].drop_duplicates("run_id", keep="last").set_index("run_id")
+    out = trials[trials["run_id"].isin(at.index)].copy()
+    for metric, _ in VAL_METRICS:
+        out[metric] = out["run_id"].map(at[metric]).astype(float)
+    return out
 
 
 def best_progress(trials: pd.DataFrame, history: pd.DataFrame) -> go.Figure:

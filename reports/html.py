@@ -190,7 +190,7 @@ def render_page(data: RunData, samples_png: bytes | None) -> str:
     t, h, s = data.trials, data.history, data.studies
     sections = [Section(1, "Runs (click a header to sort)", runs_table_html(t))]
     makers: Sequence[tuple[str, Callable[[], go.Figure]]] = [
-        ("Refiner vs residual at equal size", lambda: fg.arch_comparison(t)),
+        ("Refiner vs residual at equal size", lambda: fg.arch_comparison(t, h, s)),
         ("Training progress of the best trial", lambda: fg.best_progress(t, h)),
         ("Depth effect", lambda: fg.depth_effect(t)),
         ("Width effect", lambda: fg.width_effect(t)),
@@ -221,7 +221,9 @@ def render_page(data: RunData, samples_png: bytes | None) -> str:
 </head><body>
 <h1>sr-search report: {escape(names)}</h1>
 <p class="meta">Generated {stamp} from MLflow store <code>{escape(_without_password(data.tracking_uri))}</code>.</p>
+{sm.interrupted_banner(data)}
 {sm.best_config(data)}
+{sm.data_line(data)}
 {sm.compute_line(data)}
 <h3>Trials by status</h3>{sm.status_table(t)}
 <h3>Cost: estimate against actual</h3>{sm.cost_table(data)}

@@ -20,7 +20,7 @@ EXPERIMENT = "sr-search"
 EPOCH_METRICS = ("train/mse", "val/mse", "val/psnr", "val/ssim", "lr", "epoch_seconds", "images_per_s")
 STUDY_METRICS = (
     "estimate/grid_size", "estimate/trials", "estimate/flops_total", "estimate/device_hours",
-    "estimate/wall_hours", "bicubic/val_mse", "bicubic/val_psnr", "bicubic/val_ssim",
+    "estimate/wall_hours", "bicubic/val_mse", "bicubic/val_psnr", "bicubic/val_ssim", "bicubic/train_psnr",
     "actual/device_hours", "actual/wall_hours",
 )  # fmt: skip
 TRIAL_PARAMS = (
@@ -143,6 +143,8 @@ def _study_row(parent: Run, n_trials: int) -> dict:
         "status": parent.data.tags.get("status", parent.info.status.lower()),
         "start_time": pd.to_datetime(parent.info.start_time, unit="ms", utc=True),
         "device": params.get("device"),
+        "train_images": pd.to_numeric(params.get("data.train_images"), errors="coerce"),
+        "val_images": pd.to_numeric(params.get("data.val_images"), errors="coerce"),
         "grace_period": pd.to_numeric(params.get("pruner.grace_period"), errors="coerce"),
         "reduction_factor": pd.to_numeric(params.get("pruner.reduction_factor"), errors="coerce"),
         "n_trials": n_trials,

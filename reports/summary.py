@@ -128,3 +128,27 @@ def compute_line(data: RunData) -> str:
     missing = data.studies.loc[actual.isna(), "study"].tolist()
     note = f" (no actual/* logged for {', '.join(escape(m) for m in missing)})" if missing else ""
     return f"<p>Compute: {escape('; '.join(words))}{note}.</p>"
+
+
+def data_line(data: RunData) -> str:
+    """Train and val, with bicubic PSNR on each: a large gap means they differ in kind, and the
+    net is judged on content it did not learn from."""
+    parts = []
+    for _, s in data.studies.iterrows():
+        train, val = float(s.get("bicubic/train_psnr", math.nan)), float(s["bicubic/val_psnr"])
+        sizes = f"{fmt(s.get('train_images'), '.0f')} train / {fmt(s.get('val_images'), '.0f')} val patches"
+        gap = f", gap {train - val:+.2f} dB" if math.isfinite(train) and math.isfinite(val) else ""
+        parts.append(f"{escape(str(s['study']))}: {sizes}; bicubic PSNR {fmt(train, '.2f')} dB on train, "
+                     f"{fmt(val, '.2f')} dB on val{gap}")
+    return f"<p>Data: {'; '.join(parts)}.</p>"
+
+
+def interrupted_banner(data: RunData) -> str:
+    """A study that has not completed says so first: its figures show what was recorded so far."""
+    open_studies = data.studies[data.studies["status"] != "completed"]
+    if open_studies.empty:
+        return ""
+    names = ", ".join(f"{escape(str(r['study']))} ({escape(str(r['status']))})" for _, r in open_studies.iterrows())
+    unfinished = int(data.trials["status"].isin(["running", "interrupted"]).sum())
+    return (f'<p class="unavailable">Not final: {names}. {unfinished} trial(s) have not ended; the figures '
+            "show what was recorded so far. `sr-search run --study NAME --resume` continues it.</p>")

@@ -76,6 +76,20 @@ def test_arch_comparison_pairs_equal_sizes(store, data):
     assert "residual has the higher PSNR at 2 of 2" in fig.layout.meta["caption"]
 
 
+def test_arch_comparison_falls_back_to_one_stated_equal_budget(data):
+    """No refiner finished: every trial is compared at the first rung's epoch, pruned ones included."""
+    t = data.trials
+    t = t[~((t["arch"] == "refiner") & t["status"].isin(["completed", "early_stopped"]))]
+    with pytest.raises(fg.FigureUnavailable, match="finished by every architecture"):
+        fg.arch_comparison(t)  # without the history there is no equal budget to fall back to
+    fig = fg.arch_comparison(t, data.history, data.studies)
+    assert fig.layout.meta["budget_epoch"] == 2 and "all at epoch 2 (equal budget)" in fig.layout.title.text
+    assert fig.layout.meta["sizes"] == ["b2 c16", "b8 c16"]
+    refiner_mse = [d for d in fig.data if d.name == "refiner" and d.xaxis == "x"][0]
+    assert list(refiner_mse.y) == pytest.approx([0.0150, 0.0300])  # their values at epoch 2, not final
+    assert "Equal budget" in fig.layout.meta["caption"]
+
+
 def test_arch_comparison_with_one_arch_says_why(data):
     one = data.trials[data.trials["arch"] == "residual"]
     with pytest.raises(fg.FigureUnavailable, match=r"only one architecture \(residual\)"):

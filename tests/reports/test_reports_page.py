@@ -67,6 +67,25 @@ def test_header_states_best_config_gain_over_bicubic_status_and_cost(two_study_r
     assert "<td>0.5</td><td>0.4</td>" in html and "1.25x" in html  # estimate against actual
 
 
+def test_header_shows_bicubic_psnr_on_train_and_on_val(two_study_report):
+    _, html = two_study_report
+    assert ("residual: 700 train / 140 val patches; bicubic PSNR 20.75 dB on train, 20.50 dB on val, "
+            "gap +0.25 dB") in html
+    assert "Not final" not in html  # both studies completed
+
+
+def test_a_study_that_did_not_complete_is_marked_not_final(data):
+    studies = data.studies.copy()
+    studies.loc[studies["study"] == "refiner", "status"] = "interrupted"
+    html = render_page(RunData(data.trials, data.history, studies, "sqlite://"), samples_png=None)
+    assert "Not final: refiner (interrupted). 1 trial(s) have not ended" in html
+
+
+def test_a_password_in_the_tracking_uri_is_not_shown(data):
+    html = render_page(RunData(data.trials, data.history, data.studies, "http://me:s3cret@host:5000"), None)
+    assert "s3cret" not in html and "http://me:***@host:5000" in html
+
+
 def test_runs_table_rows_follow_val_mse_and_every_section_is_titled(two_study_report):
     _, html = two_study_report
     table = html[html.index('id="runs-table"') : html.index("</table>", html.index('id="runs-table"'))]
