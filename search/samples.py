@@ -1,6 +1,7 @@
 """The sample grid logged with each finished trial: columns LR / bicubic / SR / HR, one row per image."""
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -18,12 +19,19 @@ def _to_image(x: torch.Tensor) -> np.ndarray:
     return (x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
 
 
+@functools.lru_cache(maxsize=4)
+def _first_val(data_path: str, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first val images of a data cache, read once per process (every trial's grid uses them)."""
+    val = load_cached(data_path).val
+    return val.lr[:rows].clone(), val.hr[:rows].clone()
+
+
 def sample_grid(weights: str | os.PathLike, data_path: str | os.PathLike, out: str | os.PathLike,
                 rows: int = ROWS) -> None:
     """Upscale the first `rows` val images with the weights and write the comparison PNG."""
     model = load_model(weights)
-    val = load_cached(data_path).val
-    lr_u8, hr = val.lr[:rows], to_float(val.hr[:rows])
+    lr_u8, hr_u8 = _first_val(str(data_path), rows)
+    hr = to_float(hr_u8)
     sr = upscale(model, lr_u8)
     bicubic = bicubic_upscale(to_float(lr_u8))
     nearest = torch.nn.functional.interpolate(to_float(lr_u8), scale_factor=4, mode="nearest")

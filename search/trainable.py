@@ -94,6 +94,8 @@ def run_trial(config: dict[str, Any], data: dict[str, np.ndarray]) -> None:
                     checkpoint=tune.Checkpoint.from_directory(scratch) if persist else None)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        if torch.cuda.is_available():  # this process serves the next trial (reuse_actors): give the
+            torch.cuda.empty_cache()   # memory this one cached back to the GPU
 
 
 def _train(config: TrialConfig, data: dict, scratch: Path, on_epoch) -> tuple[dict, bool]:

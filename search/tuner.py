@@ -63,6 +63,10 @@ def _new_tuner(s, trainable, per_trial, concurrency, log) -> tune.Tuner:
         param_space=trial_constants(study, per_trial, s.state["optuna_study"]),
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=study.num_trials,
                                     max_concurrent_trials=concurrency,
+                                    # One worker process serves trial after trial: no process start and
+                                    # no torch import per trial (measured: 10.5 -> 2.3 slot-seconds of
+                                    # overhead per trial, `sr-search bench overhead`).
+                                    reuse_actors=True,
                                     trial_dirname_creator=lambda t: t.trial_id),
         run_config=tune.RunConfig(
             name=s.state["optuna_study"], storage_path=s.state["ray_storage"], verbose=0,
