@@ -2,17 +2,27 @@
 
 Sources accepted by ``load_dataset(source)``:
 
-- ``"embedded"``: real photos that ship inside scikit-image (no network needed). Cut into 128x128
-  patches at stride 64; patches whose gray-level standard deviation is below 4 (of 255) are dropped as
-  flat (retina and hubble_deep_field have large black areas). Split by source photo so no photo is on
-  both sides: val = stereo motorcycle (its left and right views count as one scene) and chelsea, train =
-  astronaut, coffee, rocket, retina, hubble_deep_field, immunohistochemistry. test is None.
+- ``"embedded"``: real photos that ship inside scikit-image (no network needed), split *within* each
+  photo so train and val hold the same kind of content (see ``sr_core.patches``): val = horizontal
+  bands (about one per 448 rows), train = overlapping patches (stride 64) from outside the bands, so
+  no train patch overlaps a val patch; the stereo motorcycle views share their bands. Patches whose
+  gray-level standard deviation is below 4 (of 255) are dropped as flat, then each photo is balanced
+  to 1 val patch per 4 train patches (the side with more is thinned, evenly spaced). Every photo is on
+  both sides, and bicubic scores within a few tenths of a dB on both (``bicubic_psnr``). test is None.
 - Paired folder ``ROOT/{train,val}/{lr,hr}/NAME.png|jpg|jpeg`` plus optional ``ROOT/test/lr/``. LR and
   HR are paired by file stem; every LR must be exactly 32x32 and every HR exactly 128x128.
 - HR-only folder: photos of any size (at least 128x128) directly in ROOT. Each is cut into
   non-overlapping 128x128 patches (stride 128 from the top-left corner; leftover edge strips are
-  dropped) and the LR is made with ``downscale``. Split by source image: in sorted file-name order every
-  5th image goes to val (the last image when there are fewer than 5), the rest to train.
+  dropped). Split by source image: in sorted file-name order every 5th image goes to val (the last
+  image when there are fewer than 5), the rest to train.
+
+LR kernels (a deliberate change from "one resize for every LR"): where sr-search makes the LR itself
+(embedded and HR-only sources), val LR is always ``downscale`` (bicubic with antialias), so val metrics
+and bicubic baselines stay comparable across studies; each *train* patch's LR is made with one of
+``TRAIN_LR_KERNELS`` (sr-search's, Pillow's bicubic, OpenCV-style non-antialiased cubic; see
+``sr_core.ops``), chosen by a hash of the patch name: deterministic, and independent of which other
+patches exist. Users' LR images come from many pipelines; a model trained on one kernel only loses
+quality on the others. Paired folders keep the LR they ship.
 
 Colour modes: grayscale (1, L, I;16) and palette images are converted to RGB (gray replicated, 16-bit
 scaled to 8-bit). Images with alpha (RGBA, LA, or a PNG transparency key) are accepted when every pixel
@@ -39,18 +49,18 @@ import torch
 from PIL import Image, ImageOps
 
 # The tensor ops live in sr_core.ops; re-exported here, where DESIGN.md's data contract names them.
+from sr_core import metrics, patches
 from sr_core.files import atomic_path
-from sr_core.ops import SCALE, augment_batch, bicubic_upscale, dihedral, downscale, to_float  # noqa: F401
+from sr_core.ops import (LR_KERNELS, SCALE, augment_batch, bicubic_upscale, dihedral,  # noqa: F401
+                         downscale, downscale_with, to_float)
 
 LR_SIZE = 32
 HR_SIZE = 128
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
-_FORMAT_VERSION = 1  # part of the cache key: bump it when the cache layout or the preparation changes
-_EMBEDDED_STRIDE = 64  # overlapping: the embedded photos are few, so take what they have
+_FORMAT_VERSION = 2  # part of the cache key: bump it when the cache layout or the preparation changes
 _HR_ONLY_STRIDE = 128  # non-overlapping: user folders are usually big enough, and the cache stays small
-_FLAT_STD = 4.0  # gray levels of 255; flatter patches teach an SR model nothing
-_EMBEDDED_VAL_SCENES = ("motorcycle", "chelsea")
+TRAIN_LR_KERNELS = LR_KERNELS  # kernels the train LR is drawn from, where sr-search makes it
 _VAL_EVERY = 5  # HR-only folders: every 5th image in name order goes to val
 _PROGRESS_MIN_FILES = 200  # below this, preparing is quick and counting lines are noise
 
@@ -147,7 +157,12 @@ def _list_images(folder: pathlib.Path) -> dict[str, pathlib.Path]:
     """Image files directly in folder, keyed by stem (the pairing key); other and hidden files ignored."""
     found: dict[str, pathlib.Path] = {}
     for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
+        if path.name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if path.is_symlink() and not path.exists():  # a loop or a dangling link: is_file() hides both
+            raise DataError(f"{path} is a symbolic link that leads nowhere (a loop or a missing target); "
+                            "remove it or point it at an image.")
+        if not path.is_file():
             continue
         if path.stem in found:
             raise DataError(f"{path} and {found[path.stem]} share the name {path.stem!r}; images are "
@@ -182,7 +197,10 @@ def _source_root(source: str | os.PathLike) -> pathlib.Path | None:
     """The folder a source names, or None for "embedded"."""
     if isinstance(source, str) and source == "embedded":
         return None
-    return pathlib.Path(source).expanduser().resolve()
+    try:
+        return pathlib.Path(source).expanduser().resolve()
+    except (RuntimeError, OSError) as exc:  # Python raises RuntimeError for a symlink loop
+        raise DataError(f"data folder {source} cannot be resolved ({exc}); is it a symbolic link loop?") from None
 
 
 def _plan(source: str | os.PathLike) -> _Plan:
@@ -213,9 +231,12 @@ def _fingerprint(plan: _Plan) -> str:
     """sha256 of the source kind, the preparation settings and every input file's path, size, mtime."""
     if plan.kind == "embedded":
         skimage = importlib.metadata.version("scikit-image")
-        settings: tuple = (skimage, _EMBEDDED_STRIDE, _FLAT_STD, _EMBEDDED_VAL_SCENES)
+        settings: tuple = (skimage, patches.TRAIN_STRIDE, patches.VAL_STRIDE, patches.VAL_BAND_EVERY,
+                           patches.VAL_SHARE, patches.FLAT_STD, TRAIN_LR_KERNELS)
+    elif plan.kind == "hr-only":
+        settings = (_HR_ONLY_STRIDE, _VAL_EVERY, TRAIN_LR_KERNELS)
     else:
-        settings = (_HR_ONLY_STRIDE, _VAL_EVERY)
+        settings = ()
     digest = hashlib.sha256(f"sr-data v{_FORMAT_VERSION} {plan.kind} {settings!r}\n".encode())
     for path in sorted(plan.files()):
         stat, rel = path.stat(), path.relative_to(plan.root).as_posix()
@@ -226,24 +247,32 @@ def _fingerprint(plan: _Plan) -> str:
 # --- building: decode, validate, cut, downscale -> a dict of tensors ---------------------------
 
 
-def _cut_patches(img: np.ndarray, stride: int, prefix: str) -> tuple[np.ndarray, list[str]]:
-    """[n,128,128,3] patches (a copy, so the whole photo can be freed) and their names."""
-    h, w = img.shape[:2]
-    coords = [(y, x) for y in range(0, h - HR_SIZE + 1, stride) for x in range(0, w - HR_SIZE + 1, stride)]
-    patches = np.stack([img[y : y + HR_SIZE, x : x + HR_SIZE] for y, x in coords])
-    return patches, [f"{prefix}_r{y:04d}_c{x:04d}" for y, x in coords]
-
-
 def _to_tensor(images: list[np.ndarray]) -> torch.Tensor:
     """HxWx3 arrays -> uint8 [N,3,H,W]."""
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
 
 
-def _patch_pairs(split: str, patches: list[np.ndarray], names: list[str]) -> dict:
-    hr = torch.from_numpy(np.concatenate(patches)).permute(0, 3, 1, 2).contiguous()
-    # Downscaled in chunks: a float copy of every HR patch at once would be 4x the uint8 data.
-    lr = torch.cat([downscale(chunk) for chunk in hr.split(256)])
-    return {f"{split}_lr": lr, f"{split}_hr": hr, f"{split}_names": names}
+def train_kernel(name: str, kernels: tuple[str, ...] = TRAIN_LR_KERNELS) -> str:
+    """The LR kernel of one train patch: a hash of its name picks it (stable across runs and sets)."""
+    return kernels[int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % len(kernels)]
+
+
+def _make_lr(hr: torch.Tensor, kernels: list[str]) -> torch.Tensor:
+    """uint8 [N,3,32,32]: hr[i] downscaled with kernels[i], in chunks (a float copy of every HR patch
+    at once would be 4x the uint8 data)."""
+    lr = torch.empty(len(hr), 3, HR_SIZE // SCALE, HR_SIZE // SCALE, dtype=torch.uint8)
+    for kernel in sorted(set(kernels)):
+        idx = torch.tensor([i for i, k in enumerate(kernels) if k == kernel], dtype=torch.long)
+        for chunk in idx.split(256):
+            lr[chunk] = downscale_with(hr[chunk], kernel)
+    return lr
+
+
+def _patch_pairs(split: str, cuts: list[np.ndarray], names: list[str]) -> dict:
+    """Tensors of one split: val LR by ``downscale``, train LR by each patch's ``train_kernel``."""
+    hr = torch.from_numpy(np.concatenate(cuts)).permute(0, 3, 1, 2).contiguous()
+    kernels = [train_kernel(n) if split == "train" else "sr-search" for n in names]
+    return {f"{split}_lr": _make_lr(hr, kernels), f"{split}_hr": hr, f"{split}_names": names}
 
 
 def _embedded_photos() -> list[tuple[str, str, np.ndarray]]:
@@ -260,16 +289,15 @@ def _embedded_photos() -> list[tuple[str, str, np.ndarray]]:
 def _build_embedded(plan: _Plan, progress: Progress) -> dict:
     photos = _embedded_photos()
     counter = _Counter(progress, len(photos))
-    sides: dict[str, tuple[list, list]] = {"train": ([], []), "val": ([], [])}
-    luma = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    heights = {scene: img.shape[0] for _, scene, img in photos}  # the stereo views share theirs
+    out: dict[str, tuple[list, list]] = {"train": ([], []), "val": ([], [])}
     for photo, scene, img in photos:
-        patches, names = _cut_patches(img, _EMBEDDED_STRIDE, photo)
-        textured = (patches.astype(np.float32) @ luma).std(axis=(1, 2)) >= _FLAT_STD  # drop flat ones
-        patches_out, names_out = sides["val" if scene in _EMBEDDED_VAL_SCENES else "train"]
-        patches_out.append(patches[textured])
-        names_out.extend(name for name, keep in zip(names, textured) if keep)
+        # Bands are a function of the scene, so both stereo views put the same rows in val.
+        for side, (cut, names) in patches.split_photo(photo, img, patches.val_bands(heights[scene])).items():
+            out[side][0].append(cut)
+            out[side][1].extend(names)
         counter.tick()
-    return {**_patch_pairs("train", *sides["train"]), **_patch_pairs("val", *sides["val"])}
+    return {**_patch_pairs("train", *out["train"]), **_patch_pairs("val", *out["val"])}
 
 
 def _build_paired(plan: _Plan, progress: Progress) -> dict:
@@ -299,7 +327,7 @@ def _build_hr_only(plan: _Plan, progress: Progress) -> dict:
     counter = _Counter(progress, len(plan.files()))
     out: dict = {}
     for split, items in plan.splits.items():
-        patches, names = [], []
+        cuts, names = [], []
         for stem, _, path in items:
             img = read_rgb(path)
             counter.tick()
@@ -307,10 +335,10 @@ def _build_hr_only(plan: _Plan, progress: Progress) -> dict:
                 raise DataError(f"{path} is {img.shape[1]}x{img.shape[0]}; every photo in an HR-only "
                                 f"folder must be at least {HR_SIZE}x{HR_SIZE} pixels. Remove it or use a "
                                 "larger one.")
-            cut, cut_names = _cut_patches(img, _HR_ONLY_STRIDE, stem)
-            patches.append(cut)
-            names += cut_names
-        out.update(_patch_pairs(split, patches, names))
+            coords = patches.grid(*img.shape[:2], _HR_ONLY_STRIDE)
+            cuts.append(patches.cut(img, coords))
+            names += [patches.patch_name(stem, y, x) for y, x in coords]
+        out.update(_patch_pairs(split, cuts, names))
     return out
 
 
@@ -340,6 +368,19 @@ def _print_progress(line: str) -> None:
 
 
 # --- public entry points -----------------------------------------------------------------------
+
+
+def bicubic_psnr(pairs: SRPairs, batch: int = 256) -> float:
+    """Mean per-image PSNR (dB) of bicubic x4 upscaling of pairs.lr against pairs.hr: the floor any
+    model must beat, and a check that two splits hold comparable content."""
+    if len(pairs) == 0:
+        raise ValueError("bicubic_psnr needs at least one pair")
+    total = 0.0
+    for start in range(0, len(pairs), batch):
+        lr, hr = to_float(pairs.lr[start:start + batch]), to_float(pairs.hr[start:start + batch])
+        total += metrics.psnr(bicubic_upscale(lr), hr).sum().item()
+    return total / len(pairs)
+
 
 
 def prepare_dataset(

@@ -8,8 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from sr_core import data
-from sr_core.data import DataError, augment_batch, bicubic_upscale, downscale, load_dataset, prepare_dataset
+from sr_core import data, metrics, patches
+from sr_core.data import (LR_KERNELS, DataError, SRPairs, augment_batch, bicubic_psnr, bicubic_upscale, downscale,
+                          downscale_with, load_dataset, prepare_dataset, to_float, train_kernel)
 
 
 def _quiet(line):
@@ -58,14 +59,17 @@ def embedded():
     return load_dataset("embedded", progress=_quiet)
 
 
+def _photo(name):
+    return patches.parse_patch_name(name)[0]
+
+
 def _scene(name):
-    photo = re.fullmatch(r"(.+)_r\d{4}_c\d{4}", name).group(1)
-    return re.sub(r"_(left|right)$", "", photo)  # the stereo pair is one scene
+    return re.sub(r"_(left|right)$", "", _photo(name))  # the stereo pair is one scene
 
 
 def test_embedded_has_enough_uint8_pairs_of_the_right_shapes(embedded):
     train, val = embedded.train, embedded.val
-    assert 600 <= len(train) <= 1500 and len(val) >= 100
+    assert 300 <= len(train) <= 1500 and len(val) >= 80
     assert train.lr.shape == (len(train), 3, 32, 32) and train.hr.shape == (len(train), 3, 128, 128)
     assert val.lr.shape == (len(val), 3, 32, 32) and val.hr.shape == (len(val), 3, 128, 128)
     assert {t.dtype for t in (train.lr, train.hr, val.lr, val.hr)} == {torch.uint8}
@@ -73,17 +77,96 @@ def test_embedded_has_enough_uint8_pairs_of_the_right_shapes(embedded):
     assert len(set(train.names + val.names)) == len(train) + len(val)
 
 
-def test_embedded_split_puts_no_photo_on_both_sides(embedded):
-    train_scenes = {_scene(n) for n in embedded.train.names}
-    val_scenes = {_scene(n) for n in embedded.val.names}
-    assert not train_scenes & val_scenes
-    assert len(train_scenes) >= 3 and len(val_scenes) >= 1
+def _corners_by_scene(names):
+    """scene -> [(row, col)]: the top-left corners of its 128x128 patches, read from the names."""
+    boxes = {}
+    for name in names:
+        _, row, col = patches.parse_patch_name(name)
+        boxes.setdefault(_scene(name), []).append((row, col))
+    return boxes
 
 
-def test_embedded_lr_is_downscaled_hr_and_flat_patches_are_dropped(embedded):
-    assert torch.equal(embedded.val.lr[:16], downscale(embedded.val.hr[:16]))
+def test_no_val_patch_overlaps_any_train_patch_of_the_same_scene(embedded):
+    train, val = _corners_by_scene(embedded.train.names), _corners_by_scene(embedded.val.names)
+    overlapping = [(scene, v, t) for scene in val for v in val[scene] for t in train.get(scene, [])
+                   if abs(v[0] - t[0]) < 128 and abs(v[1] - t[1]) < 128]
+    assert overlapping == []
+    # The stereo views count as one scene: the motorcycle's val rows are train rows in neither view.
+    assert {_photo(n) for n in embedded.val.names} >= {"motorcycle_left", "motorcycle_right"}
+
+
+def test_every_photo_is_on_both_sides_in_the_same_proportion(embedded):
+    train_photos = [_photo(n) for n in embedded.train.names]
+    val_photos = [_photo(n) for n in embedded.val.names]
+    photos = set(train_photos) | set(val_photos)
+    assert len(photos) == 9 and set(train_photos) == set(val_photos) == photos
+    share = len(val_photos) / (len(val_photos) + len(train_photos))
+    for photo in photos:  # each photo's val share is the overall one, within rounding of a patch
+        n_train, n_val = train_photos.count(photo), val_photos.count(photo)
+        assert abs(n_val - share * (n_train + n_val)) <= 1 + 0.1 * (n_train + n_val), photo
+
+
+def test_train_and_val_hold_content_of_equal_difficulty_for_bicubic(embedded):
+    """Same LR kernel on both sides, so only the content differs. The margin is 3 standard errors
+    of the val mean, photo by photo (the split is stratified by photo): a split by photo, as before,
+    was 13.6 dB apart; this one must agree to within sampling noise."""
+    train = SRPairs(downscale(embedded.train.hr), embedded.train.hr, embedded.train.names)
+    per_image = {}
+    for pairs in (train, embedded.val):
+        scores = metrics.psnr(bicubic_upscale(to_float(pairs.lr)), to_float(pairs.hr)).tolist()
+        for name, score in zip(pairs.names, scores):
+            per_image.setdefault(_photo(name), []).append(score)
+    val_counts = {p: sum(_photo(n) == p for n in embedded.val.names) for p in per_image}
+    n_val = sum(val_counts.values())
+    std_err = sum((val_counts[p] / n_val) ** 2 * np.var(s) / val_counts[p] for p, s in per_image.items()) ** 0.5
+    gap = bicubic_psnr(train) - bicubic_psnr(embedded.val)
+    assert 0.1 < std_err < 1.0  # the margin itself is a sane size
+    assert abs(gap) < 3 * std_err
+
+
+def test_embedded_val_lr_is_downscaled_hr_and_flat_patches_are_dropped(embedded):
+    assert torch.equal(embedded.val.lr, downscale(embedded.val.hr))
     gray = embedded.train.hr.float().mean(dim=1)
     assert gray.flatten(1).std(dim=1).min() > 3.0  # the retina's black corners are gone
+
+
+def test_each_train_lr_comes_from_its_patch_kernel_and_all_kernels_are_used(embedded):
+    kernels = [train_kernel(name) for name in embedded.train.names]
+    assert set(kernels) == set(LR_KERNELS)
+    assert min(kernels.count(k) for k in LR_KERNELS) > len(kernels) / 6  # a real mix, not a token one
+    for kernel in LR_KERNELS:
+        idx = [i for i, k in enumerate(kernels) if k == kernel][:8]
+        assert torch.equal(embedded.train.lr[idx], downscale_with(embedded.train.hr[idx], kernel))
+    assert train_kernel("astronaut_r0000_c0000") == train_kernel("astronaut_r0000_c0000")
+
+
+def test_val_bands_keep_train_rows_and_short_photos_put_the_band_on_top():
+    for h in (256, 300, 400, 512, 872, 1411):
+        bands = patches.val_bands(h)
+        train, val = patches.band_split(h, 256, bands)
+        assert train and val, h
+        assert all(top % patches.TRAIN_STRIDE == 0 and 0 <= top <= h - 128 for top in bands)
+    assert patches.val_bands(300) == (0,)  # a centred band would leave no room for a train row
+    assert len(patches.val_bands(1411)) == 3
+    with pytest.raises(ValueError, match="at least 256 rows"):
+        patches.val_bands(200)
+
+
+def test_balance_thins_the_side_over_its_share_evenly():
+    keep_train, keep_val = patches.balance(100, 60, share=0.2)
+    assert len(keep_train) == 100 and len(keep_val) == 25 and keep_val[0] == 0 and keep_val[-1] == 59
+    keep_train, keep_val = patches.balance(100, 5, share=0.2)
+    assert len(keep_train) == 20 and len(keep_val) == 5
+    assert [len(k) for k in patches.balance(1, 9)] == [1, 1]  # never empties a side
+
+
+def test_bicubic_psnr_is_the_mean_of_per_image_psnr():
+    hr = torch.from_numpy(np.stack([_rgb(128, 128, i) for i in range(3)])).permute(0, 3, 1, 2).contiguous()
+    pairs = SRPairs(downscale(hr), hr, ("a", "b", "c"))
+    per_image = metrics.psnr(bicubic_upscale(to_float(pairs.lr)), to_float(hr))
+    assert bicubic_psnr(pairs, batch=2) == pytest.approx(per_image.mean().item(), abs=1e-9)
+    with pytest.raises(ValueError, match="at least one pair"):
+        bicubic_psnr(SRPairs(hr[:0], hr[:0], ()))
 
 
 # --- tensor ops -------------------------------------------------------------------------------
@@ -105,6 +188,27 @@ def test_downscale_keeps_constant_images_and_rejects_sizes_not_divisible_by_4():
     assert torch.equal(downscale(flat), torch.full((2, 3, 16, 24), 77, dtype=torch.uint8))
     with pytest.raises(ValueError, match="divisible by 4"):
         downscale(torch.zeros(3, 30, 32, dtype=torch.uint8))
+
+
+def test_lr_kernels_agree_on_flat_images_and_the_opencv_one_aliases_fine_detail():
+    flat = torch.full((1, 3, 64, 64), 90, dtype=torch.uint8)
+    for kernel in LR_KERNELS:
+        assert torch.equal(downscale_with(flat, kernel), torch.full((1, 3, 16, 16), 90, dtype=torch.uint8))
+    # Vertical stripes finer than the LR grid (columns 1 and 2 of every 4 on): antialiased kernels
+    # average them to mid-gray; OpenCV-style cubic samples between HR columns 4i+1 and 4i+2 without
+    # antialiasing, sees only the bright ones, and aliases the pattern into a wrong, white, tone.
+    stripes = torch.zeros(1, 3, 64, 64, dtype=torch.uint8)
+    stripes[..., 1::4] = stripes[..., 2::4] = 255
+    lr = {k: downscale_with(stripes, k)[0, 0, 5, 2:-2].int() for k in LR_KERNELS}  # away from the borders
+    assert lr["opencv"].tolist() == [255] * 12
+    for kernel in ("sr-search", "pil"):
+        assert (lr[kernel] - 128).abs().max() <= 4
+    assert torch.equal(downscale_with(stripes, "sr-search"), downscale(stripes))
+
+
+def test_downscale_with_an_unknown_kernel_names_the_choices():
+    with pytest.raises(ValueError, match="unknown LR kernel 'lanczos'.*opencv"):
+        downscale_with(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), "lanczos")
 
 
 def test_bicubic_upscale_is_4x_and_clamped_to_unit_range():
@@ -185,7 +289,9 @@ def test_hr_only_folder_is_cut_into_patches_and_split_by_source_image(tmp_path):
     assert len(got.train) == 6 + 1 + 2 + 2 + 1 and len(got.val) == 2  # stride 128, no overlap
     i = got.train.names.index("photo0_r0128_c0256")
     assert torch.equal(got.train.hr[i], torch.from_numpy(_rgb(256, 384, 0)[128:, 256:]).permute(2, 0, 1))
-    assert torch.equal(got.train.lr, downscale(got.train.hr))
+    assert torch.equal(got.val.lr, downscale(got.val.hr))  # val: the one kernel metrics are measured on
+    for i, name in enumerate(got.train.names):  # train: each patch's own kernel
+        assert torch.equal(got.train.lr[i], downscale_with(got.train.hr[i], train_kernel(name)))
 
 
 def test_hr_only_folder_with_two_photos_puts_one_on_each_side_and_reads_jpeg(tmp_path):
