@@ -30,7 +30,7 @@ from search.study import Study, StudyError, parse_study
 from search.testhooks import pause_point
 from search.workdir import LOCK_FILE, STATE_FILE, Workdir, held_lock
 from sr_core import metrics
-from sr_core.data import bicubic_upscale, load_cached, prepare_dataset, to_float
+from sr_core.data import bicubic_psnr, bicubic_upscale, load_cached, prepare_dataset, to_float
 from sr_core.files import remove_stale_temporaries, write_text_atomic
 
 
@@ -254,7 +254,7 @@ def _open_tracking(s: _Session, estimate: Estimate, storage: str | None, log) ->
     write_text_atomic(s.study_dir / "study.toml", s.study.text)
     data = load_cached(s.data_path)
     values = {**estimate.as_metrics(), **bicubic_baseline(data.val),
-              "bicubic/train_psnr": bicubic_baseline(data.train)["bicubic/val_psnr"]}
+              "bicubic/train_psnr": bicubic_psnr(data.train)}
     parent = start_study_run(client, experiment_id, s.study, values, {
         "device": estimate.device, "data.train_images": len(data.train), "data.val_images": len(data.val)})
     name = f"{s.study.name}-{parent[:8]}"
