@@ -150,6 +150,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--select", default="", help="only trials whose name contains all of these (comma)")
     parser.add_argument("--eval-scale", type=float, default=1.0, help="multiply measured eval seconds")
+    parser.add_argument("--verbose", action="store_true", help="print each replay's order and finished trials")
+    parser.add_argument("--jitter", type=float, default=0.0,
+                        help="scale each trial's epoch time by a random factor in [1-j, 1+j] (timing noise)")
+    parser.add_argument("--repeats", type=int, default=1, help="replays per order (with --jitter)")
+    parser.add_argument("--first-seed", type=int, default=0)
     args = parser.parse_args()
     speeds = json.loads(Path(args.speeds).read_text())["sizes"]
     curves, configs, secs = {}, {}, {}
@@ -163,13 +168,20 @@ def main() -> None:
         configs[rec["name"]] = c
         sp = speeds[key]
         secs[rec["name"]] = c["epoch_samples"] / sp["images_per_s"] + args.eval_scale * sp["eval_s"]
-    space = {"name": sorted(curves)}
+    # The study's own grid, values in the order demo.toml lists them: Optuna's GridSampler shuffles
+    # the product once with the seed and hands trial n grid point n, so seed 0 is the demo's order.
+    keys = ("arch", "blocks", "channels", "lr", "eta_min")
+    space = {k: sorted({c[k] for c in configs.values()}, key=lambda v: (v != "residual", v)) for k in keys}
+    by_params = {tuple(configs[n][k] for k in keys): n for n in curves}
     for grace in args.grace:
         for rf in args.rf:
             rows = []
-            for seed in range(args.seeds):
-                order = [p["name"] for p in grid_order(space, seed)]
-                out = simulate(curves, order, secs, grace=grace, rf=rf, epochs=args.epochs,
+            for seed, rep in [(s, r) for s in range(args.first_seed, args.first_seed + args.seeds)
+                              for r in range(args.repeats)]:
+                order = [by_params[tuple(p[k] for k in keys)] for p in grid_order(space, seed)]
+                rng = np.random.default_rng(1000 * seed + rep)
+                noisy = {n: t * rng.uniform(1 - args.jitter, 1 + args.jitter) for n, t in secs.items()}
+                out = simulate(curves, order, noisy, grace=grace, rf=rf, epochs=args.epochs,
                                patience=args.patience)
                 cov = coverage(out.finished, configs)
                 rows.append((out, cov))
@@ -177,6 +189,10 @@ def main() -> None:
                       f"finished {cov['finished']} wall {out.wall_seconds:.0f}s slot {out.slot_seconds:.0f}s "
                       f"rho {out.rho:+.2f} depths {cov['max_depths_at_one_width']} widths "
                       f"{cov['max_widths_at_one_depth']} pairs {cov['equal_size_pairs']} best {out.best}")
+                if args.verbose:
+                    short = lambda n: f"{configs[n]['arch'][:3]}({configs[n]['blocks']},{configs[n]['channels']})"  # noqa: E731
+                    print("   order:   ", " ".join(short(n) for n in order))
+                    print("   finished:", " ".join(short(n) for n in out.finished))
             rhos = [o.rho for o, _ in rows]
             print(f"  -> median wall {np.median([o.wall_seconds for o, _ in rows]):.0f}s, median rho "
                   f"{np.nanmedian(rhos):+.2f}")
