@@ -370,17 +370,21 @@ def _print_progress(line: str) -> None:
 # --- public entry points -----------------------------------------------------------------------
 
 
-def bicubic_psnr(pairs: SRPairs, batch: int = 256) -> float:
-    """Mean per-image PSNR (dB) of bicubic x4 upscaling of pairs.lr against pairs.hr: the floor any
-    model must beat, and a check that two splits hold comparable content."""
+def bicubic_psnr(pairs: SRPairs, kernel: str | None = None, batch: int = 256) -> float:
+    """Mean per-image PSNR (dB) of bicubic x4 upscaling against pairs.hr: the floor a model must beat.
+
+    kernel=None upscales pairs.lr as stored; a kernel of LR_KERNELS remakes the LR from the HR first,
+    so that train (mixed kernels) and val (``downscale``) compare on content alone:
+    ``bicubic_psnr(data.train, kernel="sr-search")`` against ``bicubic_psnr(data.val)``.
+    """
     if len(pairs) == 0:
         raise ValueError("bicubic_psnr needs at least one pair")
     total = 0.0
     for start in range(0, len(pairs), batch):
-        lr, hr = to_float(pairs.lr[start:start + batch]), to_float(pairs.hr[start:start + batch])
-        total += metrics.psnr(bicubic_upscale(lr), hr).sum().item()
+        hr_u8 = pairs.hr[start:start + batch]
+        lr_u8 = pairs.lr[start:start + batch] if kernel is None else downscale_with(hr_u8, kernel)
+        total += metrics.psnr(bicubic_upscale(to_float(lr_u8)), to_float(hr_u8)).sum().item()
     return total / len(pairs)
-
 
 
 def prepare_dataset(

@@ -5,9 +5,12 @@ Pure functions on shapes, names and numpy arrays; no file I/O.
 The embedded photos are few and unlike each other (a retina scan, a star field, a cat...), so a
 split by photo puts different kinds of content on each side. Instead every photo gives to both sides:
 val takes horizontal bands of 128 rows, spread evenly down the photo (about one band per
-``VAL_BAND_EVERY`` rows, at least one), cut into non-overlapping 128x128 patches; train takes the
-usual overlapping patches (stride 64) from outside the bands only. Band tops sit on the 64-pixel train
-grid, so a train patch either clears a band or is dropped: no train pixel is a val pixel.
+``VAL_BAND_EVERY`` rows, at least one), cut into 128x128 patches at stride 64 along the band; train
+takes the usual overlapping patches (stride 64) from outside the bands only. Band tops sit on the
+64-pixel train grid, so a train patch either clears a band or is dropped: no train pixel is a val
+pixel (val patches may overlap each other). After flat patches are dropped, ``balance`` thins
+whichever side of a photo is over ``VAL_SHARE``, so every photo weighs the same on both sides and
+train and val hold the same mix of content.
 
 Bands span the whole width, which keeps a rectified stereo pair (the motorcycle's left and right
 views, whose matching points share a row) consistent: the band rows are a function of the scene's
@@ -24,8 +27,8 @@ import numpy as np
 PATCH = 128
 TRAIN_STRIDE = 64  # overlapping train patches: the embedded photos are few, so take what they have
 VAL_STRIDE = 64  # val patches may overlap each other, never a train patch
-VAL_BAND_EVERY = 448
-VAL_SHARE = 0.2  # of each photo's (textured) patches  # rows per val band (about 2/7 of the rows go to val, less after edges)
+VAL_BAND_EVERY = 448  # rows of photo per val band: 1 band up to ~670 rows, 2 for hubble, 3 for the retina
+VAL_SHARE = 0.2  # of each photo's (textured) patches: 1 val patch per 4 train patches
 FLAT_STD = 4.0  # gray levels of 255; flatter patches teach an SR model nothing
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _NAME = re.compile(r"(?P<photo>.+)_r(?P<row>\d{4,})_c(?P<col>\d{4,})")
