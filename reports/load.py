@@ -22,6 +22,7 @@ STUDY_METRICS = (
     "estimate/grid_size", "estimate/trials", "estimate/flops_total", "estimate/device_hours",
     "estimate/wall_hours", "bicubic/val_mse", "bicubic/val_psnr", "bicubic/val_ssim", "bicubic/train_psnr",
     "actual/device_hours", "actual/wall_hours",
+    "outside/sr-search/gain_db", "outside/pil/gain_db", "outside/opencv/gain_db",
 )  # fmt: skip
 TRIAL_PARAMS = (
     "blocks", "channels", "lr", "eta_min", "epochs", "batch_size", "grad_clip", "patience", "seed",

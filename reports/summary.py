@@ -140,7 +140,12 @@ def data_line(data: RunData) -> str:
         gap = f", gap {train - val:+.2f} dB" if math.isfinite(train) and math.isfinite(val) else ""
         parts.append(f"{escape(str(s['study']))}: {sizes}; bicubic PSNR {fmt(train, '.2f')} dB on train, "
                      f"{fmt(val, '.2f')} dB on val{gap}")
-    return f"<p>Data: {'; '.join(parts)}.</p>"
+    outside = [f"{escape(str(s['study']))}: " + ", ".join(
+        f"{fmt(s[f'outside/{k}/gain_db'], '+.2f')} dB ({k} LR)" for k in ("sr-search", "pil", "opencv"))
+        for _, s in data.studies.iterrows() if math.isfinite(float(s.get("outside/sr-search/gain_db", math.nan)))]
+    also = (f"<p>Best model against bicubic on photos from outside scikit-image (scikit-learn's and "
+            f"matplotlib's samples), by the tool that made their LR: {'; '.join(outside)}.</p>") if outside else ""
+    return f"<p>Data: {'; '.join(parts)}.</p>{also}"
 
 
 def interrupted_banner(data: RunData) -> str:

@@ -60,6 +60,7 @@ class StudyOutcome:
     report_path: Path | None = None
     wall_seconds: float = 0.0
     baseline_psnr: float | None = None
+    outside: dict[str, float] = field(default_factory=dict)  # LR kernel -> gain over bicubic (dB)
 
 
 @dataclass
@@ -254,7 +255,8 @@ def _open_tracking(s: _Session, estimate: Estimate, storage: str | None, log) ->
     write_text_atomic(s.study_dir / "study.toml", s.study.text)
     data = load_cached(s.data_path)
     values = {**estimate.as_metrics(), **bicubic_baseline(data.val),
-              "bicubic/train_psnr": bicubic_psnr(data.train)}
+              # LR remade with the val kernel: train and val compared on content alone
+              "bicubic/train_psnr": bicubic_psnr(data.train, kernel="sr-search")}
     parent = start_study_run(client, experiment_id, s.study, values, {
         "device": estimate.device, "data.train_images": len(data.train), "data.val_images": len(data.val)})
     name = f"{s.study.name}-{parent[:8]}"
@@ -325,9 +327,10 @@ def _finish(s: _Session, outcome: StudyOutcome, log) -> StudyOutcome:
     log_values(client, parent, {
         "actual/device_hours": sum(float(t.get("wall_seconds") or 0) for t in trials) * gpu_weight / 3600,
         "actual/wall_hours": outcome.wall_seconds / 3600})
-    client.set_tag(parent, "mlflow.note.content", _description(s.study, trials, outcome))
     if outcome.best:
         client.set_tag(parent, "best_run_id", outcome.best["run_id"])
+        outcome.outside = _outside_photos(client, parent, outcome.best["run_id"], log)
+    client.set_tag(parent, "mlflow.note.content", _description(s.study, trials, outcome))
     set_status(client, parent, "completed")
     if s.opts.report:
         pause_point("report")
@@ -335,6 +338,28 @@ def _finish(s: _Session, outcome: StudyOutcome, log) -> StudyOutcome:
         if outcome.report_path is not None:
             client.log_artifact(parent, str(outcome.report_path))
     return outcome
+
+
+def _outside_photos(client, parent: str, best_run_id: str, log) -> dict[str, float]:
+    """The best model on photos from outside scikit-image, per LR kernel (search.generalise): what a
+    user's own photos will see. Logged on the study run as outside/<kernel>/{gain_db,model_psnr,
+    bicubic_psnr}; a few seconds on a CPU."""
+    import tempfile
+
+    from search.generalise import generalisation
+    from search.tracking import log_values
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            scores = generalisation(client.download_artifacts(best_run_id, "best.pt", tmp))
+    except Exception as exc:  # a missing optional photo package must not fail a finished study
+        log(f"warning: outside-photo check skipped ({type(exc).__name__}: {exc})")
+        return {}
+    log_values(client, parent, {f"outside/{k}/{m}": getattr(v, m) for k, v in scores.items()
+                                for m in ("gain_db", "model_psnr", "bicubic_psnr")})
+    gains = {k: v.gain_db for k, v in scores.items()}
+    log("outside      : best model vs bicubic on photos outside scikit-image, by LR kernel: "
+        + ", ".join(f"{k} {g:+.2f} dB" for k, g in gains.items()))
+    return gains
 
 
 def _description(study: Study, trials: list[dict], outcome: StudyOutcome) -> str:
@@ -348,6 +373,9 @@ def _description(study: Study, trials: list[dict], outcome: StudyOutcome) -> str
             gain = f", {float(b['best/val_psnr']) - outcome.baseline_psnr:+.2f} dB over bicubic"
         text += (f"\n\nBest: **{b['name']}**, val/psnr {float(b.get('best/val_psnr', float('nan'))):.2f} dB"
                  f"{gain} (val/mse {float(b['best/val_mse']):.5f}).")
+        if outcome.outside:
+            text += (" On photos from outside scikit-image: "
+                     + ", ".join(f"{g:+.2f} dB ({k} LR)" for k, g in outcome.outside.items()) + ".")
     return text
 
 

@@ -72,6 +72,9 @@ def test_study_runs_and_tracks_one_parent_with_a_child_per_trial(tiny_run):
     assert client.get_experiment(parent.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     assert parent.data.params["pruner.grace_period"] == "1"
     assert "estimate/device_hours" in parent.data.metrics and "bicubic/val_psnr" in parent.data.metrics
+    assert {f"outside/{k}/gain_db" for k in ("sr-search", "pil", "opencv")} <= set(parent.data.metrics)
+    assert "Best: **" in parent.data.tags["mlflow.note.content"]
+    assert any(a.path.endswith("tiny.html") for a in client.list_artifacts(parent.info.run_id))
     for child in children:
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         p = child.data.params
