@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from search.bench import add_bench_parser, run_bench
+
 EXIT_USAGE = 2
 
 
@@ -64,15 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     _workdir_args(predict)
 
-    bench = sub.add_parser("bench", help="training/inference throughput, TFLOP/s and MFU of one network")
-    bench.add_argument("--arch", default="residual", choices=["residual", "refiner"])
-    bench.add_argument("--blocks", type=int, default=16)
-    bench.add_argument("--channels", type=int, default=64)
-    bench.add_argument("--batch-size", type=int, default=16)
-    bench.add_argument("--seconds", type=float, default=3.0)
-    bench.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    bench.add_argument("--no-amp", action="store_true", help="fp32 on CUDA instead of bf16 autocast")
-    bench.add_argument("--json", action="store_true", help="print JSON only")
+    add_bench_parser(sub)
     return parser
 
 
@@ -155,16 +149,8 @@ def _cmd_predict(args) -> int:
     return 0
 
 
-def _cmd_bench(args) -> int:
-    from search.bench import bench, format_table, to_json
-    result = bench(args.arch, args.blocks, args.channels, args.batch_size, args.seconds, args.device,
-                   amp=not args.no_amp)
-    print(to_json(result) if args.json else to_json(result) + "\n\n" + format_table(result))
-    return 0
-
-
 COMMANDS = {"run": _cmd_run, "status": _cmd_status, "report": _cmd_report, "ui": _cmd_ui,
-            "predict": _cmd_predict, "bench": _cmd_bench}
+            "predict": _cmd_predict, "bench": run_bench}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     args = build_parser().parse_args(argv)
+    if args.command == "bench":  # needs none of Ray, Optuna, MLflow: it runs on a bare GPU box too
+        return run_bench(args)
     from search.study import StudyError
     from search.tracking import TrackingError
     from sr_core.data import DataError

@@ -225,7 +225,8 @@ def train_trial(config: TrialConfig, data: SRData, *, device: str | torch.device
 
     `on_epoch(report)` is called after every epoch with the epoch's metrics plus the best so far
     (`best/val_mse`, ...) and, with a checkpoint folder, `checkpoint/epoch` (the newest epoch whose
-    files are complete in it); a falsy return stops the trial as `pruned`. With `checkpoint_dir` the
+    files are complete in it) and `checkpoint/write_seconds` (how long writing them took); a falsy
+    return stops the trial as `pruned`. With `checkpoint_dir` the
     trial checkpoints every epoch and resumes from the folder's checkpoint when there is one.
     `fast_paths` switches the fast paths (default: `FastPaths()`).
     """
@@ -346,6 +347,7 @@ def _run_epoch(trial: _Trial, on_epoch: OnEpoch | None) -> None:
     if trial.writer is not None:
         trial.writer.wait()  # async: epoch-1's write, which had a whole epoch to finish
         announced["checkpoint/epoch"] = trial.writer.done_epoch
+        announced["checkpoint/write_seconds"] = trial.writer.write_seconds
     if on_epoch is not None and not on_epoch({**report, **best_metrics(trial.best), **announced}) \
             and trial.status is None:
         trial.end("pruned", f"stopped by the search after epoch {epoch}")
