@@ -148,6 +148,7 @@ def checkpoint_cost(run: Run) -> dict:
             # everything the training thread did for checkpoints (snapshot, synchronous write, waits).
             gaps = [t1 - t0 - r1["epoch_seconds"] for (t0, _), (t1, r1) in zip(calls, calls[1:])]
             row = {"thread_seconds_per_epoch": gaps, "images_per_s": [r["images_per_s"] for _, r in calls],
+                   "epoch_seconds": [r["epoch_seconds"] for _, r in calls],
                    "write_seconds": [r.get("checkpoint/write_seconds") for _, r in calls],
                    "announced": [(r["epoch"], r.get("checkpoint/epoch")) for _, r in calls]}
             if mode != "none":
@@ -165,10 +166,16 @@ def checkpoint_cost(run: Run) -> dict:
         if "thread_seconds_per_epoch" in row:
             steady = row["thread_seconds_per_epoch"][-1] - base  # the first includes pinning the buffers
             write = max(w for w in row["write_seconds"] if w is not None)
-            # A 7000-image epoch hides a background write shorter than itself; a sync write never hides.
-            blocking = steady if mode == "synchronous" else max(0.0, steady - max(0.0, write - epoch_7000))
+            if mode == "background":
+                # The thread waited for a write longer than our short epoch; an epoch of 7000 images
+                # hides any write shorter than itself. Replace the one wait by the other.
+                short = row["epoch_seconds"][-1]
+                blocking = max(0.0, steady - max(0.0, write - short)) + max(0.0, write - epoch_7000)
+            else:
+                blocking = steady  # a synchronous write never hides
             row["write_seconds_max"] = write
             row["thread_seconds_steady"] = steady
+            row["thread_seconds_at_7000"] = blocking
             row["fraction_of_7000_epoch"] = blocking / epoch_7000
     return out
 
@@ -258,10 +265,12 @@ def headline(name: str, r: dict) -> dict:
     if "error" in r:
         return {"error": r["error"][:120]}
     if name in ("a_train_b24", "b_small"):
-        return pick(r, "images_per_s", "speedup", "fraction_of_peak", "gpu_busy_fraction", "launch_bound")
+        return {**pick(r, "images_per_s", "speedup", "fraction_of_peak", "fraction_of_gemm", "gemm_tflops",
+                       "gpu_busy_fraction", "launch_bound"),
+                **pick(r.get("ours", {}), "tflops", "plain_images_per_s", "warmup_s", "max_memory_gib")}
     if name == "c_checkpoint":
-        return {m: pick(r.get(m, {}), "thread_seconds_steady", "write_seconds_max", "fraction_of_7000_epoch")
-                for m in ("background", "synchronous")}
+        return {m: pick(r.get(m, {}), "thread_seconds_steady", "write_seconds_max", "thread_seconds_at_7000",
+                        "fraction_of_7000_epoch") for m in ("background", "synchronous")} | pick(r, "epoch_7000_s")
     if name == "d_packing":
         return {f"{x['processes']}p": round(x["aggregate_images_per_s"], 1) if "aggregate_images_per_s" in x
                 else x.get("error", x.get("skipped")) for x in r["rows"]}

@@ -64,8 +64,10 @@ class HostSnapshot:
             if value.device.type != "cuda":
                 return value.detach().clone()
             buf = self._pinned.get(key)
-            if buf is None or buf.shape != value.shape or buf.dtype != value.dtype:
-                buf = self._pinned[key] = torch.empty(value.shape, dtype=value.dtype, pin_memory=True)
+            if buf is None or (buf.shape, buf.stride(), buf.dtype) != (value.shape, value.stride(), value.dtype):
+                # Same strides as the source (channels_last weights stay so): the copy is one memcpy.
+                buf = self._pinned[key] = torch.empty_strided(value.shape, value.stride(), dtype=value.dtype,
+                                                              pin_memory=True)
             buf.copy_(value.detach(), non_blocking=True)
             copied_from_cuda.append(key)
             return buf

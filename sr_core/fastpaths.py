@@ -7,6 +7,7 @@ gives bit for bit what it gave before the fast paths existed (a test pins this).
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
 
@@ -87,22 +88,35 @@ def amp_dtype(device: torch.device, enabled: bool = True) -> torch.dtype | None:
 @contextlib.contextmanager
 def backend_flags(fast: FastPaths, device: torch.device) -> Iterator[None]:
     """TF32 and cudnn.benchmark for the duration of a trial. They are process-wide switches, so the
-    caller's values come back on exit. Off means torch's defaults are left alone."""
+    caller's values come back on exit. Off means torch's defaults are left alone.
+
+    Only the long-standing setters are used (cudnn.allow_tf32 sets cuDNN's conv and RNN flags
+    together, set_float32_matmul_precision the matmul one): torch >= 2.9 raises when its legacy and
+    new TF32 APIs disagree. A flag torch refuses is a missed speed-up, not a failed trial: warn."""
     if device.type != "cuda":
         yield
         return
     cudnn = torch.backends.cudnn
     saved = (cudnn.benchmark, cudnn.allow_tf32, torch.get_float32_matmul_precision())
-    if fast.cudnn_benchmark:
-        cudnn.benchmark = True
-    if fast.tf32:
-        cudnn.allow_tf32 = True
-        torch.set_float32_matmul_precision("high")  # TF32 for fp32 matmuls
+    _set_flags(cudnn_benchmark=fast.cudnn_benchmark or saved[0], cudnn_tf32=fast.tf32 or saved[1],
+               matmul_precision="high" if fast.tf32 else saved[2])
     try:
         yield
     finally:
-        cudnn.benchmark, cudnn.allow_tf32 = saved[0], saved[1]
-        torch.set_float32_matmul_precision(saved[2])
+        _set_flags(cudnn_benchmark=saved[0], cudnn_tf32=saved[1], matmul_precision=saved[2])
+
+
+def _set_flags(cudnn_benchmark: bool, cudnn_tf32: bool, matmul_precision: str) -> None:
+    cudnn = torch.backends.cudnn
+    try:
+        if cudnn.benchmark != cudnn_benchmark:
+            cudnn.benchmark = cudnn_benchmark
+        if cudnn.allow_tf32 != cudnn_tf32:
+            cudnn.allow_tf32 = cudnn_tf32
+        if torch.get_float32_matmul_precision() != matmul_precision:
+            torch.set_float32_matmul_precision(matmul_precision)
+    except RuntimeError as exc:
+        warnings.warn(f"could not set the TF32/cudnn.benchmark flags ({exc}); training without them")
 
 
 def compiled(model: torch.nn.Module, mode: str):
