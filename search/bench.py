@@ -99,7 +99,8 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", type=int, help="images per timed epoch (default: 64 on CPU, 512 on GPU)")
     p.add_argument("--rounds", type=int, default=3, help="timed epochs after the warm-up epoch (default 3)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's; on a shared "
+                   "machine 1 avoids OpenMP stalls while other jobs hold the other cores)")
     p.add_argument("--compile", default="", help="torch.compile mode for our loop (default, reduce-overhead, ...)")
     p.add_argument("--no-plain", action="store_true", help="skip the plain reference loop")
     p.add_argument("--ablation", action="store_true", help="also each fast path switched off, one at a time")
@@ -147,7 +148,8 @@ def format_train(r: dict) -> str:
     lines = [f"bench train: {s['arch']} b{s['blocks']} c{s['channels']}, batch {s['batch_size']}, "
              f"{s['images']} images x {s['rounds']} timed epochs, on {where}",
              f"  {r['train_gflop_per_image']:.2f} GFLOP per training image (3x forward); "
-             f"{r['compute_dtype']} GEMM measured here: {r['gemm_tflops']:.3f} TFLOP/s; peak: "
+             f"{r['compute_dtype']} GEMM measured here: {r['gemm_tflops']:.3f} TFLOP/s, a 3x3 conv: "
+             f"{r['conv_tflops']:.3f} TFLOP/s; peak: "
              + (f"{r['peak_tflops']:g} TFLOP/s ({r['peak_source']})" if r["peak_tflops"] else r["peak_source"]), ""]
     rows = [{"variant": "ours (all fast paths)", **r["ours"]}] + r.get("ablation", [])
     lines.append(table(rows, _OURS_COLUMNS))
@@ -156,7 +158,8 @@ def format_train(r: dict) -> str:
             lines.append(f"  {row['variant']}: {row['error']}")
     if "images_per_s" in r:
         lines += ["", f"images_per_s {r['images_per_s']:.1f}   speedup {r['speedup'] or float('nan'):.2f}x plain   "
-                  f"fraction_of_peak {r['fraction_of_peak']:.1%}   fraction_of_gemm {r['fraction_of_gemm']:.1%}"]
+                  f"fraction_of_peak {r['fraction_of_peak']:.1%}   fraction_of_gemm {r['fraction_of_gemm']:.1%}   "
+                  f"fraction_of_conv {r['fraction_of_conv']:.1%}"]
     for pack in r.get("packing", []):
         agg = pack.get("aggregate_images_per_s")
         lines.append(f"packing: {pack['processes']} process(es): "
@@ -172,11 +175,16 @@ def _data_arguments(p: argparse.ArgumentParser) -> None:
                    help="DataLoader worker processes for the PIL pipeline (default: cores, at most 8)")
     p.add_argument("--rounds", type=int, default=3, help="epochs of each, alternating (default 3)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch in this process (default: torch's)")
     p.add_argument("--json", metavar="FILE", help="write every figure as JSON")
 
 
 def _run_data(args) -> int:
+    import torch
+
     from search.bench_data import bench_data
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.images < 1 or args.rounds < 1 or args.workers < 0:
         raise ValueError(f"--images and --rounds must be >= 1 and --workers >= 0, got "
                          f"{args.images=} {args.rounds=} {args.workers=}")

@@ -266,7 +266,7 @@ def headline(name: str, r: dict) -> dict:
         return {"error": r["error"][:120]}
     if name in ("a_train_b24", "b_small"):
         return {**pick(r, "images_per_s", "speedup", "fraction_of_peak", "fraction_of_gemm", "gemm_tflops",
-                       "gpu_busy_fraction", "launch_bound"),
+                       "conv_tflops", "gpu_busy_fraction", "launch_bound"),
                 **pick(r.get("ours", {}), "tflops", "plain_images_per_s", "warmup_s", "max_memory_gib")}
     if name == "c_checkpoint":
         return {m: pick(r.get(m, {}), "thread_seconds_steady", "write_seconds_max", "thread_seconds_at_7000",
@@ -292,11 +292,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", help="default: cuda when available (cpu with --smoke)")
     parser.add_argument("--budget-s", type=float, default=360.0, help="stop starting sections after this")
     parser.add_argument("--only", help="comma-separated section names (default: all)")
+    parser.add_argument("--big", help="BLOCKS,CHANNELS of the big config (default 24,612; smoke 1,8)")
+    parser.add_argument("--ckpt-images", type=int, help="images per epoch in c_checkpoint (default 1024)")
     args = parser.parse_args(argv)
     from search.bench import envelope
     device = args.device or ("cpu" if args.smoke or not torch.cuda.is_available() else "cuda")
     args.out.mkdir(parents=True, exist_ok=True)
-    run = Run(args.out, SMOKE if args.smoke else Sizes(), device, args.budget_s)
+    sizes = SMOKE if args.smoke else Sizes()
+    if args.big:
+        sizes = dataclasses.replace(sizes, big=tuple(int(x) for x in args.big.split(",")))
+    if args.ckpt_images:
+        sizes = dataclasses.replace(sizes, ckpt_images=args.ckpt_images)
+    run = Run(args.out, sizes, device, args.budget_s)
     run.envelope = envelope("gpu_bench", device, sys.argv)
     run.write_summary()
     print(json.dumps({k: run.envelope[k] for k in ("machine", "versions")}, default=str), flush=True)

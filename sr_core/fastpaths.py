@@ -98,15 +98,16 @@ def backend_flags(fast: FastPaths, device: torch.device) -> Iterator[None]:
         return
     cudnn = torch.backends.cudnn
     saved = (cudnn.benchmark, cudnn.allow_tf32, torch.get_float32_matmul_precision())
-    _set_flags(cudnn_benchmark=fast.cudnn_benchmark or saved[0], cudnn_tf32=fast.tf32 or saved[1],
+    set_flags(cudnn_benchmark=fast.cudnn_benchmark or saved[0], cudnn_tf32=fast.tf32 or saved[1],
                matmul_precision="high" if fast.tf32 else saved[2])
     try:
         yield
     finally:
-        _set_flags(cudnn_benchmark=saved[0], cudnn_tf32=saved[1], matmul_precision=saved[2])
+        set_flags(cudnn_benchmark=saved[0], cudnn_tf32=saved[1], matmul_precision=saved[2])
 
 
-def _set_flags(cudnn_benchmark: bool, cudnn_tf32: bool, matmul_precision: str) -> None:
+def set_flags(cudnn_benchmark: bool, cudnn_tf32: bool, matmul_precision: str) -> None:
+    """Set cudnn.benchmark, cuDNN's TF32 and the fp32 matmul precision (warns where torch refuses)."""
     cudnn = torch.backends.cudnn
     try:
         if cudnn.benchmark != cudnn_benchmark:

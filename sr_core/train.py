@@ -34,11 +34,11 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from sr_core import checkpoint, metrics
+from sr_core import checkpoint, fastpaths, metrics
 from sr_core.augment import augment_batch, epoch_draws, make_generator
 from sr_core.checkpoint import BEST_FILE, CHECKPOINT_FILE, ENDED_FILE, CheckpointWriter
 from sr_core.data import SRData, SRPairs
-from sr_core.fastpaths import FastPaths, FiniteWatch, amp_dtype, backend_flags, compiled
+from sr_core.fastpaths import FastPaths, FiniteWatch, backend_flags, compiled
 from sr_core.faults import Fault, inject, parse_fault
 from sr_core.models import ARCHS, build_model
 from sr_core.ops import augment_batch as host_augment_batch
@@ -118,11 +118,6 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _amp_dtype(device: torch.device) -> torch.dtype | None:
-    """The autocast dtype trials use on `device` (kept for callers of the old private name)."""
-    return amp_dtype(device)
-
-
 @torch.inference_mode()
 def evaluate(model: torch.nn.Module, pairs: SRPairs, device: torch.device,
              amp_dtype: torch.dtype | None = None, fault: Fault | None = None,
@@ -173,6 +168,7 @@ class _Trial:
     fault: Fault | None
     started: float  # perf_counter at the start of this session
     writer: CheckpointWriter | None = None  # None: no checkpoint folder
+    amp_dtype: torch.dtype | None = None  # autocast dtype; None = fp32
     model: torch.nn.Module | None = None
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None  # the model, or its torch.compile
     optimizer: torch.optim.Optimizer | None = None
@@ -191,10 +187,6 @@ class _Trial:
     next_epoch: int = 1
     status: str | None = None  # set when the trial ends
     reason: str = ""
-
-    @property
-    def amp_dtype(self) -> torch.dtype | None:
-        return amp_dtype(self.device, self.fast.amp)
 
     @property
     def rng(self) -> str:
@@ -226,9 +218,9 @@ def train_trial(config: TrialConfig, data: SRData, *, device: str | torch.device
     `on_epoch(report)` is called after every epoch with the epoch's metrics plus the best so far
     (`best/val_mse`, ...) and, with a checkpoint folder, `checkpoint/epoch` (the newest epoch whose
     files are complete in it) and `checkpoint/write_seconds` (how long writing them took); a falsy
-    return stops the trial as `pruned`. With `checkpoint_dir` the
-    trial checkpoints every epoch and resumes from the folder's checkpoint when there is one.
-    `fast_paths` switches the fast paths (default: `FastPaths()`).
+    return stops the trial as `pruned`. With `checkpoint_dir` the trial checkpoints every epoch and
+    resumes from the folder's checkpoint when there is one. `fast_paths` switches the fast paths
+    (default: `FastPaths()`, every one that measured faster, checkpoints written synchronously).
     """
     device = torch.device(device) if device is not None else default_device()
     fast = fast_paths if fast_paths is not None else FastPaths()
@@ -265,10 +257,12 @@ def _set_up(trial: _Trial, data: SRData) -> None:
         torch.manual_seed(config.seed)
         model = build_model(config.arch, config.blocks, config.channels)
     inject(trial.fault, "to_device", 0)
-    trial.model = model.to(device, memory_format=torch.channels_last if fast.channels_last else torch.preserve_format)
+    layout = torch.channels_last if fast.channels_last else torch.preserve_format
+    trial.model = model.to(device, memory_format=layout)
     trial.forward = compiled(trial.model, fast.compile)
     adam_options = {"fused": True} if fast.fused_adam else {}
     trial.optimizer = torch.optim.Adam(trial.model.parameters(), lr=config.lr, **adam_options)
+    trial.amp_dtype = fastpaths.amp_dtype(device, fast.amp)  # asked once: the step loop reads it often
     trial.scaler = torch.amp.GradScaler(device.type, enabled=trial.amp_dtype == torch.float16)
     trial.gen = make_generator(device if fast.device_rng else torch.device("cpu"), config.seed)
     # The whole train set sits on the device as uint8 (7000 images = 350 MB), and the val set too:
