@@ -8,6 +8,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from search.bench import add_bench_parser, run_bench
+
 EXIT_USAGE = 2
 
 
@@ -42,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     dash.add_argument("--port", type=int, default=8080)
     dash.add_argument("--storage", help="the study's Optuna storage URL, when it holds a password")
     _predict_parser(sub)
-    _bench_parser(sub)
+    add_bench_parser(sub)
     return parser
 
 
@@ -83,17 +85,6 @@ def _predict_parser(sub) -> None:
     predict.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     _workdir_args(predict)
 
-
-def _bench_parser(sub) -> None:
-    bench = sub.add_parser("bench", help="training/inference throughput, TFLOP/s and MFU of one network")
-    bench.add_argument("--arch", default="residual", choices=["residual", "refiner"])
-    bench.add_argument("--blocks", type=int, default=16)
-    bench.add_argument("--channels", type=int, default=64)
-    bench.add_argument("--batch-size", type=int, default=16)
-    bench.add_argument("--seconds", type=float, default=3.0)
-    bench.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    bench.add_argument("--no-amp", action="store_true", help="fp32 on CUDA instead of bf16 autocast")
-    bench.add_argument("--json", action="store_true", help="print JSON only")
 
 
 def _resume_command(args) -> str:
@@ -203,16 +194,8 @@ def _cmd_predict(args) -> int:
     return 0
 
 
-def _cmd_bench(args) -> int:
-    from search.bench import bench, format_table, to_json
-    result = bench(args.arch, args.blocks, args.channels, args.batch_size, args.seconds, args.device,
-                   amp=not args.no_amp)
-    print(to_json(result) if args.json else to_json(result) + "\n\n" + format_table(result))
-    return 0
-
-
 COMMANDS = {"run": _cmd_run, "status": _cmd_status, "report": _cmd_report, "ui": _cmd_ui,
-            "dashboard": _cmd_dashboard, "predict": _cmd_predict, "bench": _cmd_bench}
+            "dashboard": _cmd_dashboard, "predict": _cmd_predict, "bench": run_bench}
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

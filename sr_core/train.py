@@ -3,23 +3,27 @@
 `train_trial` reads as the story: set up, resume if a checkpoint is there, then one epoch at a time
 (train, evaluate, keep the best, checkpoint, report) until the trial ends. MSE loss, Adam, a per-step
 cosine schedule from `lr` to `eta_min`, gradient-norm clipping, early stopping on val MSE. bf16
-autocast on CUDA where supported (else fp16 with a GradScaler), fp32 on CPU.
+autocast on CUDA where the GPU has it natively (else fp16 with a GradScaler), fp32 on CPU.
+
+Speed. The fast paths (channels_last, TF32, cudnn.benchmark, fused Adam, batches drawn on the device,
+a lagged divergence check, big eval batches, optional torch.compile, background checkpoints) are
+switches of `FastPaths` (sr_core.fastpaths), each measured on and off by `sr-search bench train`.
+Inside an epoch's step loop nothing waits for the GPU: the host only queues work. The epoch's one
+sync point is reading its mean loss; evaluation has one more.
 
 The trial never raises for what training itself does: NaN/inf ends it as `diverged`, running out of
 memory anywhere (moving data to the device, training, evaluating) as `oom`, a falsy return of
 `on_epoch` as `pruned`; each with a one-line `reason`. It never mutates its inputs, and the same
 config and seed give the same result, in one process or across a checkpoint/resume.
 
-Checkpoint folder (all files written atomically, each before the report that announces it):
-    checkpoint.pt   everything needed to continue: model, optimizer, scaler, RNG, history, best
-    best.pt         the best epoch's weights and the network's shape (what `predict` loads)
-    ended.json      written when the trial ends: status, reason, history, best. A resume of an
-                    ended trial runs nothing and returns this.
+Checkpoint folder (sr_core.checkpoint): checkpoint.pt (everything an exact resume needs), best.pt
+(the best weights, what `predict` loads), ended.json (how the trial ended; a resume of an ended trial
+runs nothing and returns it). By default epoch N's files are written before epoch N's report; with
+`FastPaths(async_checkpoint=True)` they are written during epoch N+1 and announced by its report.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import time
@@ -30,18 +34,22 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from sr_core import metrics
-from sr_core.data import SRData, SRPairs, augment_batch, to_float
+from sr_core import checkpoint, fastpaths, metrics
+from sr_core.augment import augment_batch, epoch_draws, make_generator
+from sr_core.checkpoint import BEST_FILE, CHECKPOINT_FILE, ENDED_FILE, CheckpointWriter
+from sr_core.data import SRData, SRPairs
+from sr_core.fastpaths import FastPaths, FiniteWatch, backend_flags, compiled
 from sr_core.faults import Fault, inject, parse_fault
-from sr_core.files import atomic_path, write_text_atomic
 from sr_core.models import ARCHS, build_model
+from sr_core.ops import augment_batch as host_augment_batch
+from sr_core.ops import to_float
+
+__all__ = ["BEST_FILE", "CHECKPOINT_FILE", "ENDED_FILE", "FastPaths", "STATUSES", "TrialConfig",
+           "TrialResult", "best_metrics", "config_from_dict", "evaluate", "lr_at", "train_trial"]
 
 STATUSES = ("completed", "early_stopped", "pruned", "diverged", "oom")
-CHECKPOINT_FILE = "checkpoint.pt"
-BEST_FILE = "best.pt"
-ENDED_FILE = "ended.json"
-EVAL_BATCH = 64
-_NAN_CHECK_EVERY = 8  # steps between loss checks: each check is a CPU-GPU sync point
+EVAL_BATCH = 64  # the reference eval batch; FastPaths.eval_batch is what trials use
+_NAN_CHECK_EVERY = 8  # steps between divergence checks
 
 OnEpoch = Callable[[dict[str, float]], Any]
 
@@ -110,32 +118,30 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _amp_dtype(device: torch.device) -> torch.dtype | None:
-    if device.type != "cuda":
-        return None  # fp32 on CPU: bf16 autocast there is slower and less accurate
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
 @torch.inference_mode()
 def evaluate(model: torch.nn.Module, pairs: SRPairs, device: torch.device,
              amp_dtype: torch.dtype | None = None, fault: Fault | None = None,
-             epoch: int = 0) -> dict[str, float]:
+             epoch: int = 0, batch_size: int = EVAL_BATCH, channels_last: bool = False) -> dict[str, float]:
     """val/mse (pixel mean), val/psnr and val/ssim (means of per-image values)."""
     was_training = model.training
     model.eval()
-    sums = {"val/mse": 0.0, "val/psnr": 0.0, "val/ssim": 0.0}
-    for start in range(0, len(pairs), EVAL_BATCH):
+    # Per-batch sums (fp32) accumulate in fp64 on the device: the same arithmetic as adding their
+    # .item()s in Python, without a sync per batch.
+    sums = torch.zeros(3, dtype=torch.float64, device=device)
+    for start in range(0, len(pairs), batch_size):
         inject(fault, "eval", epoch)
-        lr = to_float(pairs.lr[start:start + EVAL_BATCH].to(device))
-        hr = to_float(pairs.hr[start:start + EVAL_BATCH].to(device))
+        lr = to_float(pairs.lr[start:start + batch_size].to(device))
+        hr = to_float(pairs.hr[start:start + batch_size].to(device))
+        if channels_last:
+            lr = lr.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             pred = model(lr)
         pred = pred.float()
-        sums["val/mse"] += metrics.mse(pred, hr).sum().item()
-        sums["val/psnr"] += metrics.psnr(pred, hr).sum().item()
-        sums["val/ssim"] += metrics.ssim(pred, hr).sum().item()
+        sums += torch.stack([metrics.mse(pred, hr).sum(), metrics.psnr(pred, hr).sum(),
+                             metrics.ssim(pred, hr).sum()]).double()
     model.train(was_training)
-    return {k: v / len(pairs) for k, v in sums.items()}
+    mse, psnr, ssim = sums.tolist()  # sync point, once per evaluation
+    return {"val/mse": mse / len(pairs), "val/psnr": psnr / len(pairs), "val/ssim": ssim / len(pairs)}
 
 
 def best_metrics(best: dict[str, float]) -> dict[str, float]:
@@ -158,19 +164,24 @@ class _Trial:
     """Everything one trial holds while it trains. Private: train_trial is the only way in."""
     config: TrialConfig
     device: torch.device
+    fast: FastPaths
     fault: Fault | None
     started: float  # perf_counter at the start of this session
+    writer: CheckpointWriter | None = None  # None: no checkpoint folder
+    amp_dtype: torch.dtype | None = None  # autocast dtype; None = fp32
     model: torch.nn.Module | None = None
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None  # the model, or its torch.compile
     optimizer: torch.optim.Optimizer | None = None
     scaler: torch.amp.GradScaler | None = None
     gen: torch.Generator | None = None
     train_lr: torch.Tensor | None = None
     train_hr: torch.Tensor | None = None
+    val: SRPairs | None = None
     per_epoch: int = 0
     steps_per_epoch: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     best: dict[str, float] = field(default_factory=dict)
-    best_weights: dict[str, torch.Tensor] | None = None
+    best_weights: dict[str, torch.Tensor] | None = None  # on the device until the trial returns
     bad_epochs: int = 0
     prior_seconds: float = 0.0  # wall time of earlier sessions of this trial (before a resume)
     next_epoch: int = 1
@@ -178,8 +189,9 @@ class _Trial:
     reason: str = ""
 
     @property
-    def amp_dtype(self) -> torch.dtype | None:
-        return _amp_dtype(self.device)
+    def rng(self) -> str:
+        """Where the trial's random numbers are drawn: part of what a resume must match."""
+        return f"device:{self.device.type}" if self.fast.device_rng else "host"
 
     @property
     def total_steps(self) -> int:
@@ -193,54 +205,70 @@ class _Trial:
         self.status, self.reason = status, reason
 
     def result(self) -> TrialResult:
+        weights = None if self.best_weights is None else _cpu_state(self.best_weights)
         return TrialResult(self.status or "completed", self.best, self.history, len(self.history),
-                           self.seconds, self.best_weights, self.reason)
+                           self.seconds, weights, self.reason)
 
 
 def train_trial(config: TrialConfig, data: SRData, *, device: str | torch.device | None = None,
-                on_epoch: OnEpoch | None = None,
-                checkpoint_dir: str | os.PathLike | None = None) -> TrialResult:
+                on_epoch: OnEpoch | None = None, checkpoint_dir: str | os.PathLike | None = None,
+                fast_paths: FastPaths | None = None) -> TrialResult:
     """Train one config; return how it ended, its history, its best epoch and the best weights.
 
     `on_epoch(report)` is called after every epoch with the epoch's metrics plus the best so far
-    (`best/val_mse`, ...); a falsy return stops the trial as `pruned`. With `checkpoint_dir` the
-    trial checkpoints every epoch and resumes from the folder's checkpoint when there is one.
+    (`best/val_mse`, ...) and, with a checkpoint folder, `checkpoint/epoch` (the newest epoch whose
+    files are complete in it) and `checkpoint/write_seconds` (how long writing them took); a falsy
+    return stops the trial as `pruned`. With `checkpoint_dir` the trial checkpoints every epoch and
+    resumes from the folder's checkpoint when there is one. `fast_paths` switches the fast paths
+    (default: `FastPaths()`, every one that measured faster, checkpoints written synchronously).
     """
     device = torch.device(device) if device is not None else default_device()
+    fast = fast_paths if fast_paths is not None else FastPaths()
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    trial = _Trial(config, device, parse_fault(config.fault), time.perf_counter())
+    trial = _Trial(config, device, fast, parse_fault(config.fault), time.perf_counter(),
+                   writer=CheckpointWriter(ckpt_dir, fast.async_checkpoint) if ckpt_dir else None)
     out_of_memory = None
-    try:
-        _set_up(trial, data)
-        if ckpt_dir is not None:
-            _resume(trial, ckpt_dir)
-        while trial.status is None:
-            _run_epoch(trial, data.val, ckpt_dir, on_epoch)
-    except torch.OutOfMemoryError as exc:
-        out_of_memory = str(exc).strip().splitlines()[0] if str(exc).strip() else "out of memory"
+    with backend_flags(fast, device):
+        try:
+            _set_up(trial, data)
+            if ckpt_dir is not None:
+                _resume(trial, ckpt_dir)
+            while trial.status is None:
+                _run_epoch(trial, on_epoch)
+        except torch.OutOfMemoryError as exc:
+            out_of_memory = str(exc).strip().splitlines()[0] if str(exc).strip() else "out of memory"
+        finally:
+            if trial.writer is not None:
+                trial.writer.wait()  # every checkpoint started is on disk before we return (or raise)
     if out_of_memory is not None:
         # Outside the except block: the traceback (and the activations its frames hold) is gone.
         _release(trial)
         trial.end("oom", f"out of memory at epoch {trial.next_epoch}: {out_of_memory}"[:500])
-        _save_ended(trial, ckpt_dir)
+        _save_ended(trial)
     return trial.result()
 
 
 def _set_up(trial: _Trial, data: SRData) -> None:
-    """Model, optimizer and the train set on the device (each of which can run out of memory)."""
-    config, device = trial.config, trial.device
+    """Model, optimizer and the data on the device (each of which can run out of memory)."""
+    config, device, fast = trial.config, trial.device, trial.fast
     # Seed only what this trial owns: init under a forked global RNG (callers' RNG untouched), and a
     # private generator for shuffling and augmentation whose state goes into every checkpoint.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = build_model(config.arch, config.blocks, config.channels)
     inject(trial.fault, "to_device", 0)
-    trial.model = model.to(device)
-    trial.optimizer = torch.optim.Adam(trial.model.parameters(), lr=config.lr)
+    layout = torch.channels_last if fast.channels_last else torch.preserve_format
+    trial.model = model.to(device, memory_format=layout)
+    trial.forward = compiled(trial.model, fast.compile)
+    adam_options = {"fused": True} if fast.fused_adam else {}
+    trial.optimizer = torch.optim.Adam(trial.model.parameters(), lr=config.lr, **adam_options)
+    trial.amp_dtype = fastpaths.amp_dtype(device, fast.amp)  # asked once: the step loop reads it often
     trial.scaler = torch.amp.GradScaler(device.type, enabled=trial.amp_dtype == torch.float16)
-    trial.gen = torch.Generator().manual_seed(config.seed)
-    # The whole train set sits on the device as uint8 (7000 images = 350 MB): no loader, no decoding.
+    trial.gen = make_generator(device if fast.device_rng else torch.device("cpu"), config.seed)
+    # The whole train set sits on the device as uint8 (7000 images = 350 MB), and the val set too:
+    # no loader, no decoding, no copy per batch.
     trial.train_lr, trial.train_hr = data.train.lr.to(device), data.train.hr.to(device)
+    trial.val = SRPairs(data.val.lr.to(device), data.val.hr.to(device), data.val.names)
     n_train = len(data.train)
     trial.per_epoch = min(config.epoch_samples or n_train, n_train)
     trial.steps_per_epoch = math.ceil(trial.per_epoch / config.batch_size)
@@ -249,10 +277,9 @@ def _set_up(trial: _Trial, data: SRData) -> None:
 def _resume(trial: _Trial, ckpt_dir: Path) -> None:
     """Continue from the folder's checkpoint; an ended trial is restored as ended (nothing to run)."""
     if (ckpt_dir / BEST_FILE).exists():
-        trial.best_weights = torch.load(ckpt_dir / BEST_FILE, map_location="cpu",
-                                        weights_only=True)["state_dict"]
-    if (ckpt_dir / ENDED_FILE).exists():
-        ended = json.loads((ckpt_dir / ENDED_FILE).read_text())
+        trial.best_weights = checkpoint.load(ckpt_dir / BEST_FILE)["state_dict"]
+    ended = checkpoint.read_ended(ckpt_dir)
+    if ended is not None:
         _check_config(ended["config"], trial.config, ckpt_dir)
         trial.history, trial.best, trial.prior_seconds = ended["history"], ended["best"], ended["seconds"]
         trial.end(ended["status"], ended["reason"])
@@ -260,14 +287,20 @@ def _resume(trial: _Trial, ckpt_dir: Path) -> None:
         return
     if not (ckpt_dir / CHECKPOINT_FILE).exists():
         return
-    state = torch.load(ckpt_dir / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+    state = checkpoint.load(ckpt_dir / CHECKPOINT_FILE)
     _check_config(state["config"], trial.config, ckpt_dir)
+    if state.get("rng", "host") != trial.rng:
+        raise ValueError(f"checkpoint in {ckpt_dir} drew its random numbers on {state.get('rng', 'host')}, "
+                         f"this trial draws them on {trial.rng}: resume it with the same FastPaths.device_rng "
+                         "on the same kind of device")
     trial.model.load_state_dict(state["model"])
     trial.optimizer.load_state_dict(state["optimizer"])
     trial.scaler.load_state_dict(state["scaler"])
     trial.gen.set_state(state["generator"])
     trial.next_epoch, trial.history, trial.best = state["epoch"] + 1, state["history"], state["best"]
     trial.bad_epochs, trial.prior_seconds = state["bad_epochs"], state["seconds"]
+    if trial.writer is not None:
+        trial.writer.done_epoch = state["epoch"]
     trial.started = time.perf_counter()
 
 
@@ -276,111 +309,155 @@ def _check_config(saved: dict, config: TrialConfig, ckpt_dir: Path) -> None:
         raise ValueError(f"checkpoint in {ckpt_dir} belongs to another config: {saved}")
 
 
-def _run_epoch(trial: _Trial, val: SRPairs, ckpt_dir: Path | None, on_epoch: OnEpoch | None) -> None:
+def _run_epoch(trial: _Trial, on_epoch: OnEpoch | None) -> None:
     """Train and evaluate one epoch, keep the best, checkpoint, report; end the trial when it must."""
-    epoch, config = trial.next_epoch, trial.config
+    epoch, config, fast = trial.next_epoch, trial.config, trial.fast
     t0 = time.perf_counter()
     train_mse = _train_epoch(trial, epoch)
     train_seconds = time.perf_counter() - t0
-    val_metrics = evaluate(trial.model, val, trial.device, trial.amp_dtype, trial.fault, epoch)
+    val_metrics = evaluate(trial.model, trial.val, trial.device, trial.amp_dtype, trial.fault, epoch,
+                           batch_size=fast.eval_batch, channels_last=fast.channels_last)
     # A perfect image has PSNR inf: that is not a divergence. A non-finite MSE is.
     if not (math.isfinite(train_mse) and math.isfinite(val_metrics["val/mse"])):
         which = "train" if not math.isfinite(train_mse) else "val"
         trial.end("diverged", f"non-finite {which} MSE at epoch {epoch}")
-        _save_ended(trial, ckpt_dir)
+        _save_ended(trial)
         return
     report = {"epoch": epoch, "train/mse": train_mse, **val_metrics,
               "lr": lr_at((epoch - 1) * trial.steps_per_epoch, trial.total_steps, config),
               "epoch_seconds": time.perf_counter() - t0, "images_per_s": trial.per_epoch / train_seconds}
     trial.history.append(report)
     trial.next_epoch = epoch + 1
-    _keep_best(trial, report, ckpt_dir)
+    improved = _keep_best(trial, report)
     if epoch == config.epochs:
         trial.end("completed")
     elif trial.bad_epochs >= config.patience:
         trial.end("early_stopped", f"val/mse did not improve for {config.patience} epochs")
-    _save_checkpoint(trial, ckpt_dir)  # before the report that announces it
+    if not fast.async_checkpoint:
+        _checkpoint(trial, improved)  # before the report that announces it
     # The callback also sees the best epoch so far (best/val_mse, best/epoch, ...): a search that
     # stops this trial from outside still knows what it achieved.
-    if on_epoch is not None and not on_epoch({**report, **best_metrics(trial.best)}) and trial.status is None:
+    announced = {}
+    if trial.writer is not None:
+        trial.writer.wait()  # async: epoch-1's write, which had a whole epoch to finish
+        announced["checkpoint/epoch"] = trial.writer.done_epoch
+        announced["checkpoint/write_seconds"] = trial.writer.write_seconds
+    if on_epoch is not None and not on_epoch({**report, **best_metrics(trial.best), **announced}) \
+            and trial.status is None:
         trial.end("pruned", f"stopped by the search after epoch {epoch}")
-        _save_ended(trial, ckpt_dir)
+    if fast.async_checkpoint:
+        _checkpoint(trial, improved)  # written during the next epoch, announced by its report
+    elif trial.status == "pruned":
+        _save_ended(trial)
 
 
 def _train_epoch(trial: _Trial, epoch: int) -> float:
     """One pass over `per_epoch` shuffled, augmented samples; the mean train MSE (inf/nan if it blew up)."""
-    config, device, model, optimizer, scaler = (trial.config, trial.device, trial.model, trial.optimizer,
-                                                trial.scaler)
-    model.train()
-    order = torch.randperm(len(trial.train_lr), generator=trial.gen)[:trial.per_epoch]
-    loss_sum = torch.zeros((), device=device)
+    trial.model.train()
+    first_step = (epoch - 1) * trial.steps_per_epoch
+    loss_sum = torch.zeros((), device=trial.device)
+    watch = FiniteWatch(trial.device, _NAN_CHECK_EVERY, lagged=trial.fast.lagged_nan_check)
     poison = 1.0
-    for i in range(trial.steps_per_epoch):
+    for i, (lr_img, hr_img) in enumerate(_batches(trial)):
         if i == 0 and inject(trial.fault, "train", epoch):
             poison = math.nan  # the injected NaN flows through the real divergence check
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at((epoch - 1) * trial.steps_per_epoch + i, trial.total_steps, config)
-        idx = order[i * config.batch_size:(i + 1) * config.batch_size].to(device)
-        lr_img, hr_img = to_float(trial.train_lr[idx]), to_float(trial.train_hr[idx])
-        if config.augment:
-            lr_img, hr_img = augment_batch(lr_img, hr_img, generator=trial.gen)
-        with torch.autocast(device.type, dtype=trial.amp_dtype, enabled=trial.amp_dtype is not None):
-            loss = F.mse_loss(model(lr_img).float(), hr_img) * poison
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        loss_sum += loss.detach() * len(idx)
-        if (i + 1) % _NAN_CHECK_EVERY == 0 and not torch.isfinite(loss_sum):
+        lr = lr_at(first_step + i, trial.total_steps, trial.config)
+        loss = _train_step(trial, lr_img, hr_img, lr, poison)
+        loss_sum += loss * len(lr_img)
+        if watch.diverged(loss_sum, i):
             break  # diverged: no point finishing the epoch
     return loss_sum.item() / trial.per_epoch  # sync point, once per epoch
 
 
-def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+def _batches(trial: _Trial):
+    """The epoch's (lr, hr) float batches on the device: shuffled, and augmented when configured."""
+    config, fast, b = trial.config, trial.fast, trial.config.batch_size
+    n_train = len(trial.train_lr)
+    if fast.device_rng:  # order and ops for the whole epoch, drawn on the device: no host round trip
+        order, ops = epoch_draws(trial.gen, n_train, trial.per_epoch, config.augment)
+    else:  # the reference: drawn on the host, then a blocking host->device copy per batch
+        order, ops = torch.randperm(n_train, generator=trial.gen)[:trial.per_epoch], None
+    for i in range(trial.steps_per_epoch):
+        idx = order[i * b:(i + 1) * b].to(trial.device)
+        lr_u8, hr_u8 = trial.train_lr[idx], trial.train_hr[idx]
+        if ops is not None:  # turn the uint8 pixels (4x fewer bytes than float), then convert
+            lr_u8, hr_u8 = augment_batch(lr_u8, hr_u8, ops[i * b:(i + 1) * b])
+        lr_img, hr_img = to_float(lr_u8), to_float(hr_u8)
+        if config.augment and not fast.device_rng:
+            lr_img, hr_img = host_augment_batch(lr_img, hr_img, generator=trial.gen)
+        if fast.channels_last:
+            lr_img = lr_img.contiguous(memory_format=torch.channels_last)
+        yield lr_img, hr_img
 
 
-def _keep_best(trial: _Trial, report: dict[str, float], ckpt_dir: Path | None) -> None:
+def _train_step(trial: _Trial, lr_img: torch.Tensor, hr_img: torch.Tensor, lr: float,
+                poison: float) -> torch.Tensor:
+    """Forward, backward, clip, Adam; the loss as a device scalar. Nothing here waits for the GPU
+    unless a fast path is off (plain Adam under a GradScaler reads its inf check on the host)."""
+    optimizer, scaler = trial.optimizer, trial.scaler
+    for group in optimizer.param_groups:
+        group["lr"] = lr  # a Python float: reaches the kernels as an argument, no copy
+    if trial.fast.compile:
+        torch.compiler.cudagraph_mark_step_begin()  # CUDA graphs may reuse last step's outputs now
+    with torch.autocast(trial.device.type, dtype=trial.amp_dtype, enabled=trial.amp_dtype is not None):
+        loss = F.mse_loss(trial.forward(lr_img).float(), hr_img) * poison
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(trial.model.parameters(), trial.config.grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach()
+
+
+def _cpu_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+
+
+def _keep_best(trial: _Trial, report: dict[str, float]) -> bool:
+    """Track the best epoch by val/mse; True when this epoch is the new best."""
     if trial.best and report["val/mse"] >= trial.best["val/mse"]:
         trial.bad_epochs += 1
-        return
+        return False
     trial.best = {k: report[k] for k in ("val/mse", "val/psnr", "val/ssim", "train/mse", "epoch")}
-    trial.best_weights, trial.bad_epochs = _cpu_state(trial.model), 0
-    if ckpt_dir is not None:
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(ckpt_dir / BEST_FILE) as tmp:
-            torch.save({"config": dataclasses.asdict(trial.config), "state_dict": trial.best_weights}, tmp)
+    # A copy on the device (no sync, no host round trip); the host copy is made once, at the end.
+    trial.best_weights = {k: v.detach().clone() for k, v in trial.model.state_dict().items()}
+    trial.bad_epochs = 0
+    return True
 
 
-def _save_checkpoint(trial: _Trial, ckpt_dir: Path | None) -> None:
-    if ckpt_dir is None:
+def _checkpoint(trial: _Trial, improved: bool) -> None:
+    """Hand this epoch's state to the writer (which writes now, or in the background)."""
+    if trial.writer is None:
         return
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    state = {"config": dataclasses.asdict(trial.config), "epoch": trial.next_epoch - 1,
+    config = dataclasses.asdict(trial.config)
+    state = {"config": config, "epoch": trial.next_epoch - 1, "rng": trial.rng,
              "model": trial.model.state_dict(), "optimizer": trial.optimizer.state_dict(),
              "scaler": trial.scaler.state_dict(), "generator": trial.gen.get_state(),
-             "history": trial.history, "best": trial.best, "bad_epochs": trial.bad_epochs,
+             "history": list(trial.history), "best": trial.best, "bad_epochs": trial.bad_epochs,
              "seconds": trial.seconds}
-    with atomic_path(ckpt_dir / CHECKPOINT_FILE) as tmp:
-        torch.save(state, tmp)
-    if trial.status is not None:
-        _save_ended(trial, ckpt_dir)
+    trial.writer.save(trial.next_epoch - 1, state, best_config=config if improved else None,
+                      ended=_ended_record(trial) if trial.status is not None else None)
 
 
-def _save_ended(trial: _Trial, ckpt_dir: Path | None) -> None:
+def _ended_record(trial: _Trial) -> dict[str, Any]:
+    return {"config": dataclasses.asdict(trial.config), "status": trial.status, "reason": trial.reason,
+            "history": list(trial.history), "best": trial.best, "seconds": trial.seconds}
+
+
+def _save_ended(trial: _Trial) -> None:
     """Record how the trial ended, so a resume (or a retry) does not run it again."""
-    if ckpt_dir is None:
+    if trial.writer is None:
         return
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(ckpt_dir / ENDED_FILE, json.dumps({
-        "config": dataclasses.asdict(trial.config), "status": trial.status, "reason": trial.reason,
-        "history": trial.history, "best": trial.best, "seconds": trial.seconds}))
+    trial.writer.wait()  # after any checkpoint still being written
+    checkpoint.write_ended(trial.writer.folder, _ended_record(trial))
 
 
 def _release(trial: _Trial) -> None:
     """Drop everything the trial holds on the device and give the memory back (after an OOM)."""
-    trial.model = trial.optimizer = trial.scaler = trial.train_lr = trial.train_hr = None
+    if trial.best_weights is not None:
+        trial.best_weights = _cpu_state(trial.best_weights)  # a copy out needs no device memory
+    trial.model = trial.forward = trial.optimizer = trial.scaler = None
+    trial.train_lr = trial.train_hr = trial.val = None
     if trial.device.type == "cuda":
         torch.cuda.empty_cache()

@@ -1,0 +1,68 @@
+"""Training batches drawn on the device: no host-device transfer and no sync inside the step loop.
+
+The 8 dihedral symmetries of a square (`sr_core.ops.dihedral`) only move pixels, so each one is a fixed
+permutation of an image's H*W pixels. We build the 8 permutations once per image size (by applying
+`dihedral` itself to a grid of pixel numbers, so the two can never disagree) and augmenting a batch
+is then one gather per tensor, each sample reading through its own op's map. LR and HR are gathered
+with the same per-sample ops, so a pair is always turned the same way.
+
+The randomness of an epoch (the sample order and one op per sample) is drawn up front from one
+generator that lives on the training device. Nothing is grouped by op on the host (the reference path
+in `sr_core.ops.augment_batch` needs `.unique().tolist()` and an index copy per op), and the
+generator's state is a small CPU tensor the trainer checkpoints, so a resumed trial draws exactly what
+an uninterrupted one would have.
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from sr_core.ops import dihedral
+
+NUM_OPS = 8
+
+
+@functools.lru_cache(maxsize=16)
+def dihedral_maps(size: int, device: torch.device) -> torch.Tensor:
+    """int64 [8, size*size]: row `op` lists, for each output pixel, the input pixel it comes from.
+
+    `dihedral(x, op).flatten(-2) == x.flatten(-2)[..., maps[op]]` for any square x of this size.
+    Cached per (size, device): a few MB at most, built once per process.
+    """
+    grid = torch.arange(size * size).view(size, size)
+    with torch.inference_mode(False):  # a plain tensor, usable whatever mode the first caller is in
+        return torch.stack([dihedral(grid, op).reshape(-1) for op in range(NUM_OPS)]).to(device)
+
+
+def make_generator(device: torch.device, seed: int) -> torch.Generator:
+    """The trial's private generator, on the device that consumes its draws."""
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def epoch_draws(generator: torch.Generator, n_train: int, per_epoch: int,
+                augment: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """An epoch's sample order (int64 [per_epoch]) and one op per sample (or None), on the generator's device."""
+    device = generator.device
+    order = torch.randperm(n_train, generator=generator, device=device)[:per_epoch]
+    ops = torch.randint(0, NUM_OPS, (per_epoch,), generator=generator, device=device) if augment else None
+    return order, ops
+
+
+def apply_ops(images: torch.Tensor, ops: torch.Tensor) -> torch.Tensor:
+    """Sample k of `images` ([N,C,S,S], any dtype) turned by dihedral op `ops[k]`: one gather, no sync."""
+    n, c, h, w = images.shape
+    if h != w:
+        raise ValueError(f"apply_ops needs square images, got {tuple(images.shape)}")
+    if ops.shape != (n,):
+        raise ValueError(f"apply_ops needs one op per image, got {tuple(ops.shape)} ops for {n} images")
+    index = dihedral_maps(h, images.device)[ops]  # [N, S*S]: each sample's own permutation
+    flat = images.reshape(n, c, h * w)
+    return flat.gather(2, index.unsqueeze(1).expand(n, c, h * w)).view(n, c, h, w)
+
+
+def augment_batch(lr: torch.Tensor, hr: torch.Tensor, ops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same dihedral op per sample on an LR batch and its HR batch (ops drawn by `epoch_draws`)."""
+    if lr.shape[0] != hr.shape[0]:
+        raise ValueError(f"augment_batch needs as many LR as HR images, got {lr.shape[0]} and {hr.shape[0]}")
+    return apply_ops(lr, ops), apply_ops(hr, ops)

@@ -1,0 +1,69 @@
+"""Device-side augmentation: one gather per tensor must be exactly the 8 dihedral ops, the same on LR
+and HR, drawn from a generator whose state makes the draws resumable."""
+import pytest
+import torch
+
+from sr_core.augment import NUM_OPS, apply_ops, augment_batch, dihedral_maps, epoch_draws, make_generator
+from sr_core.ops import dihedral
+
+CPU = torch.device("cpu")
+
+
+@pytest.mark.parametrize("size", [32, 128])
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_each_op_is_exactly_the_dihedral_symmetry(size, dtype):
+    g = torch.Generator().manual_seed(size)
+    images = (torch.rand(NUM_OPS, 3, size, size, generator=g) * 255).to(dtype)
+    ops = torch.arange(NUM_OPS)
+    out = apply_ops(images, ops)
+    for op in range(NUM_OPS):
+        assert torch.equal(out[op], dihedral(images[op], op)), op
+    assert out.dtype == dtype and torch.equal(images, images.clone())  # inputs untouched
+
+
+def test_the_eight_ops_are_eight_different_permutations():
+    maps = dihedral_maps(4, CPU)
+    assert maps.shape == (NUM_OPS, 16)
+    assert len({tuple(m.tolist()) for m in maps}) == NUM_OPS
+    assert all(sorted(m.tolist()) == list(range(16)) for m in maps)
+
+
+def test_lr_and_hr_of_a_pair_get_the_same_op():
+    # HR = nearest x4 of LR. Nearest upsampling commutes with every symmetry of the square, so the
+    # relation survives augmentation only if each pair was turned by the same op.
+    g = torch.Generator().manual_seed(0)
+    lr = torch.randint(0, 256, (64, 3, 32, 32), generator=g, dtype=torch.uint8)
+    hr = lr.repeat_interleave(4, dim=2).repeat_interleave(4, dim=3)
+    ops = torch.randint(0, NUM_OPS, (64,), generator=g)
+    lr_aug, hr_aug = augment_batch(lr, hr, ops)
+    assert torch.equal(hr_aug, lr_aug.repeat_interleave(4, dim=2).repeat_interleave(4, dim=3))
+    assert not torch.equal(lr_aug, lr)  # something was turned
+
+
+def test_epoch_draws_use_all_eight_ops_and_a_permutation():
+    gen = make_generator(CPU, 3)
+    order, ops = epoch_draws(gen, n_train=500, per_epoch=400, augment=True)
+    assert order.shape == ops.shape == (400,)
+    assert len(set(order.tolist())) == 400 and 0 <= order.min() and order.max() < 500
+    assert set(ops.tolist()) == set(range(NUM_OPS))
+    assert epoch_draws(gen, 500, 400, augment=False)[1] is None
+
+
+def test_draws_resume_from_the_generator_state():
+    gen = make_generator(CPU, 7)
+    epoch_draws(gen, 100, 100, augment=True)
+    state = gen.get_state()
+    expected = epoch_draws(gen, 100, 100, augment=True)
+    resumed = make_generator(CPU, 12345)
+    resumed.set_state(state)
+    got = epoch_draws(resumed, 100, 100, augment=True)
+    assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+
+
+def test_bad_shapes_are_named():
+    with pytest.raises(ValueError, match="square"):
+        apply_ops(torch.zeros(2, 3, 4, 8), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="one op per image"):
+        apply_ops(torch.zeros(2, 3, 4, 4), torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="as many LR as HR"):
+        augment_batch(torch.zeros(2, 3, 4, 4), torch.zeros(3, 3, 16, 16), torch.zeros(2, dtype=torch.long))
