@@ -5,6 +5,7 @@ noisy, so each benchmark compares ratios measured side by side in one run.
     bench train   the real training loop against a plain one: images/s, TFLOP/s, fraction of peak,
                   optional ablation of the fast paths, optional N concurrent processes (search.bench_train)
     bench data    one epoch of augmented batches: ours against PIL + DataLoader (search.bench_data)
+    bench overhead, bench search   the study machinery, through the real engine (search.bench_study)
 
 A subcommand is one entry of SUBCOMMANDS (its arguments and its run function); `overhead` and
 `search` (which need the Ray engine) slot in the same way. Nothing here imports Ray, Optuna or
@@ -215,6 +216,15 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Cal
               _train_arguments, _run_train),
     "data": ("one epoch of augmented batches: ours vs PIL + DataLoader", _data_arguments, _run_data),
 }
+
+
+def _study_benchmarks() -> None:
+    """`overhead` and `search` (search.bench_study) import Ray only when they run."""
+    from search.bench_study import SUBCOMMANDS as study_benchmarks
+    SUBCOMMANDS.update(study_benchmarks)
+
+
+_study_benchmarks()
 
 
 def add_bench_parser(subparsers) -> argparse.ArgumentParser:
