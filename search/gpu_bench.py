@@ -17,6 +17,9 @@ one line per section, and the same summary is printed last. Seven files in all.
     b_compile        b_small           ["compile"]: b8 c64 under torch.compile, compile time included
     a_ablation       a_train_b24       ["ablation"]: b24 c612 with each fast path off, one at a time
     f_data           f_data            bench data: our pipeline vs PIL + DataLoader
+    g_ablation_small g_ablation_small  b8 c64 with each fast path off, one at a time
+    g_batch_b24      g_batch_b24       b24 c612 at batch 32 and 64
+    g_graphs_small   g_graphs_small    b8 c64 with CUDA graphs (compile reduce-overhead): images/s, GPU busy
 """
 from __future__ import annotations
 
@@ -56,7 +59,8 @@ FILES = {"a_ablation": ("a_train_b24", "ablation"), "b_compile": ("b_small", "co
 
 # Rough seconds each section needs on an H100 (used to skip what no longer fits the budget).
 ESTIMATE_S = {"a_train_b24": 35, "e_profile_b24": 15, "c_checkpoint": 60, "b_small": 25, "d_packing": 75,
-              "a_ablation": 90, "b_compile": 100, "f_data": 40}
+              "a_ablation": 90, "b_compile": 100, "f_data": 40,
+              "g_ablation_small": 60, "g_batch_b24": 40, "g_graphs_small": 45}
 
 
 class Run:
@@ -143,7 +147,7 @@ def checkpoint_cost(run: Run) -> dict:
             train_trial(trial_config(spec), data, device=run.device,
                         checkpoint_dir=None if mode == "none" else folder,
                         on_epoch=lambda r: calls.append((time.perf_counter(), dict(r))) or True,
-                        fast_paths=FastPaths(async_checkpoint=mode == "background"))
+                        fast_paths=FastPaths(async_checkpoint=mode == "background", checkpoint_budget=0))
             # Between two reports: the next epoch's training and evaluation (its epoch_seconds) plus
             # everything the training thread did for checkpoints (snapshot, synchronous write, waits).
             gaps = [t1 - t0 - r1["epoch_seconds"] for (t0, _), (t1, r1) in zip(calls, calls[1:])]
@@ -231,6 +235,48 @@ def ablation_b24(run: Run) -> dict:
     return {"rows": rows}
 
 
+def ablation_small(run: Run) -> dict:
+    """b8 c64 with each fast path off, one at a time: which ones cost a launch-bound step time."""
+    from search.bench_train import measure_trainer
+    from sr_core.fastpaths import FastPaths
+    spec, fast = run.spec("small"), FastPaths()
+    names = [n for n in FastPaths.switches() if n != "async_checkpoint"]
+    rows = [{"variant": "all fast paths", **measure_trainer(spec, fast)}]
+    for label, variant in [(f"without {n}", fast.without(n)) for n in names] + [("reference", FastPaths.reference())]:
+        if run.left() < 10:
+            rows.append({"variant": label, "skipped": "budget"})
+            continue
+        rows.append({"variant": label, **measure_trainer(spec, variant)})
+    return {"rows": rows}
+
+
+def batch_b24(run: Run) -> dict:
+    """b24 c612 at batch 32 and 64: how much of the gap to the GEMM rate is the batch of 16."""
+    from search.bench_train import measure_trainer
+    from sr_core.fastpaths import FastPaths
+    rows = []
+    for batch in (32, 64):
+        if run.left() < 20:
+            rows.append({"batch_size": batch, "skipped": "budget"})
+            continue
+        spec = dataclasses.replace(run.spec("big"), batch_size=batch, images=run.sizes.big_images * batch // 16)
+        rows.append({"batch_size": batch, **measure_trainer(spec, FastPaths())})
+    return {"rows": rows}
+
+
+def profile_small_graphs(run: Run) -> dict:
+    """b8 c64 under torch.compile mode reduce-overhead (CUDA graphs): is the GPU still waiting?"""
+    from search.bench_train import measure_trainer, profile_trainer
+    from sr_core.fastpaths import FastPaths
+    spec, fast = run.spec("small"), FastPaths(compile="reduce-overhead")
+    out = measure_trainer(spec, fast)
+    prof = profile_trainer(spec, fast, steps=16, rows=15)
+    out["profile"] = prof
+    if "images_per_s" in out and "gpu_busy_ms_per_step" in prof:
+        out["gpu_busy_fraction"] = prof["gpu_busy_ms_per_step"] / (1e3 * spec.batch_size / out["images_per_s"])
+    return out
+
+
 def compile_small(run: Run) -> dict:
     from search.bench_train import measure_trainer
     from sr_core.fastpaths import FastPaths
@@ -257,7 +303,8 @@ def data_pipeline(run: Run) -> dict:
 # The order is the priority: what the issue asks first, then the extras while time lasts.
 SECTIONS = [("a_train_b24", train_b24), ("e_profile_b24", profile_b24), ("c_checkpoint", checkpoint_cost),
             ("b_small", small_loop), ("d_packing", packing), ("b_compile", compile_small),
-            ("a_ablation", ablation_b24), ("f_data", data_pipeline)]
+            ("a_ablation", ablation_b24), ("f_data", data_pipeline), ("g_ablation_small", ablation_small),
+            ("g_batch_b24", batch_b24), ("g_graphs_small", profile_small_graphs)]
 
 
 def headline(name: str, r: dict) -> dict:
@@ -275,7 +322,7 @@ def headline(name: str, r: dict) -> dict:
     if name == "d_packing":
         return {f"{x['processes']}p": round(x["aggregate_images_per_s"], 1) if "aggregate_images_per_s" in x
                 else x.get("error", x.get("skipped")) for x in r["rows"]}
-    if name == "a_ablation":
+    if name in ("a_ablation", "g_ablation_small"):
         return {x["variant"]: round(x["images_per_s"], 1) if "images_per_s" in x else "-" for x in r["rows"]}
     if name == "b_compile":
         return {x["compile"]: pick(x, "images_per_s", "warmup_s") for x in r["rows"]}
@@ -283,6 +330,11 @@ def headline(name: str, r: dict) -> dict:
         return pick(r, "gpu_busy_ms_per_step", "wall_ms_per_step_profiled", "kernel_launches_per_step")
     if name == "f_data":
         return pick(r, "speedup", "ours_images_per_s", "pil_images_per_s")
+    if name == "g_batch_b24":
+        return {f"batch {x['batch_size']}": round(x["images_per_s"], 1) if "images_per_s" in x else "-"
+                for x in r["rows"]}
+    if name == "g_graphs_small":
+        return pick(r, "images_per_s", "warmup_s", "gpu_busy_fraction")
     return {}
 
 

@@ -48,10 +48,16 @@ class FastPaths:
     # N+1's report (`checkpoint/epoch`). Off: written before the report of its own epoch. The caller
     # must expect the lag, so it is opt-in (see sr_core.checkpoint).
     async_checkpoint: bool = False
+    # Checkpoints may cost the training thread at most this fraction of the training time: a costly
+    # one (big nets) is then written every few epochs instead of every epoch (sr_core.checkpoint.
+    # CheckpointPolicy). 0 writes every epoch.
+    checkpoint_budget: float = 0.02
 
     def __post_init__(self) -> None:
         if self.compile not in COMPILE_MODES:
             raise ValueError(f"compile must be one of {COMPILE_MODES}, got {self.compile=}")
+        if not 0 <= self.checkpoint_budget < 1:
+            raise ValueError(f"checkpoint_budget must be in [0, 1), got {self.checkpoint_budget=}")
         if not isinstance(self.eval_batch, int) or self.eval_batch < 1:
             raise ValueError(f"eval_batch must be a positive int, got {self.eval_batch=}")
 
@@ -68,6 +74,16 @@ class FastPaths:
     def switches(cls) -> tuple[str, ...]:
         """The names of the on/off fast paths."""
         return tuple(f.name for f in fields(cls) if f.type == "bool")
+
+
+def for_trial(fast: FastPaths, device: torch.device, channels: int) -> FastPaths:
+    """The switches as one trial uses them. channels_last only where NHWC pays: on CPU, and on CUDA
+    when the width is a multiple of 8. Otherwise cuDNN pads every NHWC activation to the next multiple
+    of 8 (H100, residual b24 c612: nhwcAddPaddingKernel took 16% of the GPU time, and the trial ran
+    at 225 images/s without channels_last against 212 with it; BENCHMARKS.md)."""
+    if fast.channels_last and device.type == "cuda" and channels % 8:
+        return replace(fast, channels_last=False)
+    return fast
 
 
 def native_bf16() -> bool:

@@ -20,6 +20,8 @@ Checkpoint folder (sr_core.checkpoint): checkpoint.pt (everything an exact resum
 (the best weights, what `predict` loads), ended.json (how the trial ended; a resume of an ended trial
 runs nothing and returns it). By default epoch N's files are written before epoch N's report; with
 `FastPaths(async_checkpoint=True)` they are written during epoch N+1 and announced by its report.
+Cheap checkpoints are written every epoch, costly ones (big nets) as often as `FastPaths.
+checkpoint_budget` allows (sr_core.checkpoint.CheckpointPolicy); the epoch a trial ends on always.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ import torch.nn.functional as F
 
 from sr_core import checkpoint, fastpaths, metrics
 from sr_core.augment import augment_batch, epoch_draws, make_generator
-from sr_core.checkpoint import BEST_FILE, CHECKPOINT_FILE, ENDED_FILE, CheckpointWriter
+from sr_core.checkpoint import BEST_FILE, CHECKPOINT_FILE, ENDED_FILE, CheckpointPolicy, CheckpointWriter
 from sr_core.data import SRData, SRPairs
 from sr_core.fastpaths import FastPaths, FiniteWatch, backend_flags, compiled
 from sr_core.faults import Fault, inject, parse_fault
@@ -168,6 +170,7 @@ class _Trial:
     fault: Fault | None
     started: float  # perf_counter at the start of this session
     writer: CheckpointWriter | None = None  # None: no checkpoint folder
+    policy: CheckpointPolicy = field(default_factory=CheckpointPolicy)
     amp_dtype: torch.dtype | None = None  # autocast dtype; None = fp32
     model: torch.nn.Module | None = None
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None  # the model, or its torch.compile
@@ -182,6 +185,7 @@ class _Trial:
     history: list[dict[str, float]] = field(default_factory=list)
     best: dict[str, float] = field(default_factory=dict)
     best_weights: dict[str, torch.Tensor] | None = None  # on the device until the trial returns
+    best_unsaved: bool = False  # best_weights changed since best.pt was last written
     bad_epochs: int = 0
     prior_seconds: float = 0.0  # wall time of earlier sessions of this trial (before a resume)
     next_epoch: int = 1
@@ -223,10 +227,11 @@ def train_trial(config: TrialConfig, data: SRData, *, device: str | torch.device
     (default: `FastPaths()`, every one that measured faster, checkpoints written synchronously).
     """
     device = torch.device(device) if device is not None else default_device()
-    fast = fast_paths if fast_paths is not None else FastPaths()
+    fast = fastpaths.for_trial(fast_paths if fast_paths is not None else FastPaths(), device, config.channels)
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     trial = _Trial(config, device, fast, parse_fault(config.fault), time.perf_counter(),
-                   writer=CheckpointWriter(ckpt_dir, fast.async_checkpoint) if ckpt_dir else None)
+                   writer=CheckpointWriter(ckpt_dir, fast.async_checkpoint) if ckpt_dir else None,
+                   policy=CheckpointPolicy(fast.checkpoint_budget))
     out_of_memory = None
     with backend_flags(fast, device):
         try:
@@ -300,7 +305,7 @@ def _resume(trial: _Trial, ckpt_dir: Path) -> None:
     trial.next_epoch, trial.history, trial.best = state["epoch"] + 1, state["history"], state["best"]
     trial.bad_epochs, trial.prior_seconds = state["bad_epochs"], state["seconds"]
     if trial.writer is not None:
-        trial.writer.done_epoch = state["epoch"]
+        trial.writer.done_epoch = trial.policy.announced_epoch = state["epoch"]
     trial.started = time.perf_counter()
 
 
@@ -328,13 +333,14 @@ def _run_epoch(trial: _Trial, on_epoch: OnEpoch | None) -> None:
               "epoch_seconds": time.perf_counter() - t0, "images_per_s": trial.per_epoch / train_seconds}
     trial.history.append(report)
     trial.next_epoch = epoch + 1
-    improved = _keep_best(trial, report)
+    _keep_best(trial, report)
     if epoch == config.epochs:
         trial.end("completed")
     elif trial.bad_epochs >= config.patience:
         trial.end("early_stopped", f"val/mse did not improve for {config.patience} epochs")
-    if not fast.async_checkpoint:
-        _checkpoint(trial, improved)  # before the report that announces it
+    trial.policy.trained_for(report["epoch_seconds"])
+    if not fast.async_checkpoint and _checkpoint_due(trial):
+        _checkpoint(trial)  # before the report that announces it
     # The callback also sees the best epoch so far (best/val_mse, best/epoch, ...): a search that
     # stops this trial from outside still knows what it achieved.
     announced = {}
@@ -342,11 +348,14 @@ def _run_epoch(trial: _Trial, on_epoch: OnEpoch | None) -> None:
         trial.writer.wait()  # async: epoch-1's write, which had a whole epoch to finish
         announced["checkpoint/epoch"] = trial.writer.done_epoch
         announced["checkpoint/write_seconds"] = trial.writer.write_seconds
+    t0 = time.perf_counter()
     if on_epoch is not None and not on_epoch({**report, **best_metrics(trial.best), **announced}) \
             and trial.status is None:
         trial.end("pruned", f"stopped by the search after epoch {epoch}")
-    if fast.async_checkpoint:
-        _checkpoint(trial, improved)  # written during the next epoch, announced by its report
+    if announced.get("checkpoint/epoch", 0) > trial.policy.announced_epoch:  # the caller got a new one
+        trial.policy.announced(announced["checkpoint/epoch"], time.perf_counter() - t0)
+    if fast.async_checkpoint and _checkpoint_due(trial):  # (after the report: its cost is known now)
+        _checkpoint(trial)  # written during the next epoch, announced by its report
     elif trial.status == "pruned":
         _save_ended(trial)
 
@@ -422,22 +431,37 @@ def _keep_best(trial: _Trial, report: dict[str, float]) -> bool:
     trial.best = {k: report[k] for k in ("val/mse", "val/psnr", "val/ssim", "train/mse", "epoch")}
     # A copy on the device (no sync, no host round trip); the host copy is made once, at the end.
     trial.best_weights = {k: v.detach().clone() for k, v in trial.model.state_dict().items()}
+    trial.best_unsaved = True
     trial.bad_epochs = 0
     return True
 
 
-def _checkpoint(trial: _Trial, improved: bool) -> None:
+def _checkpoint_due(trial: _Trial) -> bool:
+    return trial.writer is not None and (trial.status is not None or trial.policy.due())
+
+
+def _checkpoint(trial: _Trial) -> None:
     """Hand this epoch's state to the writer (which writes now, or in the background)."""
-    if trial.writer is None:
-        return
+    t0 = time.perf_counter()
     config = dataclasses.asdict(trial.config)
     state = {"config": config, "epoch": trial.next_epoch - 1, "rng": trial.rng,
              "model": trial.model.state_dict(), "optimizer": trial.optimizer.state_dict(),
              "scaler": trial.scaler.state_dict(), "generator": trial.gen.get_state(),
              "history": list(trial.history), "best": trial.best, "bad_epochs": trial.bad_epochs,
              "seconds": trial.seconds}
-    trial.writer.save(trial.next_epoch - 1, state, best_config=config if improved else None,
+    trial.writer.save(trial.next_epoch - 1, state, best=_unsaved_best(trial),
                       ended=_ended_record(trial) if trial.status is not None else None)
+    # Synchronous: the write itself. Background: the write overlaps training but slows it (it competes
+    # for the host), so it is charged as if it blocked (the previous write's time; this one is running).
+    trial.policy.wrote(max(time.perf_counter() - t0, trial.writer.write_seconds))
+
+
+def _unsaved_best(trial: _Trial) -> dict | None:
+    """best.pt's content when the best weights changed since it was last written, else None."""
+    if not trial.best_unsaved:
+        return None
+    trial.best_unsaved = False
+    return {"config": dataclasses.asdict(trial.config), "state_dict": trial.best_weights}
 
 
 def _ended_record(trial: _Trial) -> dict[str, Any]:
@@ -450,6 +474,9 @@ def _save_ended(trial: _Trial) -> None:
     if trial.writer is None:
         return
     trial.writer.wait()  # after any checkpoint still being written
+    best = _unsaved_best(trial)  # a best epoch after the last checkpoint: its weights are not lost
+    if best is not None:
+        checkpoint.write_best(trial.writer.folder, best)
     checkpoint.write_ended(trial.writer.folder, _ended_record(trial))
 
 

@@ -5,6 +5,7 @@ what a terminal sends; `kill -9` is SIGKILL to the driver alone.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import queue
 import re
@@ -70,11 +71,19 @@ def write_study(folder: Path, name: str = "faults", *, blocks=(0, 1), channels=(
     return path
 
 
+def ray_tmp(tmp: Path) -> str:
+    """Ray's temp folder for the test using `tmp`: short, since Ray's sockets live inside it and a Unix
+    socket path has at most 107 bytes (/tmp/pytest-of-root/pytest-50/... plus Ray's session path is 108)."""
+    path = Path("/tmp") / f"srt-{hashlib.sha1(str(tmp).encode()).hexdigest()[:10]}"
+    path.mkdir(exist_ok=True)
+    return str(path)
+
+
 def child_env(tmp: Path, **extra: str) -> dict[str, str]:
-    """The child's environment: its own temp folder (to check for leftovers), Ray's files under tmp."""
+    """The child's environment: its own temp folder (to check for leftovers), Ray's in a short path."""
     (tmp / "tmp").mkdir(exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp / "tmp"),
-           "RAY_TMPDIR": os.environ.get("RAY_TMPDIR") or str(tmp / "ray"),
+           "RAY_TMPDIR": os.environ.get("RAY_TMPDIR") or ray_tmp(tmp),
            "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     env.update(extra)
     return env

@@ -43,7 +43,8 @@ def _listening(port: int) -> bool:
 
 
 def service_env(tmp: Path) -> dict[str, str]:
-    return {**os.environ, "RAY_TMPDIR": os.environ.get("RAY_TMPDIR") or str(tmp / "ray"),
+    from _driver import ray_tmp
+    return {**os.environ, "RAY_TMPDIR": os.environ.get("RAY_TMPDIR") or ray_tmp(tmp),
             "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
             "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
 
@@ -60,14 +61,21 @@ def ray_cluster(tmp: Path, head_cpus: int = 2, head_gpus: int = 0, worker_cpus: 
     ray = str(BIN / "ray")
     head = [ray, "start", "--head", f"--port={port}", f"--num-cpus={head_cpus}", f"--num-gpus={head_gpus}",
             "--include-dashboard=false", "--disable-usage-stats", f"--ray-client-server-port={client_port}"]
-    subprocess.run(head, env=env, check=True, capture_output=True, timeout=120)
-    subprocess.run([ray, "start", f"--address=127.0.0.1:{port}", f"--num-cpus={worker_cpus}", "--num-gpus=0",
-                    "--disable-usage-stats"], env=env, check=True, capture_output=True, timeout=120)
     try:
+        _start(head, env)
+        _start([ray, "start", f"--address=127.0.0.1:{port}", f"--num-cpus={worker_cpus}", "--num-gpus=0",
+                "--disable-usage-stats"], env)
         yield {"address": f"127.0.0.1:{port}", "client": f"ray://127.0.0.1:{client_port}", "env": env}
     finally:
         # Not `ray stop`, which stops every Ray on the machine: only the processes of this cluster.
         kill_marked(f"SR_TEST_CLUSTER={marker}")
+
+
+def _start(command: list[str], env: dict) -> None:
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[1:3])} failed ({done.returncode}):\n{done.stdout[-2000:]}\n"
+                           f"{done.stderr[-3000:]}")
 
 
 def kill_marked(marker: str) -> int:

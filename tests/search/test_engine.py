@@ -9,6 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
+from _driver import ray_tmp
 from _photos import write_photos
 from search.cli import main
 from search.tracking import EXPERIMENT
@@ -42,7 +43,7 @@ gpus_per_trial = 0
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("engine")
-    os.environ["RAY_TMPDIR"] = os.environ.get("RAY_TMPDIR") or str(root / "ray")
+    os.environ["RAY_TMPDIR"] = os.environ.get("RAY_TMPDIR") or ray_tmp(root)
     photos = write_photos(root / "photos")
     study = root / "tiny.toml"
     study.write_text(STUDY.format(data=photos))

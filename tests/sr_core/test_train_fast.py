@@ -178,3 +178,12 @@ def test_fast_paths_validate_and_list_their_switches():
         FastPaths(compile="fastest")
     with pytest.raises(ValueError, match="eval_batch"):
         FastPaths(eval_batch=0)
+
+
+def test_channels_last_only_where_nhwc_pays():
+    from sr_core.fastpaths import for_trial
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert not for_trial(FastPaths(), cuda, 612).channels_last  # cuDNN would pad 612 to 616 everywhere
+    assert for_trial(FastPaths(), cuda, 64).channels_last
+    assert for_trial(FastPaths(), cpu, 612).channels_last
+    assert not for_trial(FastPaths(channels_last=False), cpu, 64).channels_last
