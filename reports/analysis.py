@@ -125,13 +125,14 @@ def doubling_width_statement(arch: str, fit: PowerLaw) -> str:
     )
 
 
-def coverage_choice(trials: pd.DataFrame, fixed: str, varied: str) -> int | None:
+def coverage_choice(trials: pd.DataFrame, fixed: str, varied: str, require_finished: bool = True) -> int | None:
     """The value of `fixed` whose finished trials span the most distinct `varied` values.
 
     Ties go to the value with more finished trials, then to the larger value. None when no
-    value of `fixed` has at least two distinct `varied` values.
+    value of `fixed` has at least two distinct `varied` values. `require_finished=False`: every
+    trial with a val/mse counts (values taken at one equal budget).
     """
-    done = finished(trials)
+    done = finished(trials) if require_finished else trials[np.isfinite(trials["val/mse"].astype(float))]
     if done.empty:
         return None
     stats = done.groupby(fixed).agg(span=(varied, "nunique"), count=(varied, "size")).reset_index()
@@ -142,14 +143,20 @@ def coverage_choice(trials: pd.DataFrame, fixed: str, varied: str) -> int | None
     return int(top[fixed])
 
 
-def default_width(trials: pd.DataFrame) -> int | None:
+def default_width(trials: pd.DataFrame, require_finished: bool = True) -> int | None:
     """Channel width with the most depth coverage (for the depth-effect figure)."""
-    return coverage_choice(trials, fixed="channels", varied="blocks")
+    return coverage_choice(trials, fixed="channels", varied="blocks", require_finished=require_finished)
 
 
-def default_depth(trials: pd.DataFrame) -> int | None:
+def default_depth(trials: pd.DataFrame, require_finished: bool = True) -> int | None:
     """Depth with the most width coverage (for the width-effect figure)."""
-    return coverage_choice(trials, fixed="blocks", varied="channels")
+    return coverage_choice(trials, fixed="blocks", varied="channels", require_finished=require_finished)
+
+
+def coverage(trials: pd.DataFrame, fixed: str, varied: str, require_finished: bool = True) -> int:
+    """The most distinct `varied` values any one value of `fixed` has (0 when there are no trials)."""
+    done = finished(trials) if require_finished else trials[np.isfinite(trials["val/mse"].astype(float))]
+    return int(done.groupby(fixed)[varied].nunique().max()) if not done.empty else 0
 
 
 def rung_epochs(grace_period: int, reduction_factor: float, max_epoch: int) -> list[int]:

@@ -170,13 +170,23 @@ def _steps(df: pd.DataFrame, x: str) -> str:
     return f"{', '.join(steps)} {x}" if steps else "a single point"
 
 
-def _effect(trials: pd.DataFrame, fixed: str, value: int | None, varied: str, label: str) -> go.Figure:
+def _effect(trials: pd.DataFrame, fixed: str, value: int | None, varied: str, label: str,
+            history: pd.DataFrame | None = None, studies: pd.DataFrame | None = None) -> go.Figure:
+    """Final quality of finished trials; when they cover fewer than 3 values of `varied` at any one
+    `fixed` value (and the history is given), every trial at the first ASHA rung's epoch instead,
+    which pruned trials reached too, when that covers more. The title says which: never mixed."""
     done = _need_finished(trials)
+    pool, budget = done, None
+    if value is None and history is not None and studies is not None and an.coverage(done, fixed, varied) < 3:
+        rung = _first_rung(studies, trials)
+        at = _at_epoch(trials, history, rung) if rung else None
+        if at is not None and an.coverage(at, fixed, varied, False) > an.coverage(done, fixed, varied):
+            pool, budget = at, rung
     choose = an.default_width if fixed == "channels" else an.default_depth
-    chosen = choose(done) if value is None else value
+    chosen = choose(pool, budget is None) if value is None else value
     if chosen is None:
         raise FigureUnavailable(f"no single {fixed} value has finished trials at two or more {varied} values")
-    best = an.best_per_size(done)
+    best = an.best_per_size(pool, require_finished=budget is None)
     best = best[best[fixed] == chosen]
     if best[varied].nunique() < 2:
         raise FigureUnavailable(f"at {fixed} = {chosen}, fewer than two {varied} values finished")
@@ -196,17 +206,24 @@ def _effect(trials: pd.DataFrame, fixed: str, value: int | None, varied: str, la
     default = " (the default: the most coverage)" if value is None else ""
     caption = f"At {fixed} = {chosen}{default}, best lr per point. PSNR change per step — {words}."
     title = f"{varied.capitalize()} effect at {chosen} {fixed}"
-    return _finish(fig, title, caption, **{fixed: int(chosen)})
+    if budget is not None:
+        title += f", all at epoch {budget} (equal budget)"
+        caption += (f" Equal budget: the finished trials cover fewer than 3 {varied} values at any {fixed}, so "
+                    f"every trial is shown at epoch {budget}, the first ASHA rung, which pruned trials reached "
+                    "too; this is quality after equal training, not final quality.")
+    return _finish(fig, title, caption, budget_epoch=budget, **{fixed: int(chosen)})
 
 
-def depth_effect(trials: pd.DataFrame, channels: int | None = None) -> go.Figure:
+def depth_effect(trials: pd.DataFrame, channels: int | None = None, history: pd.DataFrame | None = None,
+                 studies: pd.DataFrame | None = None) -> go.Figure:
     """Figure 4: val metrics against blocks at one width (default: the most depth coverage)."""
-    return _effect(trials, "channels", channels, "blocks", "blocks (residual blocks, log scale)")
+    return _effect(trials, "channels", channels, "blocks", "blocks (residual blocks, log scale)", history, studies)
 
 
-def width_effect(trials: pd.DataFrame, blocks: int | None = None) -> go.Figure:
+def width_effect(trials: pd.DataFrame, blocks: int | None = None, history: pd.DataFrame | None = None,
+                 studies: pd.DataFrame | None = None) -> go.Figure:
     """Figure 5: val metrics against channels at one depth (default: the most width coverage)."""
-    return _effect(trials, "blocks", blocks, "channels", "channels (feature width, log scale)")
+    return _effect(trials, "blocks", blocks, "channels", "channels (feature width, log scale)", history, studies)
 
 
 def _rungs(studies: pd.DataFrame, max_epoch: int) -> list[int]:

@@ -192,8 +192,8 @@ def render_page(data: RunData, samples_png: bytes | None) -> str:
     makers: Sequence[tuple[str, Callable[[], go.Figure]]] = [
         ("Refiner vs residual at equal size", lambda: fg.arch_comparison(t, h, s)),
         ("Training progress of the best trial", lambda: fg.best_progress(t, h)),
-        ("Depth effect", lambda: fg.depth_effect(t)),
-        ("Width effect", lambda: fg.width_effect(t)),
+        ("Depth effect", lambda: fg.depth_effect(t, history=h, studies=s)),
+        ("Width effect", lambda: fg.width_effect(t, history=h, studies=s)),
         ("All trials' validation curves", lambda: fg.all_curves(t, h, s)),
         ("Cost vs quality (Pareto)", lambda: fg.pareto(t)),
         ("Scaling fit", lambda: fg.scaling_fit(t)),

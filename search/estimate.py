@@ -11,7 +11,7 @@ from sr_core.models import flops_per_image
 
 # For a CPU-only machine estimating a GPU study: an assumed effective training throughput of a
 # current datacenter GPU on these convnets (bf16, ~10% of an H100's dense peak). Labelled as assumed
-# wherever it is printed; measure the real one with `sr-search bench` and pass --tflops.
+# wherever it is printed; measure the real one with `sr-search bench train` and pass --tflops.
 ASSUMED_GPU_TFLOPS = 100.0
 
 # A mid-size reference net for measuring the device: big enough to keep a GPU busy, small enough
@@ -56,7 +56,7 @@ class Estimate:
         if self.device == "cpu":
             gpu_hours = self.flops_total / (ASSUMED_GPU_TFLOPS * 1e12) / 3600
             lines.append(f"on a GPU     : {gpu_hours:,.2f} GPU-hours at an assumed {ASSUMED_GPU_TFLOPS:g} TFLOP/s "
-                         "effective (measure yours: sr-search bench; then --tflops)")
+                         "effective (measure yours: sr-search bench train; then --tflops)")
         return lines
 
 

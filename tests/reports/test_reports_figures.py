@@ -108,6 +108,20 @@ def test_depth_and_width_effects_default_to_the_most_coverage(data):
         fg.depth_effect(data.trials, channels=64)
 
 
+def test_width_effect_falls_back_to_the_equal_budget_when_finished_trials_cover_two_widths(data):
+    final = fg.width_effect(data.trials)  # finished only: channels 16 and 32 at 4 blocks
+    assert final.layout.meta["budget_epoch"] is None
+    assert sorted(set(final.data[0].x)) == [16, 32]
+    fig = fg.width_effect(data.trials, history=data.history, studies=data.studies)
+    assert fig.layout.meta["budget_epoch"] == 2 and "all at epoch 2 (equal budget)" in fig.layout.title.text
+    residual = [t for t in fig.data if t.name == "residual" and t.xaxis == "x"][0]
+    assert list(residual.x) == [8, 16, 32]  # R5 (c8) was pruned at the rung: it counts at equal budget
+    assert list(residual.y) == pytest.approx([0.0200, 0.0140, 0.0120])  # values at epoch 2, not final
+    assert "Equal budget" in fig.layout.meta["caption"]
+    depth = fg.depth_effect(data.trials, history=data.history, studies=data.studies)
+    assert depth.layout.meta["budget_epoch"] is None  # 3 depths finished at 16 channels: final values
+
+
 def test_best_progress_shows_the_best_trial_per_epoch(store, data):
     fig = fg.best_progress(data.trials, data.history)
     assert fig.layout.meta["run_id"] == store.runs["R4"]
