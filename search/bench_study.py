@@ -16,11 +16,9 @@ import contextlib
 import io
 import json
 import math
-import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from types import SimpleNamespace
 

@@ -1,4 +1,5 @@
-"""One training trial: the loop every search trial runs.
+"""One training trial: the loop every search trial runs (its config and result: sr_core.trial_config;
+validation: sr_core.evaluate).
 
 `train_trial` reads as the story: set up, resume if a checkpoint is there, then one epoch at a time
 (train, evaluate, keep the best, checkpoint, report) until the trial ends. MSE loss, Adam, a per-step
@@ -36,128 +37,30 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from sr_core import checkpoint, fastpaths, metrics
+from sr_core import checkpoint, fastpaths
 from sr_core.augment import augment_batch, epoch_draws, make_generator
 from sr_core.checkpoint import BEST_FILE, CHECKPOINT_FILE, ENDED_FILE, CheckpointPolicy, CheckpointWriter
 from sr_core.data import SRData, SRPairs
+from sr_core.evaluate import evaluate
 from sr_core.fastpaths import FastPaths, FiniteWatch, backend_flags, compiled
 from sr_core.faults import Fault, inject, parse_fault
-from sr_core.models import ARCHS, build_model
+from sr_core.models import build_model
 from sr_core.ops import augment_batch as host_augment_batch
 from sr_core.ops import to_float
+from sr_core.trial_config import (STATUSES, TrialConfig, TrialResult, best_metrics, config_from_dict,
+                                  lr_at)
 
 __all__ = ["BEST_FILE", "CHECKPOINT_FILE", "ENDED_FILE", "FastPaths", "STATUSES", "TrialConfig",
            "TrialResult", "best_metrics", "config_from_dict", "evaluate", "lr_at", "train_trial"]
 
-STATUSES = ("completed", "early_stopped", "pruned", "diverged", "oom")
-EVAL_BATCH = 64  # the reference eval batch; FastPaths.eval_batch is what trials use
 _NAN_CHECK_EVERY = 8  # steps between divergence checks
 
 OnEpoch = Callable[[dict[str, float]], Any]
 
 
-@dataclass(frozen=True)
-class TrialConfig:
-    arch: str = "residual"
-    blocks: int = 4
-    channels: int = 32
-    lr: float = 1e-4
-    eta_min: float = 1e-7
-    epochs: int = 10
-    batch_size: int = 16
-    grad_clip: float = 1.0
-    patience: int = 10
-    seed: int = 0
-    augment: bool = True
-    # Images per epoch, drawn afresh each epoch; None = the whole train set. Lets CPU demos report
-    # (and be pruned) often without shrinking the data they see over a trial.
-    epoch_samples: int | None = None
-    # Test-only hook: inject a fault ("raise@2", "nan@2", "oom@1", "oom:eval@1", "oom:to_device")
-    # so the fault suite exercises the real handling paths. Empty for every real trial.
-    fault: str = ""
-
-    def __post_init__(self) -> None:
-        if self.arch not in ARCHS:
-            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch=}")
-        for name in ("blocks", "channels", "epochs", "batch_size", "patience"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "blocks" else 1):
-                raise ValueError(f"{name} must be a positive int, got {name}={value!r}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be a positive number, got {self.lr=}")
-        if not (0 <= self.eta_min <= self.lr):
-            raise ValueError(f"eta_min must be in [0, lr], got {self.eta_min=} with {self.lr=}")
-        if not self.grad_clip > 0:
-            raise ValueError(f"grad_clip must be > 0, got {self.grad_clip=}")
-        if self.epoch_samples is not None and self.epoch_samples < 1:
-            raise ValueError(f"epoch_samples must be >= 1 or None, got {self.epoch_samples=}")
-        parse_fault(self.fault)  # raises ValueError naming `fault` when malformed
-
-    @property
-    def run_name(self) -> str:
-        return f"{self.arch}_b{self.blocks}_c{self.channels}_lr{self.lr:g}"
-
-
-@dataclass
-class TrialResult:
-    status: str
-    best: dict[str, float]
-    history: list[dict[str, float]]
-    epochs: int
-    seconds: float
-    weights: dict[str, torch.Tensor] | None = field(repr=False, default=None)
-    reason: str = ""  # one line saying why a trial that did not complete ended
-
-
-def lr_at(step: int, total_steps: int, config: TrialConfig) -> float:
-    """Cosine from config.lr at step 0 to config.eta_min at the last step (a pure function)."""
-    progress = min(step / max(total_steps - 1, 1), 1.0)
-    return config.eta_min + 0.5 * (config.lr - config.eta_min) * (1 + math.cos(math.pi * progress))
-
-
 def default_device() -> torch.device:
     """CUDA when this process sees a GPU (Ray hides the GPUs a trial was not given), else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-@torch.inference_mode()
-def evaluate(model: torch.nn.Module, pairs: SRPairs, device: torch.device,
-             amp_dtype: torch.dtype | None = None, fault: Fault | None = None,
-             epoch: int = 0, batch_size: int = EVAL_BATCH, channels_last: bool = False) -> dict[str, float]:
-    """val/mse (pixel mean), val/psnr and val/ssim (means of per-image values)."""
-    was_training = model.training
-    model.eval()
-    # Per-batch sums (fp32) accumulate in fp64 on the device: the same arithmetic as adding their
-    # .item()s in Python, without a sync per batch.
-    sums = torch.zeros(3, dtype=torch.float64, device=device)
-    for start in range(0, len(pairs), batch_size):
-        inject(fault, "eval", epoch)
-        lr = to_float(pairs.lr[start:start + batch_size].to(device))
-        hr = to_float(pairs.hr[start:start + batch_size].to(device))
-        if channels_last:
-            lr = lr.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            pred = model(lr)
-        pred = pred.float()
-        sums += torch.stack([metrics.mse(pred, hr).sum(), metrics.psnr(pred, hr).sum(),
-                             metrics.ssim(pred, hr).sum()]).double()
-    model.train(was_training)
-    mse, psnr, ssim = sums.tolist()  # sync point, once per evaluation
-    return {"val/mse": mse / len(pairs), "val/psnr": psnr / len(pairs), "val/ssim": ssim / len(pairs)}
-
-
-def best_metrics(best: dict[str, float]) -> dict[str, float]:
-    """{"val/mse": x, "epoch": 3} -> {"best/val_mse": x, "best/epoch": 3} (the MLflow summary keys)."""
-    return {"best/" + k.replace("/", "_"): v for k, v in best.items()}
-
-
-def config_from_dict(values: dict[str, Any]) -> TrialConfig:
-    """A TrialConfig from a mapping, naming any unknown key (for configs coming from a search)."""
-    known = {f.name for f in dataclasses.fields(TrialConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown TrialConfig field(s) {unknown}; known: {sorted(known)}")
-    return TrialConfig(**values)
 
 
 # -- the trial's state while it runs ---------------------------------------------------------------
