@@ -13,6 +13,9 @@ from search.secrets import is_masked, mask
 from search.workdir import STATE_FILE, Workdir
 
 
+MLFLOW_TRAINING_VIEW = "machine_learning"  # the UI's "Model training" workflow
+
+
 def mlflow_ui(workdir: Workdir, port: int, study: str | None = None, log=print) -> int:
     """Serve MLflow's UI on the workdir's store; print the URL of the training runs (or of a study's run)."""
     from mlflow.tracking import MlflowClient
@@ -30,6 +33,10 @@ def mlflow_ui(workdir: Workdir, port: int, study: str | None = None, log=print) 
         if found is None:
             raise StudyError(f"no runs of study {study!r} in {workdir.root}")
         url = f"{url}/{found[1]}"
+    # MLflow 3.17's sidebar switch (GenAI / Model training) lives in the browser's localStorage and
+    # starts on GenAI; the experiment's mlflow.experimentKind tag does not move it (seen in headless
+    # Chromium: a fresh browser opened our runs on the GenAI "Overview"). The URL parameter does.
+    url += f"?workflowType={MLFLOW_TRAINING_VIEW}"
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", workdir.mlflow_uri,
            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]

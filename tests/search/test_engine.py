@@ -225,6 +225,39 @@ def test_dashboard_serves_the_study_through_optuna_dashboards_http_api(tiny_run,
         proc.wait(timeout=30)
 
 
+def test_ui_serves_the_store_and_its_url_opens_the_training_view(tiny_run):
+    """`sr-search ui`: a real MLflow server on the workdir's store; the printed URL names the study's
+    parent run and MLflow's "Model training" view, and the experiment carries the training kind."""
+    import json as _json
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from _services import free_port
+    _, workdir, _, _ = tiny_run
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "search.cli", "ui", "--study", "tiny", "--workdir", str(workdir),
+                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = next(line for line in proc.stdout if line.startswith("MLflow UI"))
+        _, (parent,), _ = _children(workdir)
+        assert f"http://127.0.0.1:{port}/#/experiments/" in line
+        assert f"/runs/{parent.info.run_id}?workflowType=machine_learning" in line, line
+        api = f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/get-by-name?experiment_name=sr-search"
+        deadline, found = time.monotonic() + 90, None
+        while found is None and time.monotonic() < deadline:
+            try:
+                found = _json.load(urllib.request.urlopen(api, timeout=5))
+            except OSError:
+                time.sleep(0.5)
+        tags = {t["key"]: t["value"] for t in found["experiment"]["tags"]}
+        assert tags["mlflow.experimentKind"] == "custom_model_development"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def test_a_study_far_beyond_a_working_day_starts_only_with_yes(tmp_path, capsys):
     args = ["run", "--study", "demo", "--workdir", str(tmp_path / "w"), "--tflops", "0.00001"]
     assert main(args + ["--dry-run"]) == 0  # --dry-run never asks
