@@ -41,10 +41,29 @@ def mlflow_ui(workdir: Workdir, port: int, study: str | None = None, log=print) 
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", workdir.mlflow_uri,
            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     log(f"MLflow UI    : {url}  (Ctrl-C to stop)")
+    return _serve(cmd, env)
+
+
+def _serve(cmd: list[str], env: dict) -> int:
+    """Run the server until it exits, Ctrl-C or SIGTERM; either signal stops the server too (a
+    SIGTERM to us alone would otherwise leave it running)."""
+    import signal
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+    proc = subprocess.Popen(cmd, env=env)
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
-        return subprocess.call(cmd, env=env)
+        return proc.wait()
     except KeyboardInterrupt:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
         return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def study_storage(workdir: Workdir, study: str, storage: str | None = None) -> tuple[str, str]:

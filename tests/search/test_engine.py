@@ -254,8 +254,10 @@ def test_ui_serves_the_store_and_its_url_opens_the_training_view(tiny_run):
         tags = {t["key"]: t["value"] for t in found["experiment"]["tags"]}
         assert tags["mlflow.experimentKind"] == "custom_model_development"
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        proc.terminate()  # SIGTERM to sr-search alone: it must take the MLflow server down with it
+        proc.wait(timeout=60)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(api, timeout=5)
 
 
 def test_a_study_far_beyond_a_working_day_starts_only_with_yes(tmp_path, capsys):
