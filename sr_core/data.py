@@ -46,17 +46,16 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
 
 # The tensor ops live in sr_core.ops; re-exported here, where DESIGN.md's data contract names them.
 from sr_core import metrics, patches
 from sr_core.files import atomic_path
+from sr_core.images import IMAGE_SUFFIXES, DataError, list_images, paired_split, read_rgb  # noqa: F401
 from sr_core.ops import (LR_KERNELS, SCALE, augment_batch, bicubic_upscale, dihedral,  # noqa: F401
                          downscale, downscale_with, to_float)
 
 LR_SIZE = 32
 HR_SIZE = 128
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 _FORMAT_VERSION = 2  # part of the cache key: bump it when the cache layout or the preparation changes
 _HR_ONLY_STRIDE = 128  # non-overlapping: user folders are usually big enough, and the cache stays small
@@ -65,10 +64,6 @@ _VAL_EVERY = 5  # HR-only folders: every 5th image in name order goes to val
 _PROGRESS_MIN_FILES = 200  # below this, preparing is quick and counting lines are noise
 
 Progress = Callable[[str], None]
-
-
-class DataError(ValueError):
-    """User-caused bad input: the message names the file or folder, the rule broken and the fix."""
 
 
 # eq=False: a generated __eq__ would compare tensors, which raises; identity equality is enough.
@@ -103,31 +98,6 @@ class SRData:
     source: str  # "embedded" or the resolved folder path
 
 
-# --- reading images: the only place that decodes -----------------------------------------------
-
-
-def read_rgb(path: pathlib.Path) -> np.ndarray:
-    """Decode an image file fully into HxWx3 uint8 RGB, or raise DataError naming it."""
-    try:
-        with Image.open(path) as opened:
-            opened.load()  # decode everything now: a truncated file fails here, not mid-training
-            img = ImageOps.exif_transpose(opened)  # a copy, upright the way viewers show it
-    # OSError covers UnidentifiedImageError and truncation; some decoders raise SyntaxError/ValueError.
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"{path} is unreadable or corrupt ({exc}); re-export it as PNG or JPEG, or "
-                        "remove it.") from exc
-    if "A" in img.getbands() or "transparency" in img.info:
-        rgba = np.asarray(img.convert("RGBA"))
-        if rgba[..., 3].min() < 255:
-            raise DataError(f"{path} has transparent pixels; SR of transparency is undefined; flatten "
-                            "it onto a background first.")
-        return np.ascontiguousarray(rgba[..., :3])
-    if img.mode.startswith("I"):  # 16-bit gray: Pillow's convert("RGB") would clip it, not scale it
-        gray = np.clip(np.rint(np.asarray(img, dtype=np.float64) / 257.0), 0, 255).astype(np.uint8)
-        return np.repeat(gray[..., None], 3, axis=2)
-    return np.asarray(img.convert("RGB"))
-
-
 class _Counter:
     """Reports about every 5% of the files, for jobs big enough to be worth reporting."""
 
@@ -153,46 +123,6 @@ class _Plan(NamedTuple):
         return [p for items in self.splits.values() for _, *paths in items for p in paths if p]
 
 
-def _list_images(folder: pathlib.Path) -> dict[str, pathlib.Path]:
-    """Image files directly in folder, keyed by stem (the pairing key); other and hidden files ignored."""
-    found: dict[str, pathlib.Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
-        if path.is_symlink() and not path.exists():  # a loop or a dangling link: is_file() hides both
-            raise DataError(f"{path} is a symbolic link that leads nowhere (a loop or a missing target); "
-                            "remove it or point it at an image.")
-        if not path.is_file():
-            continue
-        if path.stem in found:
-            raise DataError(f"{path} and {found[path.stem]} share the name {path.stem!r}; images are "
-                            "matched by name, so keep only one of them.")
-        found[path.stem] = path
-    return found
-
-
-def _paired_split(root: pathlib.Path, split: str) -> list[tuple]:
-    sides = {}
-    for side in ("lr",) if split == "test" else ("lr", "hr"):
-        folder = root / split / side
-        if not folder.is_dir():
-            raise DataError(f"missing folder {folder}; a paired dataset needs {root}/train/lr, train/hr, "
-                            "val/lr and val/hr (test/lr is optional).")
-        sides[side] = _list_images(folder)
-        if not sides[side]:
-            raise DataError(f"{folder} has no .png/.jpg/.jpeg images; the {split} split must not be empty.")
-    lr, hr = sides["lr"], sides.get("hr")
-    if hr is None:
-        return [(name, path, None) for name, path in lr.items()]
-    for have, other, what in ((lr, hr, "hr"), (hr, lr, "lr")):
-        for name, path in have.items():
-            if name not in other:
-                raise DataError(f"{path} has no matching {what.upper()} image {root / split / what / name}"
-                                ".png (or .jpg/.jpeg); LR and HR images are paired by file name, so add "
-                                "it or remove this file.")
-    return [(name, lr[name], hr[name]) for name in lr]
-
-
 def _source_root(source: str | os.PathLike) -> pathlib.Path | None:
     """The folder a source names, or None for "embedded"."""
     if isinstance(source, str) and source == "embedded":
@@ -212,8 +142,8 @@ def _plan(source: str | os.PathLike) -> _Plan:
                         "with train/{lr,hr}/ and val/{lr,hr}/, or a folder of photos.")
     if (root / "train").is_dir():
         splits = ["train", "val", "test"] if (root / "test").is_dir() else ["train", "val"]
-        return _Plan("paired", root, {split: _paired_split(root, split) for split in splits})
-    photos = list(_list_images(root).values())
+        return _Plan("paired", root, {split: paired_split(root, split) for split in splits})
+    photos = list(list_images(root).values())
     if not photos:
         raise DataError(f"no images found in {root}; expected {root}/train/{{lr,hr}}/ (paired) or a "
                         "folder of .png/.jpg/.jpeg photos (HR-only).")
