@@ -215,13 +215,24 @@ def packing(run: Run) -> dict:
 
 
 def ablation_b24(run: Run) -> dict:
+    return _ablation(run, "big", min_left_s=15)
+
+
+def ablation_small(run: Run) -> dict:
+    """b8 c64 with each fast path off, one at a time: which ones cost a launch-bound step time."""
+    return _ablation(run, "small", min_left_s=10)
+
+
+def _ablation(run: Run, which: str, min_left_s: float) -> dict:
+    """Each fast path off alone, then all off (the reference), against all on; variants that no
+    longer fit the budget are marked skipped."""
     from search.bench_train import measure_trainer
     from sr_core.fastpaths import FastPaths
-    spec, fast = run.spec("big"), FastPaths()
+    spec, fast = run.spec(which), FastPaths()
     names = [n for n in FastPaths.switches() if n != "async_checkpoint"]
     rows = [{"variant": "all fast paths", **measure_trainer(spec, fast)}]
     for label, variant in [(f"without {n}", fast.without(n)) for n in names] + [("reference", FastPaths.reference())]:
-        if run.left() < 15:
+        if run.left() < min_left_s:
             rows.append({"variant": label, "skipped": "budget"})
             continue
         try:
@@ -232,21 +243,6 @@ def ablation_b24(run: Run) -> dict:
     for row in rows[1:]:
         if full and row.get("images_per_s"):
             row["slowdown_vs_all"] = full / row["images_per_s"]
-    return {"rows": rows}
-
-
-def ablation_small(run: Run) -> dict:
-    """b8 c64 with each fast path off, one at a time: which ones cost a launch-bound step time."""
-    from search.bench_train import measure_trainer
-    from sr_core.fastpaths import FastPaths
-    spec, fast = run.spec("small"), FastPaths()
-    names = [n for n in FastPaths.switches() if n != "async_checkpoint"]
-    rows = [{"variant": "all fast paths", **measure_trainer(spec, fast)}]
-    for label, variant in [(f"without {n}", fast.without(n)) for n in names] + [("reference", FastPaths.reference())]:
-        if run.left() < 10:
-            rows.append({"variant": label, "skipped": "budget"})
-            continue
-        rows.append({"variant": label, **measure_trainer(spec, variant)})
     return {"rows": rows}
 
 
