@@ -19,6 +19,11 @@ def finished(trials: pd.DataFrame) -> pd.DataFrame:
     return trials[ok]
 
 
+def _counted(trials: pd.DataFrame, require_finished: bool) -> pd.DataFrame:
+    """Finished trials; or, for values taken at one equal budget, every trial with a val/mse."""
+    return finished(trials) if require_finished else trials[np.isfinite(trials["val/mse"].astype(float))]
+
+
 def best_trial(trials: pd.DataFrame) -> pd.Series | None:
     """The finished trial with the lowest val/mse, ties to the one that started first; None when no
     trial finished. The rule of docs/tracking-schema.md ("The best trial"), as search applies it."""
@@ -34,7 +39,7 @@ def best_per_size(trials: pd.DataFrame, by: Sequence[str] = ("arch", "blocks", "
                   require_finished: bool = True) -> pd.DataFrame:
     """Best trial (lowest val/mse over lr and eta_min) per size, pooling studies; finished trials
     only unless the caller compares values taken at one equal budget."""
-    done = finished(trials) if require_finished else trials[np.isfinite(trials["val/mse"].astype(float))]
+    done = _counted(trials, require_finished)
     if done.empty:
         return done
     idx = done.groupby(list(by))["val/mse"].idxmin()
@@ -132,7 +137,7 @@ def coverage_choice(trials: pd.DataFrame, fixed: str, varied: str, require_finis
     value of `fixed` has at least two distinct `varied` values. `require_finished=False`: every
     trial with a val/mse counts (values taken at one equal budget).
     """
-    done = finished(trials) if require_finished else trials[np.isfinite(trials["val/mse"].astype(float))]
+    done = _counted(trials, require_finished)
     if done.empty:
         return None
     stats = done.groupby(fixed).agg(span=(varied, "nunique"), count=(varied, "size")).reset_index()
@@ -155,7 +160,7 @@ def default_depth(trials: pd.DataFrame, require_finished: bool = True) -> int | 
 
 def coverage(trials: pd.DataFrame, fixed: str, varied: str, require_finished: bool = True) -> int:
     """The most distinct `varied` values any one value of `fixed` has (0 when there are no trials)."""
-    done = finished(trials) if require_finished else trials[np.isfinite(trials["val/mse"].astype(float))]
+    done = _counted(trials, require_finished)
     return int(done.groupby(fixed)[varied].nunique().max()) if not done.empty else 0
 
 
