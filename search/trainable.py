@@ -3,8 +3,8 @@
 Each epoch's report carries the epoch's metrics, the best so far, the node it ran on, and, when the
 trainer wrote a new checkpoint, the trial's checkpoint folder (Tune persists it to the study's storage,
 so a retry or a resumed study continues from the last checkpointed epoch: every epoch for small nets,
-every few for big ones, whose checkpoints are kept under 2% of the training time). A closing report says how the trial ended (`final_status`, `final_reason`):
-the driver's callback turns it into MLflow tags and Optuna's state. An exception inside the trial is
+every few for big ones, whose checkpoints are kept under 2% of the training time). A closing report
+says how the trial ended (`final_status`, `final_reason`): the driver's callback turns it into MLflow tags and Optuna's state. An exception inside the trial is
 caught and reported as `failed` with its reason (a deterministic bug gains nothing from a retry); a
 process that dies (killed, OOM-killed by the OS, node lost) is what Ray's FailureConfig retries.
 
@@ -83,14 +83,15 @@ def run_trial(config: dict[str, Any], data: dict[str, np.ndarray]) -> None:
             with restored.as_directory() as src:
                 shutil.copytree(src, scratch, dirs_exist_ok=True)
 
-        persisted = [None]  # the checkpoint epoch Tune holds
+        persisted = None  # the checkpoint epoch Tune holds
 
         def on_epoch(report: dict) -> bool:
+            nonlocal persisted
             # Only a new checkpoint goes to Tune (which copies the folder to the study's storage): the
             # trainer writes a costly one every few epochs, not every epoch (CheckpointPolicy).
-            new = report.get("checkpoint/epoch") not in (persisted[0], 0)
+            new = report.get("checkpoint/epoch") not in (persisted, 0)
             tune.report({**report, **node}, checkpoint=tune.Checkpoint.from_directory(scratch) if new else None)
-            persisted[0] = report.get("checkpoint/epoch")
+            persisted = report.get("checkpoint/epoch")
             return True  # ASHA stops a trial from outside (tune.report then exits the thread)
 
         closing, persist = _train(trial_config(config), data, scratch, on_epoch)

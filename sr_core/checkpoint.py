@@ -133,9 +133,7 @@ class CheckpointWriter:
         (the best weights changed since the last write); ended.json from `ended` when the trial ended."""
         self.wait()  # one write in flight at most; its snapshot buffers are about to be reused
         if not self.background:
-            if best is not None:
-                best = {**best, "state_dict": {k: v.detach().cpu() for k, v in best["state_dict"].items()}}
-            self._write(epoch, state, best, ended, None)
+            self._write(epoch, state, None if best is None else _on_cpu(best), ended, None)
             self._raise()
             return
         both, ready = self._host.take({"state": state, "best": best})
@@ -178,12 +176,15 @@ class CheckpointWriter:
         self.write_seconds = time.perf_counter() - t0
 
 
+def _on_cpu(best: dict) -> dict:
+    return {**best, "state_dict": {k: v.detach().cpu() for k, v in best["state_dict"].items()}}
+
+
 def write_best(folder: Path, best: dict) -> None:
     """best.pt alone ({"config", "state_dict"}), e.g. when a trial ends between checkpoints."""
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu() for k, v in best["state_dict"].items()}
     with atomic_path(folder / BEST_FILE) as tmp:
-        torch.save({**best, "state_dict": state}, tmp)
+        torch.save(_on_cpu(best), tmp)
 
 
 def write_ended(folder: Path, ended: dict[str, Any]) -> None:
