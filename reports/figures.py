@@ -176,11 +176,11 @@ def _effect(trials: pd.DataFrame, fixed: str, value: int | None, varied: str, la
     `fixed` value (and the history is given), every trial at the first ASHA rung's epoch instead,
     which pruned trials reached too, when that covers more. The title says which: never mixed."""
     done = _need_finished(trials)
-    pool, budget = done, None
-    if value is None and history is not None and studies is not None and an.coverage(done, fixed, varied) < 3:
+    pool, budget, covered = done, None, an.coverage(done, fixed, varied)
+    if value is None and history is not None and studies is not None and covered < 3:
         rung = _first_rung(studies, trials)
         at = _at_epoch(trials, history, rung) if rung else None
-        if at is not None and an.coverage(at, fixed, varied, False) > an.coverage(done, fixed, varied):
+        if at is not None and an.coverage(at, fixed, varied, False) > covered:
             pool, budget = at, rung
     choose = an.default_width if fixed == "channels" else an.default_depth
     chosen = choose(pool, budget is None) if value is None else value
