@@ -16,9 +16,10 @@ import math
 import os
 import signal
 import socket
-from pathlib import Path
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from search.study import Study, StudyError
 
@@ -51,19 +52,35 @@ def check_address(address: str | None, timeout: float = 3.0) -> None:
                            "start one (`ray start --head`) or drop --address to run on this machine") from None
 
 
+# Ray Client's head forks one server process per connecting client, and that fork races gRPC's threads
+# (ray-project/ray#63202): now and then the process segfaults at start (seen here: gone within 8 ms, its
+# log empty, a segfault in cygrpc in the kernel log) and Ray answers with one of these messages.
+# A new connection gets a new process, so such a failure is worth retrying.
+_CLIENT_SERVER_START_FAILED = ("Starting Ray client server failed", "Proxy failed to Connect to backend")
+CLIENT_CONNECT_ATTEMPTS = 3
+
+
 @contextlib.contextmanager
-def ray_session(address: str | None, env_vars: dict[str, str] | None = None) -> Iterator[Cluster]:
+def ray_session(address: str | None, env_vars: dict[str, str] | None = None, log=print) -> Iterator[Cluster]:
     """ray.init for the life of the block (a private local cluster unless --address), then shutdown."""
     import ray
     target = address or "local"
     kwargs = {"runtime_env": {"env_vars": env_vars}} if env_vars and target.startswith("ray://") else {}
-    try:
-        # With ray://, Tune's loop (and the progress it prints) runs on the head: forward its output.
-        context = ray.init(address=target, include_dashboard=False, log_to_driver=target.startswith("ray://"),
-                           logging_level=logging.WARNING, **kwargs)
-    except (ConnectionError, TimeoutError) as exc:
-        raise ClusterError(f"--address {address}: cannot join the Ray cluster ({exc}); start one "
-                           "(`ray start --head`) or drop --address to run on this machine") from None
+    for attempt in range(1, CLIENT_CONNECT_ATTEMPTS + 1):
+        try:
+            # With ray://, Tune's loop (and the progress it prints) runs on the head: forward its output.
+            context = ray.init(address=target, include_dashboard=False, log_to_driver=target.startswith("ray://"),
+                               logging_level=logging.WARNING, **kwargs)
+            break
+        except (ConnectionError, TimeoutError) as exc:
+            transient = any(m in str(exc) for m in _CLIENT_SERVER_START_FAILED)
+            if transient and attempt < CLIENT_CONNECT_ATTEMPTS:
+                log(f"the Ray Client server on {address} failed to start this session's server process "
+                    f"(attempt {attempt}/{CLIENT_CONNECT_ATTEMPTS}); connecting again")
+                time.sleep(2.0 * attempt)
+                continue
+            raise ClusterError(f"--address {address}: cannot join the Ray cluster ({exc}); start one "
+                               "(`ray start --head`) or drop --address to run on this machine") from None
     try:
         resources = ray.cluster_resources()
         nodes = sum(1 for n in ray.nodes() if n.get("Alive"))

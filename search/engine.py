@@ -97,7 +97,7 @@ def run_study(study: Study, opts: RunOptions, log=print) -> StudyOutcome:
         env = _driver_env(tracking_uri, storage)
         os.environ.update(env)
         # With ray://, Tune's driver loop runs on the cluster's head: it gets the same environment.
-        cluster = stack.enter_context(ray_session(opts.address, env))
+        cluster = stack.enter_context(ray_session(opts.address, env, log))
         guard.install()  # ray.init replaced the driver's SIGTERM handler with its own
         per_trial, concurrency = trial_resources(study, cluster)
         estimate = _estimate(study, opts, per_trial, concurrency, n_train, n_val)
