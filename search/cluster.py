@@ -53,11 +53,18 @@ def check_address(address: str | None, timeout: float = 3.0) -> None:
 
 
 # Ray Client's head forks one server process per connecting client, and that fork races gRPC's threads
-# (ray-project/ray#63202): now and then the process segfaults at start (seen here: gone within 8 ms, its
-# log empty, a segfault in cygrpc in the kernel log) and Ray answers with one of these messages.
-# A new connection gets a new process, so such a failure is worth retrying.
-_CLIENT_SERVER_START_FAILED = ("Starting Ray client server failed", "Proxy failed to Connect to backend")
+# (ray-project/ray#63202): now and then the process segfaults at start (seen here twice in 28 runs: gone
+# within 8 ms, its log empty, a segfault in cygrpc in the kernel log). Ray then answers "Starting Ray client
+# server failed", or, when it looks at the dead process a moment too late, with a traceback from
+# start_specific_server (psutil.ZombieProcess). A new connection gets a new process: worth retrying.
+_CLIENT_SERVER_START_FAILED = ("Starting Ray client server failed", "in start_specific_server",
+                               "Proxy failed to Connect to backend")
 CLIENT_CONNECT_ATTEMPTS = 3
+
+
+def client_server_start_failed(message: str) -> bool:
+    """Whether a failed ray.init says the head could not start this client's server process (a retry helps)."""
+    return "Initialization failure from server" in message and any(m in message for m in _CLIENT_SERVER_START_FAILED)
 
 
 @contextlib.contextmanager
@@ -73,8 +80,7 @@ def ray_session(address: str | None, env_vars: dict[str, str] | None = None, log
                                logging_level=logging.WARNING, **kwargs)
             break
         except (ConnectionError, TimeoutError) as exc:
-            transient = any(m in str(exc) for m in _CLIENT_SERVER_START_FAILED)
-            if transient and attempt < CLIENT_CONNECT_ATTEMPTS:
+            if client_server_start_failed(str(exc)) and attempt < CLIENT_CONNECT_ATTEMPTS:
                 log(f"the Ray Client server on {address} failed to start this session's server process "
                     f"(attempt {attempt}/{CLIENT_CONNECT_ATTEMPTS}); connecting again")
                 time.sleep(2.0 * attempt)
