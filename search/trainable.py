@@ -4,9 +4,10 @@ Each epoch's report carries the epoch's metrics, the best so far, the node it ra
 trainer wrote a new checkpoint, the trial's checkpoint folder (Tune persists it to the study's storage,
 so a retry or a resumed study continues from the last checkpointed epoch: every epoch for small nets,
 every few for big ones, whose checkpoints are kept under 2% of the training time). A closing report
-says how the trial ended (`final_status`, `final_reason`): the driver's callback turns it into MLflow tags and Optuna's state. An exception inside the trial is
-caught and reported as `failed` with its reason (a deterministic bug gains nothing from a retry); a
-process that dies (killed, OOM-killed by the OS, node lost) is what Ray's FailureConfig retries.
+says how the trial ended (`final_status`, `final_reason`): the driver's callback turns it into MLflow
+tags and Optuna's state. An exception inside the trial is caught and reported as `failed` with its
+reason (a deterministic bug gains nothing from a retry); a process that dies (killed, OOM-killed by
+the OS, node lost) is what Ray's FailureConfig retries.
 
 The data arrives through Ray's object store (uint8 numpy arrays, zero-copy on the node), so no trial
 reads a path that only the driver has. The checkpoint folder is node-local scratch under the system
