@@ -7,8 +7,9 @@ Sources accepted by ``load_dataset(source)``:
   bands (about one per 448 rows), train = overlapping patches (stride 64) from outside the bands, so
   no train patch overlaps a val patch; the stereo motorcycle views share their bands. Patches whose
   gray-level standard deviation is below 4 (of 255) are dropped as flat, then each photo is balanced
-  to 1 val patch per 4 train patches (the side with more is thinned, evenly spaced). Every photo is on
-  both sides, and bicubic scores within a few tenths of a dB on both (``bicubic_psnr``). test is None.
+  to 1 val patch per 4 train patches (the side with more is thinned, evenly spaced) and capped at
+  ``patches.PHOTO_CAP`` train patches, so no big photo dominates. Every photo is on both sides, and
+  bicubic scores within a few tenths of a dB on both (``bicubic_psnr``). test is None.
 - Paired folder ``ROOT/{train,val}/{lr,hr}/NAME.png|jpg|jpeg`` plus optional ``ROOT/test/lr/``. LR and
   HR are paired by file stem; every LR must be exactly 32x32 and every HR exactly 128x128.
 - HR-only folder: photos of any size (at least 128x128) directly in ROOT. Each is cut into
@@ -162,7 +163,7 @@ def _fingerprint(plan: _Plan) -> str:
     if plan.kind == "embedded":
         skimage = importlib.metadata.version("scikit-image")
         settings: tuple = (skimage, patches.TRAIN_STRIDE, patches.VAL_STRIDE, patches.VAL_BAND_EVERY,
-                           patches.VAL_SHARE, patches.FLAT_STD, TRAIN_LR_KERNELS)
+                           patches.VAL_SHARE, patches.FLAT_STD, patches.PHOTO_CAP, TRAIN_LR_KERNELS)
     elif plan.kind == "hr-only":
         settings = (_HR_ONLY_STRIDE, _VAL_EVERY, TRAIN_LR_KERNELS)
     else:

@@ -2,6 +2,7 @@
 
 import os
 import re
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -69,7 +70,7 @@ def _scene(name):
 
 def test_embedded_has_enough_uint8_pairs_of_the_right_shapes(embedded):
     train, val = embedded.train, embedded.val
-    assert 300 <= len(train) <= 1500 and len(val) >= 80
+    assert 200 <= len(train) <= 1500 and len(val) >= 50
     assert train.lr.shape == (len(train), 3, 32, 32) and train.hr.shape == (len(train), 3, 128, 128)
     assert val.lr.shape == (len(val), 3, 32, 32) and val.hr.shape == (len(val), 3, 128, 128)
     assert {t.dtype for t in (train.lr, train.hr, val.lr, val.hr)} == {torch.uint8}
@@ -153,11 +154,26 @@ def test_val_bands_keep_train_rows_and_short_photos_put_the_band_on_top():
 
 
 def test_balance_thins_the_side_over_its_share_evenly():
-    keep_train, keep_val = patches.balance(100, 60, share=0.2)
+    keep_train, keep_val = patches.balance(100, 60, share=0.2, cap=None)
     assert len(keep_train) == 100 and len(keep_val) == 25 and keep_val[0] == 0 and keep_val[-1] == 59
-    keep_train, keep_val = patches.balance(100, 5, share=0.2)
+    keep_train, keep_val = patches.balance(100, 5, share=0.2, cap=None)
     assert len(keep_train) == 20 and len(keep_val) == 5
     assert [len(k) for k in patches.balance(1, 9)] == [1, 1]  # never empties a side
+
+
+def test_balance_caps_a_big_photo_on_both_sides_alike():
+    keep_train, keep_val = patches.balance(200, 50, share=0.2, cap=30)
+    assert len(keep_train) == 30 and len(keep_val) == 8  # 30 * 0.25 = 7.5, rounded
+    assert (keep_train[0], keep_train[-1], keep_val[0], keep_val[-1]) == (0, 199, 0, 49)  # spread evenly
+    with pytest.raises(ValueError, match="cap=0"):
+        patches.balance(10, 3, cap=0)
+
+
+def test_no_photo_dominates_train_or_val(embedded):
+    for pairs in (embedded.train, embedded.val):
+        counts = Counter(_photo(n) for n in pairs.names)
+        top_two = sum(sorted(counts.values())[-2:])
+        assert max(counts.values()) <= patches.PHOTO_CAP and top_two / len(pairs) < 0.3, counts
 
 
 def test_bicubic_psnr_is_the_mean_of_per_image_psnr():
