@@ -1,10 +1,19 @@
 """MLflow runs -> DataFrames -> plotly figures -> one self-contained HTML report.
 
-Reads only what docs/tracking-schema.md says search writes; never imports sr_core or search.
+Reads only what docs/tracking-schema.md says search writes (its vocabulary: `reports.schema`, which
+search imports too); never imports sr_core or search. The names below are loaded on first use, so
+that importing `reports.schema` does not import pandas, plotly or MLflow.
 """
+from __future__ import annotations
 
-from .figures import FigureUnavailable
-from .html import build_report, render_page
-from .load import ReportError, RunData, load_runs
+import importlib
 
-__all__ = ["FigureUnavailable", "ReportError", "RunData", "build_report", "load_runs", "render_page"]
+_EXPORTS = {"FigureUnavailable": "figures", "build_report": "html", "render_page": "html",
+            "ReportError": "load", "RunData": "load", "load_runs": "load"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'reports' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"reports.{_EXPORTS[name]}"), name)

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-#: Trials that ran to their end: their val/mse is a final value, not a partial one.
-FINISHED = ("completed", "early_stopped")
+from .schema import FINISHED, OBJECTIVE_MODE, best_position
 
 
 def finished(trials: pd.DataFrame) -> pd.DataFrame:
@@ -24,15 +23,12 @@ def _counted(trials: pd.DataFrame, require_finished: bool) -> pd.DataFrame:
     return finished(trials) if require_finished else trials[np.isfinite(trials["val/mse"].astype(float))]
 
 
-def best_trial(trials: pd.DataFrame) -> pd.Series | None:
-    """The finished trial with the lowest val/mse, ties to the one that started first; None when no
-    trial finished. The rule of docs/tracking-schema.md ("The best trial"), as search applies it."""
-    done = finished(trials)
-    if done.empty:
-        return None
-    if "start_time" in done:
-        done = done.sort_values("start_time", kind="stable")
-    return done.loc[done["val/mse"].astype(float).idxmin()]
+def best_trial(trials: pd.DataFrame, metric: str = "val/mse", mode: str = OBJECTIVE_MODE) -> pd.Series | None:
+    """The best trial by the one rule (`schema.best_position`, which search applies too), over the
+    trials in start order; `metric` is a column of the best epoch's values. None when no trial finished."""
+    ordered = trials.sort_values("start_time", kind="stable") if "start_time" in trials else trials
+    at = best_position(list(ordered["status"]), list(ordered[metric].astype(float)), mode)
+    return None if at is None else ordered.iloc[at]
 
 
 def best_per_size(trials: pd.DataFrame, by: Sequence[str] = ("arch", "blocks", "channels"),

@@ -16,18 +16,7 @@ import pandas as pd
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-EXPERIMENT = "sr-search"
-EPOCH_METRICS = ("train/mse", "val/mse", "val/psnr", "val/ssim", "lr", "epoch_seconds", "images_per_s")
-STUDY_METRICS = (
-    "estimate/grid_size", "estimate/trials", "estimate/flops_total", "estimate/device_hours",
-    "estimate/wall_hours", "bicubic/val_mse", "bicubic/val_psnr", "bicubic/val_ssim", "bicubic/train_psnr",
-    "actual/device_hours", "actual/wall_hours",
-    "outside/sr-search/gain_db", "outside/pil/gain_db", "outside/opencv/gain_db",
-)  # fmt: skip
-TRIAL_PARAMS = (
-    "blocks", "channels", "lr", "eta_min", "epochs", "batch_size", "grad_clip", "patience", "seed",
-    "n_params", "flops_per_image",
-)  # fmt: skip
+from .schema import EPOCH_METRICS, EXPERIMENT, STUDY_METRICS
 # Summary metric -> trials column holding the best epoch's value (what the saved weights give).
 BEST = {"best/val_mse": "val/mse", "best/val_psnr": "val/psnr", "best/val_ssim": "val/ssim",
         "best/train_mse": "train/mse", "best/epoch": "best_epoch"}  # fmt: skip
@@ -81,6 +70,16 @@ def _numeric(values: pd.Series) -> pd.Series:
     return out.astype(float)
 
 
+def _numeric_params(trials: pd.DataFrame, params: set[str]) -> pd.DataFrame:
+    """Param columns whose every logged value is a number become numbers; the rest stay strings."""
+    trials = trials.copy()
+    for col in params:
+        given = trials[col].dropna()
+        if len(given) and pd.to_numeric(given, errors="coerce").notna().all():
+            trials[col] = _numeric(trials[col])
+    return trials
+
+
 def _history(client: MlflowClient, run: Run) -> list[dict]:
     rows: dict[int, dict] = {}
     for key in EPOCH_METRICS:
@@ -104,8 +103,10 @@ def _trial_row(run: Run, parent: Run) -> dict:
         "parent_run_id": parent.info.run_id,
         "start_time": pd.to_datetime(run.info.start_time, unit="ms", utc=True),
     }
-    row.update({p: params.get(p) for p in TRIAL_PARAMS})
-    row["max_epochs"] = row.pop("epochs")
+    # Every param the trial logged: its hyperparameters (search derives them from TrialConfig's
+    # fields) and its shape figures (schema.TRIAL_SHAPE_PARAMS). The arch comes from its tag.
+    row.update({k: v for k, v in params.items() if k not in row})
+    row["max_epochs"] = row.pop("epochs", None)
     for src, dst in BEST.items():
         row[dst] = metrics.get(src, math.nan)
     row["epochs_run"] = metrics.get("epochs_run", math.nan)
@@ -181,6 +182,7 @@ def load_runs(tracking_uri: str, studies: Sequence[str]) -> RunData:
         )
 
     trial_rows, history_rows, study_rows, empty = [], [], [], []
+    param_names: set[str] = set()
     for name in names:
         parent = parents[name]
         children = _search(
@@ -191,14 +193,14 @@ def load_runs(tracking_uri: str, studies: Sequence[str]) -> RunData:
             empty.append(name)
         study_rows.append(_study_row(parent, len(children)))
         for run in children:
+            param_names.update(run.data.params)
             trial_rows.append(_trial_row(run, parent))
             history_rows.extend(_history(client, run))
     if empty:
         raise ReportError(f"study {_names(empty)} has no trials in {tracking_uri}")
 
     trials = pd.DataFrame(trial_rows)
-    for col in [p for p in TRIAL_PARAMS if p != "epochs"] + ["max_epochs"]:
-        trials[col] = _numeric(trials[col])
+    trials = _numeric_params(trials, (param_names - {"epochs", "arch"}) | {"max_epochs"})
     history = pd.DataFrame(history_rows, columns=["run_id", "epoch", *EPOCH_METRICS])
     history = history.astype({k: float for k in EPOCH_METRICS})
     trials = _fill_from_history(trials, history)

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
 from pathlib import Path
 
-from search.bench import add_bench_parser, run_bench
+from search.bench.cli import add_bench_parser, run_bench
 
 EXIT_USAGE = 2
 
@@ -135,7 +134,8 @@ def _cmd_run(args) -> int:
 def _cmd_status(args) -> int:
     from mlflow.tracking import MlflowClient
 
-    from search.study import StudyError
+    from search.errors import StudyError
+    from search.state import StudyState
     from search.tracking import latest_study_run, mark_unfinished, study_trials
     from search.workdir import Workdir, driver_alive
     workdir = Workdir(args.workdir)
@@ -149,8 +149,8 @@ def _cmd_status(args) -> int:
     if not driver_alive(workdir.study_dir(args.study)):
         # No driver holds the study: whatever still says running was left by one that died.
         from search.cluster import reap_orphans
-        state = workdir.study_dir(args.study) / "state.json"
-        reap_orphans(json.loads(state.read_text()).get("ray_session_dir") if state.exists() else None)
+        state = StudyState.load(workdir.study_dir(args.study))
+        reap_orphans(state.ray_session_dir if state else None)
         repaired = mark_unfinished(client, *found, "the driver stopped while it ran")
         if repaired:
             print(f"repaired {len(repaired)} run(s) left running by a stopped driver: now interrupted "
@@ -166,7 +166,7 @@ def _cmd_status(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from search.engine import write_report
+    from search.closing import write_report
     from search.workdir import Workdir
     workdir = Workdir(args.workdir)
     out = args.out or workdir.report_path("+".join(args.study))
@@ -202,7 +202,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors a user can fix (exit 2). Imported without Ray, Optuna or MLflow; the report's own
     error only exists once the reports package was imported (which is the only way to raise it)."""
     from search.errors import StudyError
-    from sr_core.data import DataError
+    from sr_core.images import DataError
     errors: tuple[type[BaseException], ...] = (StudyError, DataError)
     if "reports.load" in sys.modules:
         errors += (sys.modules["reports.load"].ReportError,)
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if not isinstance(exc, _user_errors()):
             raise
-        from search.secrets import redact
+        from search.redaction import redact
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
 

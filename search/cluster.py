@@ -21,7 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from search.study import Study, StudyError
+from search.errors import StudyError
+from search.study import Study
 
 
 class ClusterError(StudyError):
@@ -120,7 +121,7 @@ def measure_trial_device(per_trial: dict[str, float]) -> tuple[str, float]:
     def measure(threads: int) -> tuple[str, float]:
         import torch
 
-        from search.estimate import measure_device_flops
+        from sr_core.throughput import measure_device_flops
         from sr_core.train import default_device
         device = default_device()
         name = torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu"
@@ -135,7 +136,7 @@ def local_scratch_cleanup(tag: str) -> None:
     """Remove this study's trial scratch folders on this node (trials clean their own; kills don't)."""
     import shutil
 
-    from search.trainable import scratch_root
+    from search.tune.trainable import scratch_root
     shutil.rmtree(scratch_root() / tag, ignore_errors=True)
     with contextlib.suppress(OSError):
         scratch_root().rmdir()  # only when no other study has scratch there

@@ -1,10 +1,9 @@
-"""Cost estimate of a study: FLOPs from `flops_per_image`, the device's measured throughput."""
+"""Cost estimate of a study: FLOPs from `flops_per_image`, the device's throughput as measured by
+`sr_core.throughput.measure_device_flops` (in a Ray task placed like a trial, search.cluster)."""
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-
-import torch
 
 from search.study import Study
 from sr_core.models import flops_per_image
@@ -13,10 +12,6 @@ from sr_core.models import flops_per_image
 # current datacenter GPU on these convnets (bf16, ~10% of an H100's dense peak). Labelled as assumed
 # wherever it is printed; measure the real one with `sr-search bench train` and pass --tflops.
 ASSUMED_GPU_TFLOPS = 100.0
-
-# A mid-size reference net for measuring the device: big enough to keep a GPU busy, small enough
-# for two seconds on a laptop CPU.
-_REFERENCE = ("residual", 4, 64)
 
 
 @dataclass(frozen=True)
@@ -75,21 +70,6 @@ def _cost_configs(study: Study) -> list[tuple[str, int, int]]:
         repeats = len(space["lr"]) * len(space["eta_min"])
         return combos * repeats
     return combos
-
-
-def measure_device_flops(device: str, threads: int | None = None, seconds: float = 1.5) -> float:
-    """Effective training FLOP/s of the reference net (forward + backward + Adam, batch 16)."""
-    from search.bench import bench
-    prev_threads = torch.get_num_threads()
-    if device == "cpu" and threads:
-        torch.set_num_threads(threads)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            result = bench(*_REFERENCE, batch_size=16, seconds=seconds, device=device)
-    finally:
-        torch.set_num_threads(prev_threads)
-    return result["train_tflops"] * 1e12
 
 
 def estimate_study(study: Study, train_images: int, val_images: int, device: str,

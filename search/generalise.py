@@ -5,7 +5,7 @@ The demo trains and validates on photos bundled with scikit-image. This check up
 model never saw, from two other packages already installed as dependencies: scikit-learn's sample
 images (china.jpg, flower.jpg) and matplotlib's grace_hopper.jpg. Each is cut into non-overlapping
 128x128 patches (flat ones dropped, as in training), each patch is downscaled x4 with every kernel of
-``sr_core.ops.LR_KERNELS`` (sr-search's, Pillow's, OpenCV-style), and for each kernel we report the
+``sr_core.resize.LR_KERNELS`` (sr-search's, Pillow's, OpenCV-style), and for each kernel we report the
 mean per-image PSNR of the model and of bicubic upscaling, and the gain (model - bicubic, in dB).
 
     python -m search.generalise sr-runs/.../best.pt    # prints a table and JSON
@@ -27,7 +27,8 @@ from torch import nn
 
 from sr_core import metrics, patches
 from sr_core.infer import load_model, upscale
-from sr_core.ops import LR_KERNELS, bicubic_upscale, downscale_with, to_float
+from sr_core.pixels import to_float
+from sr_core.resize import LR_KERNELS, bicubic_upscale, downscale_with
 
 PHOTOS = ("china", "flower", "grace_hopper")
 

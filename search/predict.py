@@ -10,23 +10,10 @@ import torch
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from search.study import StudyError
-from search.outcome import best_of
-from search.tracking import latest_study_run, study_trials
-from sr_core.data import IMAGE_SUFFIXES, DataError, read_rgb
+from search import tracking
+from sr_core.images import IMAGE_SUFFIXES, DataError, read_rgb
 from sr_core.infer import load_model, upscale
-
-
-def best_trial(client: MlflowClient, study: str) -> dict:
-    """The study's best trial by the one rule (search.outcome.best_of), as `run` and the report name it."""
-    found = latest_study_run(client, study)
-    if found is None:
-        raise StudyError(f"no runs of study {study!r} in this tracking store; run it first "
-                         f"(sr-search run --study {study})")
-    best = best_of(study_trials(client, *found))
-    if best is None:
-        raise StudyError(f"study {study!r} has no trial that ran to its end (completed or early_stopped) yet")
-    return dict(best)
+from sr_core.pixels import to_uint8
 
 
 def predict_folder(tracking_uri: str, study: str, input_dir: Path, output_dir: Path,
@@ -42,10 +29,10 @@ def predict_folder(tracking_uri: str, study: str, input_dir: Path, output_dir: P
     # Decode every input before writing anything: a corrupt file stops the job with nothing written.
     images = [read_rgb(p) for p in files]
     client = MlflowClient(tracking_uri)
-    trial = best_trial(client, study)
+    trial = tracking.best_study_trial(client, study)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     with tempfile.TemporaryDirectory() as tmp:
-        weights = client.download_artifacts(trial["run_id"], "best.pt", tmp)
+        weights = tracking.download(client, trial["run_id"], "best.pt", tmp)
         model = load_model(weights, device)
     log(f"model        : {trial['name']} (val/psnr {trial.get('best/val_psnr', float('nan')):.2f} dB)"
         f"{', self-ensemble x8' if self_ensemble else ''}")
@@ -56,7 +43,7 @@ def predict_folder(tracking_uri: str, study: str, input_dir: Path, output_dir: P
         sr = upscale(model, lr, self_ensemble=self_ensemble)[0]
         out = output_dir / f"{path.stem}.png"
         tmp_out = out.with_name(f".{out.name}.tmp")
-        Image.fromarray((sr * 255).round().byte().permute(1, 2, 0).numpy()).save(tmp_out, format="PNG")
+        Image.fromarray(to_uint8(sr).permute(1, 2, 0).numpy()).save(tmp_out, format="PNG")
         os.replace(tmp_out, out)
         written.append(out)
     log(f"wrote        : {len(written)} images to {output_dir}")

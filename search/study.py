@@ -1,21 +1,24 @@
 """Study specs: TOML files validated into a frozen `Study`.
 
-A study file has five tables; every field is optional except `[space]` (defaults live in the
-dataclasses below, in one place):
+A study file has these tables; every field is optional except `[space]`:
 
     [study]      name, description, data ("embedded" or a folder)
-    [search]     sampler ("grid" | "tpe" | "random"), trials (0 = the whole grid), seed
-    [space]      arch, blocks, channels, lr, eta_min: a value (fixed), a list (choices), or for
-                 lr/eta_min a table {low, high, log} (tpe/random only)
-    [train]      epochs, batch_size, grad_clip, patience, augment, epoch_samples
+    [search]     sampler ("grid" | "tpe" | "random"), trials (0 = the whole grid), seed,
+                 metric (the objective: a val metric every epoch logs) and mode ("min" | "max")
+    [space]      TrialConfig's searched fields (arch, blocks, channels, lr, eta_min): a value (fixed),
+                 a list (choices), or for lr/eta_min a table {low, high, log} (tpe/random only)
+    [train]      TrialConfig's fixed fields (epochs, batch_size, grad_clip, patience, augment,
+                 epoch_samples), with TrialConfig's defaults
     [pruner]     kind ("asha" | "none"), grace_period, reduction_factor
     [resources]  cpus_per_trial, gpus_per_trial (fractions pack trials on a GPU), max_concurrent
                  (0 = as many as fit), max_failures (restarts of a trial whose process died)
     [faults]     test-only: run name = fault spec (see sr_core.faults), to inject a fault into
                  one trial through the trainer's own hook; real studies leave it out
 
-Any unknown table or field, wrong type or out-of-range value is a `StudyError` naming the file and
-the field (the CLI turns it into exit code 2).
+The trial's hyperparameters are declared once, in `sr_core.trial_config.TrialConfig`: `[space]` and
+`[train]` are its fields by table, `Train` is derived from them, and `Study.trial_config` is the one
+mapping from a study and a sampled point to a TrialConfig. Any unknown table or field, wrong type or
+out-of-range value is a `StudyError` naming the file and the field (the CLI turns it into exit 2).
 """
 from __future__ import annotations
 
@@ -27,14 +30,22 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sr_core.models import ARCHS
+from reports.schema import EPOCH_METRICS, OBJECTIVE
+from search.errors import StudyError
+from sr_core.errors import ConfigError
+from sr_core.models import check_model_args
+from sr_core.trial_config import TrialConfig, fields_in
 
 SAMPLERS = ("grid", "tpe", "random")
 PRUNERS = ("asha", "none")
-SPACE_KEYS = ("arch", "blocks", "channels", "lr", "eta_min")
+SPACE_KEYS = tuple(f.name for f in fields_in("space"))
+#: What a study may optimise: the val metrics every epoch logs.
+METRICS = tuple(m for m in EPOCH_METRICS if m.startswith("val/"))
+_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
 
-
-from search.errors import StudyError  # noqa: E402  (re-exported: the study module's own error)
+#: [train]: TrialConfig's fixed-per-study fields with TrialConfig's defaults (derived, not re-declared).
+Train = dataclasses.make_dataclass(
+    "Train", [(f.name, f.type, field(default=f.default)) for f in fields_in("train")], frozen=True)
 
 
 @dataclass(frozen=True)
@@ -50,16 +61,12 @@ class Search:
     sampler: str = "tpe"
     trials: int = 0  # 0: the whole grid (grid sampler) / required > 0 otherwise
     seed: int = 0
+    metric: str = OBJECTIVE  # what Optuna, the scheduler and "the best trial" compare
+    mode: str = ""  # "min" or "max"; empty: min for an MSE, max otherwise
 
-
-@dataclass(frozen=True)
-class Train:
-    epochs: int = 20
-    batch_size: int = 16
-    grad_clip: float = 1.0
-    patience: int = 10
-    augment: bool = True
-    epoch_samples: int = 0  # 0: the whole train set each epoch
+    @property
+    def direction(self) -> str:
+        return self.mode or ("min" if self.metric.endswith("mse") else "max")
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,16 @@ class Study:
             points = [{**p, key: v} for p in points for v in self.space[key]]
         return points
 
+    def trial_constants(self) -> dict[str, Any]:
+        """What every trial of the study shares: the [train] fields and the seed."""
+        return {**dataclasses.asdict(self.train), "seed": self.search.seed}
+
+    def trial_config(self, point: dict[str, Any]) -> TrialConfig:
+        """The one mapping from a sampled point of [space] to the trial it runs (with its [faults])."""
+        config = TrialConfig(**self.trial_constants(), **point)
+        fault = self.faults.get(config.run_name, "")
+        return dataclasses.replace(config, fault=fault) if fault else config
+
     def flat_params(self) -> dict[str, str]:
         """The spec flattened with dots, for MLflow params."""
         out = {"study.name": self.name, "study.data": self.data}
@@ -117,6 +134,7 @@ class Study:
         for section in ("search", "train", "pruner", "resources"):
             for k, v in dataclasses.asdict(getattr(self, section)).items():
                 out[f"{section}.{k}"] = str(v)
+        out["search.mode"] = self.search.direction
         return out
 
     def with_overrides(self, **overrides: Any) -> "Study":
@@ -125,17 +143,12 @@ class Study:
         changes: dict[str, Any] = {}
         if overrides.get("data") is not None:
             changes["data"] = str(overrides["data"])
-        train = {k: overrides[k] for k in ("epochs",) if overrides.get(k) is not None}
-        search = {k: overrides[k] for k in ("trials",) if overrides.get(k) is not None}
-        res = {k: overrides[k] for k in ("cpus_per_trial", "gpus_per_trial", "max_concurrent")
-               if overrides.get(k) is not None}
-        if train:
-            changes["train"] = _build(Train, {**dataclasses.asdict(self.train), **train}, where, "train")
-        if search:
-            changes["search"] = _build(Search, {**dataclasses.asdict(self.search), **search}, where, "search")
-        if res:
-            changes["resources"] = _build(Resources, {**dataclasses.asdict(self.resources), **res},
-                                          where, "resources")
+        for section, keys in (("train", ("epochs",)), ("search", ("trials",)),
+                              ("resources", ("cpus_per_trial", "gpus_per_trial", "max_concurrent"))):
+            given = {k: overrides[k] for k in keys if overrides.get(k) is not None}
+            if given:
+                current = dataclasses.asdict(getattr(self, section))
+                changes[section] = _SECTIONS[section](current | given, where)
         study = dataclasses.replace(self, **changes)
         _check_consistency(study, where)
         return study
@@ -153,16 +166,12 @@ def _typed(value: Any, kind: type, where: str, name: str) -> Any:
     return value
 
 
-_RULES = {  # field -> (type, predicate, what the predicate requires)
+_RULES = {  # field -> (type, predicate, what the predicate requires), for the tables not in TrialConfig
     "sampler": (str, lambda v: v in SAMPLERS, f"one of {SAMPLERS}"),
     "trials": (int, lambda v: v >= 0, ">= 0"),
-    "seed": (int, lambda v: True, ""),
-    "epochs": (int, lambda v: v >= 1, ">= 1"),
-    "batch_size": (int, lambda v: v >= 1, ">= 1"),
-    "grad_clip": (float, lambda v: v > 0, "> 0"),
-    "patience": (int, lambda v: v >= 1, ">= 1"),
-    "augment": (bool, lambda v: True, ""),
-    "epoch_samples": (int, lambda v: v >= 0, ">= 0"),
+    "seed": (int, lambda v: v >= 0, ">= 0"),
+    "metric": (str, lambda v: v in METRICS, f"one of {METRICS}"),
+    "mode": (str, lambda v: v in ("", "min", "max"), "'min' or 'max'"),
     "kind": (str, lambda v: v in PRUNERS, f"one of {PRUNERS}"),
     "grace_period": (int, lambda v: v >= 1, ">= 1"),
     "reduction_factor": (int, lambda v: v >= 2, ">= 2"),
@@ -173,47 +182,73 @@ _RULES = {  # field -> (type, predicate, what the predicate requires)
 }
 
 
-def _build(cls: type, table: Any, where: str, section: str) -> Any:
+def _known_fields(cls: type, table: Any, where: str, section: str) -> None:
     if not isinstance(table, dict):
         raise _fail(where, f"[{section}]", f"expected a table, got {table!r}")
     known = {f.name for f in dataclasses.fields(cls)}
     for key in table:
         if key not in known:
             raise _fail(where, f"[{section}].{key}", f"unknown field; known fields: {sorted(known)}")
-    values = {}
-    for key, value in table.items():
-        kind, ok, rule = _RULES[key]
-        value = _typed(value, kind, where, f"[{section}].{key}")
-        if not ok(value):
-            raise _fail(where, f"[{section}].{key}", f"must be {rule}, got {value!r}")
-        values[key] = value
-    return cls(**values)
+
+
+def _build(cls: type, section: str) -> Any:
+    def build(table: Any, where: str) -> Any:
+        _known_fields(cls, table, where, section)
+        values = {}
+        for key, value in table.items():
+            kind, ok, rule = _RULES[key]
+            value = _typed(value, kind, where, f"[{section}].{key}")
+            if not ok(value):
+                raise _fail(where, f"[{section}].{key}", f"must be {rule}, got {value!r}")
+            values[key] = value
+        return cls(**values)
+    return build
+
+
+def _build_train(table: Any, where: str) -> Train:
+    """[train]: typed by TrialConfig's annotations, range-checked by TrialConfig itself."""
+    _known_fields(Train, table, where, "train")
+    kinds = {f.name: _TYPES[f.type] for f in dataclasses.fields(Train)}
+    values = {key: _typed(value, kinds[key], where, f"[train].{key}") for key, value in table.items()}
+    train = Train(**values)
+    try:
+        TrialConfig(**dataclasses.asdict(train))
+    except ConfigError as exc:
+        raise _fail(where, f"[train].{exc.field}", str(exc)) from None
+    return train
+
+
+_SECTIONS = {"search": _build(Search, "search"), "train": _build_train, "pruner": _build(Pruner, "pruner"),
+             "resources": _build(Resources, "resources")}
+
+
+def _space_range(key: str, value: dict, where: str) -> Range:
+    name = f"[space].{key}"
+    if key not in ("lr", "eta_min"):
+        raise _fail(where, name, "only lr and eta_min may be a {low, high, log} range")
+    unknown = set(value) - {"low", "high", "log"}
+    if unknown or not {"low", "high"} <= set(value):
+        raise _fail(where, name, f"a range needs low and high (and optional log), got {value!r}")
+    low, high = (_typed(value[k], float, where, f"{name}.{k}") for k in ("low", "high"))
+    if not 0 < low < high:
+        raise _fail(where, name, f"need 0 < low < high, got {low=} {high=}")
+    return Range(low, high, _typed(value.get("log", True), bool, where, f"{name}.log"))
 
 
 def _space_value(key: str, value: Any, where: str) -> tuple | Range:
     name = f"[space].{key}"
     if isinstance(value, dict):
-        if key not in ("lr", "eta_min"):
-            raise _fail(where, name, "only lr and eta_min may be a {low, high, log} range")
-        unknown = set(value) - {"low", "high", "log"}
-        if unknown or not {"low", "high"} <= set(value):
-            raise _fail(where, name, f"a range needs low and high (and optional log), got {value!r}")
-        low, high = (_typed(value[k], float, where, f"{name}.{k}") for k in ("low", "high"))
-        if not 0 < low < high:
-            raise _fail(where, name, f"need 0 < low < high, got {low=} {high=}")
-        return Range(low, high, _typed(value.get("log", True), bool, where, f"{name}.log"))
+        return _space_range(key, value, where)
     choices = value if isinstance(value, list) else [value]
     if not choices:
         raise _fail(where, name, "an empty list has nothing to search")
-    if key == "arch":
+    if key in ("arch", "blocks", "channels"):
+        shape = {"arch": "residual", "blocks": 0, "channels": 1}
         for v in choices:
-            if v not in ARCHS:
-                raise _fail(where, name, f"unknown arch {v!r}; expected one of {list(ARCHS)}")
-    elif key in ("blocks", "channels"):
-        low = 0 if key == "blocks" else 1
-        for v in choices:
-            if not isinstance(v, int) or isinstance(v, bool) or v < low:
-                raise _fail(where, name, f"expected ints >= {low}, got {v!r}")
+            try:
+                check_model_args(**{**shape, key: v})
+            except ConfigError as exc:
+                raise _fail(where, name, str(exc)) from None
     else:
         choices = [_typed(v, float, where, name) for v in choices]
         if any(not (v >= 0 and math.isfinite(v)) or (key == "lr" and v == 0) for v in choices):
@@ -252,15 +287,7 @@ def _faults(table: Any, where: str) -> dict[str, str]:
     return dict(table)
 
 
-def parse_study(text: str, where: str, default_name: str) -> Study:
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise StudyError(f"{where}: not valid TOML: {exc}") from None
-    sections = {"study", "search", "space", "train", "pruner", "resources", "faults"}
-    for key in raw:
-        if key not in sections:
-            raise _fail(where, f"[{key}]", f"unknown table; expected some of {sorted(sections)}")
+def _head(raw: dict, where: str, default_name: str) -> dict[str, str]:
     head = raw.get("study", {})
     for key in head:
         if key not in ("name", "description", "data"):
@@ -268,24 +295,30 @@ def parse_study(text: str, where: str, default_name: str) -> Study:
     name = _typed(head.get("name", default_name), str, where, "[study].name")
     if not name or not all(c.isalnum() or c in "-_." for c in name):
         raise _fail(where, "[study].name", f"use letters, digits, '-', '_' or '.', got {name!r}")
+    return {"name": name, "description": _typed(head.get("description", ""), str, where, "[study].description"),
+            "data": _typed(head.get("data", "embedded"), str, where, "[study].data")}
+
+
+def parse_study(text: str, where: str, default_name: str) -> Study:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise StudyError(f"{where}: not valid TOML: {exc}") from None
+    sections = {"study", "space", "faults", *_SECTIONS}
+    for key in raw:
+        if key not in sections:
+            raise _fail(where, f"[{key}]", f"unknown table; expected some of {sorted(sections)}")
     space_raw = raw.get("space")
     if not isinstance(space_raw, dict):
         raise _fail(where, "[space]", "missing: a study needs a [space] table")
     for key in space_raw:
         if key not in SPACE_KEYS:
             raise _fail(where, f"[space].{key}", f"unknown field; known fields: {list(SPACE_KEYS)}")
-    defaults = {"arch": "residual", "blocks": 8, "channels": 64, "lr": 1e-4, "eta_min": 1e-7}
+    defaults = {f.name: f.default for f in fields_in("space")}
     space = {k: _space_value(k, space_raw.get(k, defaults[k]), where) for k in SPACE_KEYS}
-    study = Study(
-        name=name, space=space, source=where, text=text,
-        description=_typed(head.get("description", ""), str, where, "[study].description"),
-        data=_typed(head.get("data", "embedded"), str, where, "[study].data"),
-        search=_build(Search, raw.get("search", {}), where, "search"),
-        train=_build(Train, raw.get("train", {}), where, "train"),
-        pruner=_build(Pruner, raw.get("pruner", {}), where, "pruner"),
-        resources=_build(Resources, raw.get("resources", {}), where, "resources"),
-        faults=_faults(raw.get("faults", {}), where),
-    )
+    tables = {s: build(raw.get(s, {}), where) for s, build in _SECTIONS.items()}
+    study = Study(**_head(raw, where, default_name), space=space, source=where, text=text, **tables,
+                  faults=_faults(raw.get("faults", {}), where))
     _check_consistency(study, where)
     return study
 

@@ -1,8 +1,10 @@
-"""MLflow tracking, written only from the Ray driver (one writer): see docs/tracking-schema.md.
+"""MLflow tracking: the one module that writes to MLflow (from the Ray driver only), and the reads
+the search needs back. docs/tracking-schema.md is the contract; its vocabulary is `reports.schema`,
+which the report reads with.
 
 The parent run is the study; each Tune trial is a child run tagged `mlflow.parentRunId` (MLflow's
-nesting only works inside one process). The Tune callback that writes trials lives in
-search/callback.py; this module holds the MLflow side of it and of `run`, `status` and `predict`.
+nesting only works inside one process). The driver's Tune callback (search/tune/callback.py) calls
+the trial functions here; `run`, `status` and `predict` call the study ones.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import math
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -18,19 +21,16 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from mlflow.entities import Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
 
-from search.errors import TrackingError  # noqa: F401  (re-exported)
-from search.secrets import mask
+from reports.schema import (EPOCH_METRICS, EXPERIMENT, EXPERIMENT_TAGS, OBJECTIVE, OBJECTIVE_MODE,
+                            best_position, summary_key)
+from search.errors import StudyError, TrackingError
+from search.redaction import mask
+from sr_core.models import flops_per_image, params_count
+from sr_core.trial_config import LOGGED_FIELDS
+from sr_core.trial_config import run_name as _run_name
 
-EXPERIMENT = "sr-search"
-EPOCH_METRICS = ("train/mse", "val/mse", "val/psnr", "val/ssim", "lr", "epoch_seconds", "images_per_s")
-PARAM_KEYS = ("arch", "blocks", "channels", "lr", "eta_min", "epochs", "batch_size", "grad_clip",
-              "patience", "seed")
 # MLflow's database-backed stores and its server; the file store is disabled in MLflow 3.
 SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
-# MLflow 3 opens an experiment on its GenAI overview unless it is marked as model training.
-EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
-
-
 
 
 def check_reachable(tracking_uri: str, timeout: float = 5.0) -> None:
@@ -71,11 +71,12 @@ def ensure_experiment(client: MlflowClient, artifact_root: Path | None) -> str:
     return experiment_id
 
 
-def run_name(config: dict[str, Any]) -> str:
-    return f"{config['arch']}_b{config['blocks']}_c{config['channels']}_lr{config['lr']:g}"
+def run_name(config: Mapping[str, Any]) -> str:
+    """A trial's run name from its config mapping (sr_core.trial_config.run_name builds it)."""
+    return _run_name(config["arch"], config["blocks"], config["channels"], config["lr"], config["eta_min"])
 
 
-def log_values(client: MlflowClient, run_id: str, values: dict[str, float], step: int = 0) -> None:
+def log_values(client: MlflowClient, run_id: str, values: Mapping[str, float | None], step: int = 0) -> None:
     now = int(time.time() * 1000)
     metrics = [Metric(k, float(v), now, step) for k, v in values.items()
                if v is not None and math.isfinite(float(v))]
@@ -83,12 +84,22 @@ def log_values(client: MlflowClient, run_id: str, values: dict[str, float], step
         client.log_batch(run_id, metrics=metrics)
 
 
-def log_params(client: MlflowClient, run_id: str, params: dict[str, Any]) -> None:
+def log_params(client: MlflowClient, run_id: str, params: Mapping[str, Any]) -> None:
     client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
 
 
-def start_study_run(client: MlflowClient, experiment_id: str, study, values: dict[str, float],
-                    params: dict[str, Any]) -> str:
+def set_tags(client: MlflowClient, run_id: str, tags: Mapping[str, str]) -> None:
+    for key, value in tags.items():
+        client.set_tag(run_id, key, str(value))
+
+
+def log_file(client: MlflowClient, run_id: str, path: str | Path) -> None:
+    client.log_artifact(run_id, str(path))
+
+
+# -- the study run -----------------------------------------------------------------------------------
+def start_study_run(client: MlflowClient, experiment_id: str, study, values: Mapping[str, float],
+                    params: Mapping[str, Any]) -> str:
     run = client.create_run(experiment_id, run_name=study.name,
                             tags={"sr.role": "study", "study": study.name, "status": "running"})
     log_params(client, run.info.run_id, {**study.flat_params(), **params})
@@ -129,6 +140,43 @@ def mark_unfinished(client: MlflowClient, experiment_id: str, parent_run_id: str
     return names
 
 
+# -- trial runs ---------------------------------------------------------------------------------------
+def find_trial_run(client: MlflowClient, experiment_id: str, parent_run_id: str, trial_id: str) -> tuple[str, int] | None:
+    """(run id, last epoch logged) of a Tune trial's run in this study, or None when it has none yet."""
+    found = client.search_runs(
+        [experiment_id], max_results=1,
+        filter_string=f"tags.trial_id = '{trial_id}' and tags.`mlflow.parentRunId` = '{parent_run_id}'")
+    if not found:
+        return None
+    run_id = found[0].info.run_id
+    logged = client.get_metric_history(run_id, "val/mse")
+    return run_id, max((m.step for m in logged), default=0)
+
+
+def create_trial_run(client: MlflowClient, experiment_id: str, parent_run_id: str, study_name: str,
+                     trial_id: str, config: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+    """A child run for a Tune trial: its tags, its hyperparameters (TrialConfig's logged fields) and
+    its shape (parameters, forward FLOPs per image)."""
+    run_id = client.create_run(
+        experiment_id, run_name=run_name(config),
+        tags={"mlflow.parentRunId": parent_run_id, "sr.role": "trial", "study": study_name,
+              "arch": str(config["arch"]), "status": "running", "trial_id": trial_id, **tags},
+    ).info.run_id
+    shape = (config["arch"], int(config["blocks"]), int(config["channels"]))
+    log_params(client, run_id, {**{k: config[k] for k in LOGGED_FIELDS},
+                                "n_params": params_count(*shape), "flops_per_image": flops_per_image(*shape)})
+    return run_id
+
+
+def log_epoch(client: MlflowClient, run_id: str, epoch: int, result: Mapping[str, Any],
+              summary: Mapping[str, float]) -> None:
+    """One epoch's metrics (step = epoch) and the running summary (step 0) in one write."""
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, float(result[k]), now, epoch) for k in EPOCH_METRICS if k in result]
+                     + [Metric(k, float(v), now, 0) for k, v in summary.items() if math.isfinite(float(v))])
+
+
+# -- reading a study back -------------------------------------------------------------------------
 def study_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> list:
     runs, token = [], None
     while True:
@@ -142,7 +190,7 @@ def study_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> 
 
 def study_trials(client: MlflowClient, experiment_id: str, parent_run_id: str) -> list[dict[str, Any]]:
     """The child runs of one study run: name, status, params and summary metrics, as plain dicts,
-    in start order (so that `outcome.best_of` breaks ties the same way everywhere)."""
+    in start order (so that `best_of` breaks ties the same way everywhere)."""
     out = []
     for run in sorted(study_runs(client, experiment_id, parent_run_id), key=lambda r: r.info.start_time):
         row: dict[str, Any] = {"name": run.info.run_name, "run_id": run.info.run_id,
@@ -155,6 +203,34 @@ def study_trials(client: MlflowClient, experiment_id: str, parent_run_id: str) -
     return out
 
 
+def best_of(trials: Iterable[Mapping[str, Any]], metric: str = OBJECTIVE,
+            mode: str = OBJECTIVE_MODE) -> Mapping[str, Any] | None:
+    """The best trial of `study_trials` rows by the one rule (reports.schema.best_position)."""
+    rows = list(trials)
+    key = summary_key(metric)
+    at = best_position([r.get("status", "") for r in rows], [r.get(key, math.nan) for r in rows], mode)
+    return None if at is None else rows[at]
+
+
+def study_objective(client: MlflowClient, parent_run_id: str) -> tuple[str, str]:
+    """(metric, mode) a study optimised, from its run's params (val/mse, min for studies before them)."""
+    params = client.get_run(parent_run_id).data.params
+    return params.get("search.metric", OBJECTIVE), params.get("search.mode", OBJECTIVE_MODE)
+
+
+def best_study_trial(client: MlflowClient, study: str) -> dict[str, Any]:
+    """The latest run of `study`'s best trial by the one rule, as `run` and the report name it;
+    a StudyError when there is no such study or no trial finished."""
+    found = latest_study_run(client, study)
+    if found is None:
+        raise StudyError(f"no runs of study {study!r} in this tracking store; run it first "
+                         f"(sr-search run --study {study})")
+    best = best_of(study_trials(client, *found), *study_objective(client, found[1]))
+    if best is None:
+        raise StudyError(f"study {study!r} has no trial that ran to its end (completed or early_stopped) yet")
+    return dict(best)
+
+
 def latest_study_run(client: MlflowClient, study: str) -> tuple[str, str] | None:
     """(experiment id, parent run id) of the most recent run of `study`, or None."""
     exp = client.get_experiment_by_name(EXPERIMENT)
@@ -164,3 +240,12 @@ def latest_study_run(client: MlflowClient, study: str) -> tuple[str, str] | None
                               filter_string=f"tags.`sr.role` = 'study' and tags.study = '{study}'",
                               order_by=["attributes.start_time DESC"], max_results=1)
     return (exp.experiment_id, runs[0].info.run_id) if runs else None
+
+
+def study_metric(client: MlflowClient, run_id: str, key: str) -> float | None:
+    return client.get_run(run_id).data.metrics.get(key)
+
+
+def download(client: MlflowClient, run_id: str, path: str, into: str | Path) -> str:
+    """A run's artifact, downloaded into a folder; its local path."""
+    return client.download_artifacts(run_id, path, str(into))

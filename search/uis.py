@@ -2,15 +2,15 @@
 optuna-dashboard (the study's Optuna storage)."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 from search.errors import StudyError
-from search.secrets import is_masked, mask
-from search.workdir import STATE_FILE, Workdir
+from search.redaction import is_masked, mask
+from search.state import StudyState
+from search.workdir import Workdir
 
 
 MLFLOW_TRAINING_VIEW = "machine_learning"  # the UI's "Model training" workflow
@@ -20,7 +20,8 @@ def mlflow_ui(workdir: Workdir, port: int, study: str | None = None, log=print) 
     """Serve MLflow's UI on the workdir's store; print the URL of the training runs (or of a study's run)."""
     from mlflow.tracking import MlflowClient
 
-    from search.tracking import EXPERIMENT, latest_study_run
+    from reports.schema import EXPERIMENT
+    from search.tracking import latest_study_run
     if not (workdir.root / "mlflow.db").exists():
         raise StudyError(f"no MLflow store in {workdir.root}; run a study first (sr-search run --study demo)")
     client = MlflowClient(workdir.mlflow_uri)
@@ -68,11 +69,10 @@ def _serve(cmd: list[str], env: dict) -> int:
 
 def study_storage(workdir: Workdir, study: str, storage: str | None = None) -> tuple[str, str]:
     """(Optuna study name, storage spec) of a study's latest run, from its state in the workdir."""
-    state_path = workdir.study_dir(study) / STATE_FILE
-    if not state_path.exists():
+    state = StudyState.load(workdir.study_dir(study))
+    if state is None:
         raise StudyError(f"no study {study!r} in {workdir.root}; run it first (sr-search run --study {study})")
-    state = json.loads(state_path.read_text())
-    spec = state.get("optuna") or str(workdir.study_dir(study) / "optuna.journal")
+    spec = state.optuna
     if storage:
         if mask(storage) != spec:
             raise StudyError(f"--storage {mask(storage)} is not this study's Optuna storage ({spec})")
@@ -80,7 +80,7 @@ def study_storage(workdir: Workdir, study: str, storage: str | None = None) -> t
     elif is_masked(spec):
         raise StudyError(f"the study's Optuna storage {spec} holds a password, which is never stored: "
                          "pass --storage with it")
-    return state["optuna_study"], spec
+    return state.optuna_study, spec
 
 
 def dashboard(workdir: Workdir, study: str, port: int, storage: str | None = None, log=print) -> int:
@@ -91,7 +91,7 @@ def dashboard(workdir: Workdir, study: str, port: int, storage: str | None = Non
         raise StudyError("optuna-dashboard is not installed: pip install optuna-dashboard") from None
     import optuna
 
-    from search.optuna_link import sqlalchemy_url
+    from search.tune.optuna_store import sqlalchemy_url
     name, spec = study_storage(workdir, study, storage)
     if "://" in spec:
         backend = optuna.storages.RDBStorage(sqlalchemy_url(spec))

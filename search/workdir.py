@@ -15,10 +15,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from search.study import StudyError
+from search.errors import StudyError
 
 LOCK_FILE = "driver.lock"
-STATE_FILE = "state.json"
 
 
 @dataclass(frozen=True)

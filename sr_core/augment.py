@@ -1,6 +1,6 @@
 """Training batches drawn on the device: no host-device transfer and no sync inside the step loop.
 
-The 8 dihedral symmetries of a square (`sr_core.ops.dihedral`) only move pixels, so each one is a fixed
+The 8 dihedral symmetries of a square (`sr_core.dihedral`) only move pixels, so each one is a fixed
 permutation of an image's H*W pixels. We build the 8 permutations once per image size (by applying
 `dihedral` itself to a grid of pixel numbers, so the two can never disagree) and augmenting a batch
 is then one gather per tensor, each sample reading through its own op's map. LR and HR are gathered
@@ -8,7 +8,7 @@ with the same per-sample ops, so a pair is always turned the same way.
 
 The randomness of an epoch (the sample order and one op per sample) is drawn up front from one
 generator that lives on the training device. Nothing is grouped by op on the host (the reference path
-in `sr_core.ops.augment_batch` needs `.unique().tolist()` and an index copy per op), and the
+(`augment_batch_host`) needs `.unique().tolist()` and an index copy per op), and the
 generator's state is a small CPU tensor the trainer checkpoints, so a resumed trial draws exactly what
 an uninterrupted one would have.
 """
@@ -18,9 +18,7 @@ import functools
 
 import torch
 
-from sr_core.ops import dihedral
-
-NUM_OPS = 8
+from sr_core.dihedral import NUM_OPS, dihedral
 
 
 @functools.lru_cache(maxsize=16)
@@ -66,3 +64,26 @@ def augment_batch(lr: torch.Tensor, hr: torch.Tensor, ops: torch.Tensor) -> tupl
     if lr.shape[0] != hr.shape[0]:
         raise ValueError(f"augment_batch needs as many LR as HR images, got {lr.shape[0]} and {hr.shape[0]}")
     return apply_ops(lr, ops), apply_ops(hr, ops)
+
+
+def augment_batch_host(
+    lr: torch.Tensor, hr: torch.Tensor, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference path (`FastPaths.device_rng` off): one random dihedral op per sample, drawn on
+    the host, the same op on an LR and its HR, applied by grouping the samples by op. The inputs are
+    untouched."""
+    n = lr.shape[0]
+    if hr.shape[0] != n:
+        raise ValueError(f"augment_batch_host needs as many LR as HR images, got {n} and {hr.shape[0]}")
+    if lr.shape[-1] != lr.shape[-2] or hr.shape[-1] != hr.shape[-2]:
+        raise ValueError(f"augment_batch_host needs square images, got {tuple(lr.shape)} and {tuple(hr.shape)}")
+    # Drawn on the CPU from a CPU generator: reproducible and resumable whatever the device, and
+    # grouping the samples by op below then needs no GPU->CPU sync.
+    ops = torch.randint(0, NUM_OPS, (n,), generator=generator)
+    lr_out, hr_out = torch.empty_like(lr), torch.empty_like(hr)
+    for op in ops.unique().tolist():
+        idx = torch.nonzero(ops == op).squeeze(1)
+        lr_idx, hr_idx = idx.to(lr.device), idx.to(hr.device)
+        lr_out.index_copy_(0, lr_idx, dihedral(lr.index_select(0, lr_idx), op))
+        hr_out.index_copy_(0, hr_idx, dihedral(hr.index_select(0, hr_idx), op))
+    return lr_out, hr_out

@@ -21,7 +21,7 @@ LR kernels (a deliberate change from "one resize for every LR"): where sr-search
 (embedded and HR-only sources), val LR is always ``downscale`` (bicubic with antialias), so val metrics
 and bicubic baselines stay comparable across studies; each *train* patch's LR is made with one of
 ``TRAIN_LR_KERNELS`` (sr-search's, Pillow's bicubic, OpenCV-style non-antialiased cubic; see
-``sr_core.ops``), chosen by a hash of the patch name: deterministic, and independent of which other
+``sr_core.resize``), chosen by a hash of the patch name: deterministic, and independent of which other
 patches exist. Users' LR images come from many pipelines; a model trained on one kernel only loses
 quality on the others. Paired folders keep the LR they ship.
 
@@ -48,15 +48,12 @@ from typing import Callable, NamedTuple
 import numpy as np
 import torch
 
-# The tensor ops live in sr_core.ops; re-exported here, where DESIGN.md's data contract names them.
 from sr_core import metrics, patches
 from sr_core.files import atomic_path
-from sr_core.images import IMAGE_SUFFIXES, DataError, list_images, paired_split, read_rgb  # noqa: F401
-from sr_core.ops import (LR_KERNELS, SCALE, augment_batch, bicubic_upscale, dihedral,  # noqa: F401
-                         downscale, downscale_with, to_float)
-
-LR_SIZE = 32
-HR_SIZE = 128
+from sr_core.images import DataError, list_images, paired_split, read_rgb
+from sr_core.pixels import to_float
+from sr_core.resize import LR_KERNELS, bicubic_upscale, downscale_with
+from sr_core.sizes import HR_SIZE, LR_SIZE, SCALE
 
 _FORMAT_VERSION = 2  # part of the cache key: bump it when the cache layout or the preparation changes
 _HR_ONLY_STRIDE = 128  # non-overlapping: user folders are usually big enough, and the cache stays small

@@ -7,7 +7,7 @@ import torch
 from sr_core import metrics
 from sr_core.data import SRPairs
 from sr_core.faults import Fault, inject
-from sr_core.ops import to_float
+from sr_core.pixels import to_float
 
 EVAL_BATCH = 64  # the reference eval batch; FastPaths.eval_batch is what trials use
 

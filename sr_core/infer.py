@@ -8,7 +8,7 @@ from torch import nn
 
 from sr_core.files import atomic_path
 from sr_core.models import build_model
-from sr_core.ops import dihedral, undo_dihedral
+from sr_core.dihedral import dihedral, undo_dihedral
 
 
 @torch.no_grad()

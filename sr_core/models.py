@@ -1,4 +1,9 @@
-"""The two 4x super-resolution networks (32x32 -> 128x128) and their analytic cost.
+"""The registry of 4x super-resolution networks (32x32 -> 128x128) and their analytic cost.
+
+`MODELS` is the one list of architectures (`@register_model`, as timm and BasicSR register theirs):
+`build_model`, `check_model_args`, the cost functions, the study parser and `TrialConfig` all read it.
+Each network states its own 3x3 convs (`conv_shapes`), from which FLOPs and parameters are computed
+without building it.
 
 `residual` is an EDSR/SRResNet-style net that works at the LR resolution and upsamples at the end;
 `refiner` upsamples first (bicubic) and refines at 128x128, so it is 16x more expensive per conv.
@@ -14,14 +19,33 @@ budgets than the plain net.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-ARCHS = ("refiner", "residual")
-SCALE = 4
-LR_SIZE = 32
-HR_SIZE = LR_SIZE * SCALE
+from sr_core.errors import ConfigError
+from sr_core.sizes import HR_SIZE, LR_SIZE, SCALE
+
+#: name -> network class; classes take (blocks, channels) and have a `conv_shapes` classmethod.
+MODELS: dict[str, type[nn.Module]] = {}
+ConvShapes = list[tuple[int, int, int]]  # (c_in, c_out, output pixels) of every 3x3 conv
+
+
+def register_model(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    """Class decorator: add a network to `MODELS` under `name`."""
+    def add(cls: type[nn.Module]) -> type[nn.Module]:
+        if name in MODELS:
+            raise ValueError(f"a model named {name!r} is registered already ({MODELS[name].__name__})")
+        MODELS[name] = cls
+        return cls
+    return add
+
+
+def model_names() -> tuple[str, ...]:
+    """The registered architectures, sorted."""
+    return tuple(sorted(MODELS))
 
 
 def _conv(c_in: int, c_out: int) -> nn.Conv2d:
@@ -50,6 +74,7 @@ class ResidualBlock(nn.Module):
         return x + self.conv2(self.act(self.conv1(x)))
 
 
+@register_model("residual")
 class ResidualSR(nn.Module):
     """Features at 32x32, B residual blocks, a global skip, two x2 PixelShuffle stages."""
 
@@ -69,6 +94,12 @@ class ResidualSR(nn.Module):
             nn.init.zeros_(self.tail.weight)
             nn.init.zeros_(self.tail.bias)
 
+    @classmethod
+    def conv_shapes(cls, blocks: int, channels: int) -> ConvShapes:
+        c, lr_px, hr_px = channels, LR_SIZE * LR_SIZE, HR_SIZE * HR_SIZE
+        return ([(3, c, lr_px)] + [(c, c, lr_px)] * (2 * blocks) + [(c, c, lr_px)]
+                + [(c, 4 * c, lr_px), (c, 4 * c, 4 * lr_px), (c, 3, hr_px)])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feat = self.head(x)
         feat = feat + self.body_tail(self.body(feat))
@@ -76,6 +107,7 @@ class ResidualSR(nn.Module):
         return out + _bicubic_x4(x) if self.bicubic_skip else out
 
 
+@register_model("refiner")
 class RefinerSR(nn.Module):
     """Bicubic x4 first, then B residual blocks at 128x128 that refine it."""
 
@@ -87,26 +119,29 @@ class RefinerSR(nn.Module):
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
 
+    @classmethod
+    def conv_shapes(cls, blocks: int, channels: int) -> ConvShapes:
+        c, hr_px = channels, HR_SIZE * HR_SIZE
+        return [(3, c, hr_px)] + [(c, c, hr_px)] * (2 * blocks) + [(c, 3, hr_px)]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         up = _bicubic_x4(x)
         return up + self.tail(self.body(self.head(up)))
 
 
-MODELS = {"refiner": RefinerSR, "residual": ResidualSR}
-
-
-def _check(arch: str, blocks: int, channels: int) -> None:
+def check_model_args(arch: str, blocks: int, channels: int) -> None:
+    """The one check of a network's arguments, against the registry: raises ConfigError naming the field."""
     if arch not in MODELS:
-        raise ValueError(f"unknown arch {arch!r}; expected one of {sorted(MODELS)}")
-    if not (isinstance(blocks, int) and blocks >= 0):
-        raise ValueError(f"blocks must be an int >= 0, got {blocks=}")
-    if not (isinstance(channels, int) and channels >= 1):
-        raise ValueError(f"channels must be an int >= 1, got {channels=}")
+        raise ConfigError("arch", f"unknown arch {arch!r}; expected one of {list(model_names())}")
+    if not (isinstance(blocks, int) and not isinstance(blocks, bool) and blocks >= 0):
+        raise ConfigError("blocks", f"blocks must be an int >= 0, got {blocks=}")
+    if not (isinstance(channels, int) and not isinstance(channels, bool) and channels >= 1):
+        raise ConfigError("channels", f"channels must be an int >= 1, got {channels=}")
 
 
 def build_model(arch: str, blocks: int, channels: int) -> nn.Module:
     """Float [N,3,32,32] in [0,1] -> [N,3,128,128] (not clamped; metrics clamp)."""
-    _check(arch, blocks, channels)
+    check_model_args(arch, blocks, channels)
     return MODELS[arch](blocks, channels)
 
 
@@ -114,13 +149,10 @@ def _conv_macs(c_in: int, c_out: int, pixels: int) -> int:
     return 9 * c_in * c_out * pixels
 
 
-def _conv_shapes(arch: str, blocks: int, channels: int) -> list[tuple[int, int, int]]:
-    """(c_in, c_out, output pixels) of every 3x3 conv, in forward order."""
-    c, lr_px, hr_px = channels, LR_SIZE * LR_SIZE, HR_SIZE * HR_SIZE
-    if arch == "residual":
-        return ([(3, c, lr_px)] + [(c, c, lr_px)] * (2 * blocks) + [(c, c, lr_px)]
-                + [(c, 4 * c, lr_px), (c, 4 * c, 4 * lr_px), (c, 3, hr_px)])
-    return [(3, c, hr_px)] + [(c, c, hr_px)] * (2 * blocks) + [(c, 3, hr_px)]
+def _conv_shapes(arch: str, blocks: int, channels: int) -> ConvShapes:
+    """(c_in, c_out, output pixels) of every 3x3 conv of the network, in forward order."""
+    check_model_args(arch, blocks, channels)
+    return MODELS[arch].conv_shapes(blocks, channels)
 
 
 def flops_per_image(arch: str, blocks: int, channels: int) -> int:
@@ -129,13 +161,11 @@ def flops_per_image(arch: str, blocks: int, channels: int) -> int:
     Bias adds, activations, PixelShuffle and the bicubic resize are ignored (< 1% for any
     channels >= 16). A training step costs about 3x this (forward + backward).
     """
-    _check(arch, blocks, channels)
     return 2 * sum(_conv_macs(ci, co, px) for ci, co, px in _conv_shapes(arch, blocks, channels))
 
 
 def params_count(arch: str, blocks: int, channels: int) -> int:
     """Trainable parameters, computed without building the model (the largest grid point has 220M)."""
-    _check(arch, blocks, channels)
     return sum(9 * ci * co + co for ci, co, _ in _conv_shapes(arch, blocks, channels))
 
 

@@ -27,7 +27,9 @@ import re
 
 import numpy as np
 
-PATCH = 128
+from sr_core.sizes import HR_SIZE
+
+PATCH = HR_SIZE  # the patches are the HR training images
 TRAIN_STRIDE = 64  # overlapping train patches: the embedded photos are few, so take what they have
 VAL_STRIDE = 64  # val patches may overlap each other, never a train patch
 VAL_BAND_EVERY = 448  # rows of photo per val band: 1 band up to ~670 rows, 2 for hubble, 3 for the retina

@@ -38,15 +38,14 @@ import torch
 import torch.nn.functional as F
 
 from sr_core import checkpoint, fastpaths
-from sr_core.augment import augment_batch, epoch_draws, make_generator
+from sr_core.augment import augment_batch, augment_batch_host, epoch_draws, make_generator
 from sr_core.checkpoint import BEST_FILE, CHECKPOINT_FILE, ENDED_FILE, CheckpointPolicy, CheckpointWriter
 from sr_core.data import SRData, SRPairs
 from sr_core.evaluate import evaluate
 from sr_core.fastpaths import FastPaths, FiniteWatch, backend_flags, compiled
 from sr_core.faults import Fault, inject, parse_fault
 from sr_core.models import build_model
-from sr_core.ops import augment_batch as host_augment_batch
-from sr_core.ops import to_float
+from sr_core.pixels import to_float
 from sr_core.trial_config import (STATUSES, TrialConfig, TrialResult, best_metrics, config_from_dict,
                                   lr_at)
 
@@ -296,7 +295,7 @@ def _batches(trial: _Trial):
             lr_u8, hr_u8 = augment_batch(lr_u8, hr_u8, ops[i * b:(i + 1) * b])
         lr_img, hr_img = to_float(lr_u8), to_float(hr_u8)
         if config.augment and not fast.device_rng:
-            lr_img, hr_img = host_augment_batch(lr_img, hr_img, generator=trial.gen)
+            lr_img, hr_img = augment_batch_host(lr_img, hr_img, generator=trial.gen)
         if fast.channels_last:
             lr_img = lr_img.contiguous(memory_format=torch.channels_last)
         yield lr_img, hr_img

@@ -1,5 +1,12 @@
 """What a trial is and what it returns: `TrialConfig` (validated on construction), `TrialResult`,
-the per-step learning-rate schedule, and the names the search logs. No torch work happens here."""
+the per-step learning-rate schedule, and the run name. No torch work happens here.
+
+`TrialConfig` is the one declaration of a trial's hyperparameters and their defaults. Each field
+says which table of a study file sets it (`metadata["table"]`): `space` fields are searched, `train`
+fields are fixed for the whole study, `seed` comes from `[search]`, and `fault` is the test-only
+`[faults]` hook. The study parser, the Tune config, the MLflow params and the report's columns are
+derived from these fields (`fields_in`, `LOGGED_FIELDS`), so a new hyperparameter is one edit here.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -9,52 +16,76 @@ from typing import Any
 
 import torch
 
+from sr_core.errors import ConfigError
 from sr_core.faults import parse_fault
-from sr_core.models import ARCHS
+from sr_core.models import check_model_args
 
 STATUSES = ("completed", "early_stopped", "pruned", "diverged", "oom")
 
 
+def _in(table: str, default: Any, logged: bool = True) -> Any:
+    return field(default=default, metadata={"table": table, "logged": logged})
+
+
 @dataclass(frozen=True)
 class TrialConfig:
-    arch: str = "residual"
-    blocks: int = 4
-    channels: int = 32
-    lr: float = 1e-4
-    eta_min: float = 1e-7
-    epochs: int = 10
-    batch_size: int = 16
-    grad_clip: float = 1.0
-    patience: int = 10
-    seed: int = 0
-    augment: bool = True
-    # Images per epoch, drawn afresh each epoch; None = the whole train set. Lets CPU demos report
+    # searched: a study's [space]
+    arch: str = _in("space", "residual")
+    blocks: int = _in("space", 8)
+    channels: int = _in("space", 64)
+    lr: float = _in("space", 1e-4)
+    eta_min: float = _in("space", 1e-7)
+    # fixed for a study: its [train]
+    epochs: int = _in("train", 20)
+    batch_size: int = _in("train", 16)
+    grad_clip: float = _in("train", 1.0)
+    patience: int = _in("train", 10)
+    augment: bool = _in("train", True)
+    # Images per epoch, drawn afresh each epoch; 0 = the whole train set. Lets CPU demos report
     # (and be pruned) often without shrinking the data they see over a trial.
-    epoch_samples: int | None = None
+    epoch_samples: int = _in("train", 0)
+    seed: int = _in("search", 0)
     # Test-only hook: inject a fault ("raise@2", "nan@2", "oom@1", "oom:eval@1", "oom:to_device")
     # so the fault suite exercises the real handling paths. Empty for every real trial.
-    fault: str = ""
+    fault: str = _in("faults", "", logged=False)
 
     def __post_init__(self) -> None:
-        if self.arch not in ARCHS:
-            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch=}")
-        for name in ("blocks", "channels", "epochs", "batch_size", "patience"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "blocks" else 1):
-                raise ValueError(f"{name} must be a positive int, got {name}={value!r}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be a positive number, got {self.lr=}")
-        if not (0 <= self.eta_min <= self.lr):
-            raise ValueError(f"eta_min must be in [0, lr], got {self.eta_min=} with {self.lr=}")
-        if not self.grad_clip > 0:
-            raise ValueError(f"grad_clip must be > 0, got {self.grad_clip=}")
-        if self.epoch_samples is not None and self.epoch_samples < 1:
-            raise ValueError(f"epoch_samples must be >= 1 or None, got {self.epoch_samples=}")
-        parse_fault(self.fault)  # raises ValueError naming `fault` when malformed
+        check_model_args(self.arch, self.blocks, self.channels)
+        for name in ("epochs", "batch_size", "patience", "epoch_samples", "seed"):
+            value, low = getattr(self, name), 0 if name in ("epoch_samples", "seed") else 1
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ConfigError(name, f"{name} must be an int >= {low}, got {name}={value!r}")
+        if not isinstance(self.augment, bool):
+            raise ConfigError("augment", f"augment must be true or false, got {self.augment!r}")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError("lr", f"lr must be a positive number, got {self.lr=}")
+        if not (isinstance(self.eta_min, (int, float)) and 0 <= self.eta_min <= self.lr):
+            raise ConfigError("eta_min", f"eta_min must be in [0, lr], got {self.eta_min=} with {self.lr=}")
+        if not (isinstance(self.grad_clip, (int, float)) and self.grad_clip > 0):
+            raise ConfigError("grad_clip", f"grad_clip must be > 0, got {self.grad_clip=}")
+        try:
+            parse_fault(self.fault)
+        except ValueError as exc:
+            raise ConfigError("fault", str(exc)) from None
 
     @property
     def run_name(self) -> str:
-        return f"{self.arch}_b{self.blocks}_c{self.channels}_lr{self.lr:g}"
+        return run_name(self.arch, self.blocks, self.channels, self.lr, self.eta_min)
+
+
+def fields_in(table: str) -> tuple[dataclasses.Field, ...]:
+    """TrialConfig's fields that the study table `table` sets ("space", "train", "search", "faults")."""
+    return tuple(f for f in dataclasses.fields(TrialConfig) if f.metadata["table"] == table)
+
+
+#: The fields logged as MLflow params of every trial (all but the test-only fault hook).
+LOGGED_FIELDS = tuple(f.name for f in dataclasses.fields(TrialConfig) if f.metadata["logged"])
+
+
+def run_name(arch: str, blocks: int, channels: int, lr: float, eta_min: float) -> str:
+    """`residual_b24_c612_lr0.0001_eta1e-07`: unique over every searched field (it keys MLflow runs
+    and the [faults] table), short enough to read in a table."""
+    return f"{arch}_b{blocks}_c{channels}_lr{lr:g}_eta{eta_min:g}"
 
 
 @dataclass

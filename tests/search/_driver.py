@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 from optuna.storages.journal import JournalFileBackend
 
 from _photos import write_photos
-from search.tracking import EXPERIMENT
+from reports.schema import EXPERIMENT
 
 ROOT = Path(__file__).resolve().parents[2]
 

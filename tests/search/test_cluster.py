@@ -34,3 +34,43 @@ def test_failures_a_retry_cannot_mend_are_not_retried():
                                           "server failed with: version mismatch")
     assert not client_server_start_failed("ray client connection timeout")
     assert not client_server_start_failed("Starting Ray client server failed")  # not from the server's reply
+
+
+# -- what each trial asks Ray for, and how many run at once ----------------------------------------
+from search.cluster import Cluster, trial_resources  # noqa: E402
+from search.study import parse_study  # noqa: E402
+
+_STUDY = """
+[space]
+blocks = [1, 2, 3, 4, 5, 6]
+channels = [8]
+lr = [1e-3]
+[search]
+sampler = "grid"
+[resources]
+cpus_per_trial = {cpus}
+gpus_per_trial = {gpus}
+max_concurrent = {most}
+"""
+
+
+def _resources(cpus, gpus, most, cluster):
+    study = parse_study(_STUDY.format(cpus=cpus, gpus=gpus, most=most), "test", "t")
+    return trial_resources(study, cluster)
+
+
+def test_trials_fit_by_cpus_on_a_cpu_cluster_and_a_gpu_study_runs_there_on_cpu():
+    cpu_only = Cluster(cpus=8, gpus=0, nodes=1, address="local")
+    assert _resources(2, 1, 0, cpu_only) == ({"cpu": 2, "gpu": 0.0}, 4)
+    assert _resources(16, 0, 0, cpu_only) == ({"cpu": 8, "gpu": 0.0}, 1)  # asks for no more than there is
+
+
+def test_fractional_gpus_pack_trials_and_the_scarcer_resource_decides():
+    two_gpus = Cluster(cpus=16, gpus=2, nodes=2, address="auto")
+    assert _resources(1, 0.25, 0, two_gpus) == ({"cpu": 1, "gpu": 0.25}, 6)  # 8 fit on the GPUs, 6 trials
+    assert _resources(4, 0.25, 0, two_gpus) == ({"cpu": 4, "gpu": 0.25}, 4)  # the CPUs run out first
+    assert _resources(1, 1, 0, two_gpus) == ({"cpu": 1, "gpu": 1}, 2)
+
+
+def test_max_concurrent_caps_what_fits():
+    assert _resources(1, 0, 3, Cluster(cpus=8, gpus=0, nodes=1, address="local"))[1] == 3

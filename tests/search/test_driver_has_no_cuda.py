@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 SEARCH = Path(__file__).resolve().parents[2] / "search"
-DRIVER_MODULES = ["engine.py", "tuner.py", "callback.py", "tracking.py", "optuna_link.py", "asha.py",
-                  "outcome.py", "interrupts.py", "workdir.py", "secrets.py", "samples.py", "cluster.py"]
+# Every module the driver runs: the study machinery and the driver side of search/tune/ (the
+# trainable runs in the trials' processes, where CUDA belongs; the benchmarks are not the driver).
+DRIVER_MODULES = sorted(str(p.relative_to(SEARCH)) for p in [*SEARCH.glob("*.py"), *(SEARCH / "tune").glob("*.py")]
+                        if p.name not in ("trainable.py", "predict.py"))  # predict runs on a GPU by design
 REMOTE_FUNCTIONS = {"measure"}  # decorated with @ray.remote: runs in a worker, not the driver
 
 
@@ -31,6 +33,10 @@ def _cuda_uses(tree: ast.AST, skip: set[str]) -> list[int]:
 
     visit(tree)
     return found
+
+
+def test_the_driver_modules_are_found():
+    assert {"engine.py", "tracking.py", "closing.py", "tune/callback.py", "tune/tuner.py"} <= set(DRIVER_MODULES)
 
 
 @pytest.mark.parametrize("module", DRIVER_MODULES)

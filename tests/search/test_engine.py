@@ -12,7 +12,8 @@ from PIL import Image
 from _driver import ray_tmp
 from _photos import write_photos
 from search.cli import main
-from search.tracking import EXPERIMENT
+from sr_core.trial_config import LOGGED_FIELDS
+from reports.schema import EXPERIMENT
 
 STUDY = """
 [study]
@@ -79,8 +80,9 @@ def test_study_runs_and_tracks_one_parent_with_a_child_per_trial(tiny_run):
     for child in children:
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         p = child.data.params
-        assert child.info.run_name == f"{p['arch']}_b{p['blocks']}_c{p['channels']}_lr{float(p['lr']):g}"
-        assert {"n_params", "flops_per_image", "eta_min", "epochs", "batch_size"} <= set(p)
+        assert child.info.run_name == (f"{p['arch']}_b{p['blocks']}_c{p['channels']}_lr{float(p['lr']):g}"
+                                       f"_eta{float(p['eta_min']):g}")
+        assert set(p) == {*LOGGED_FIELDS, "n_params", "flops_per_image"}  # every hyperparameter, derived
         steps = [m.step for m in client.get_metric_history(child.info.run_id, "val/mse")]
         assert steps == list(range(1, len(steps) + 1))  # one value per epoch, step = epoch
         assert int(child.data.metrics["epochs_run"]) == len(steps)

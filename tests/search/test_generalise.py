@@ -5,7 +5,7 @@ from search.generalise import PHOTOS, format_table, generalisation, main, outsid
 from sr_core import patches
 from sr_core.infer import save_weights
 from sr_core.models import build_model
-from sr_core.ops import LR_KERNELS
+from sr_core.resize import LR_KERNELS
 
 
 def test_outside_patches_are_textured_non_overlapping_cuts_of_the_three_photos():

@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from _driver import Driver, child_env, epochs_logged, run_cli, runs, write_study
 from _services import BIN, kill_marked, mlflow_server, postgres, ray_cluster
-from search.tracking import EXPERIMENT
+from reports.schema import EXPERIMENT
 
 pytestmark = pytest.mark.slow
 

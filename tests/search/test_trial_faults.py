@@ -12,13 +12,13 @@ from optuna.trial import TrialState
 
 from _driver import child_env, epochs_logged, optuna_study, run_cli, runs, write_study
 
-FAULTS = {"residual_b1_c4_lr0.001": "nan@2", "residual_b0_c4_lr0.002": "raise@2",
-          "residual_b1_c4_lr0.002": "oom@2", "residual_b0_c4_lr1e-30": "oom:to_device"}
-EXPECTED = {"residual_b0_c4_lr0.001": "completed", "residual_b1_c4_lr0.001": "diverged",
-            "residual_b0_c4_lr0.002": "failed", "residual_b1_c4_lr0.002": "oom",
-            "residual_b0_c4_lr1e-30": "oom",
+FAULTS = {"residual_b1_c4_lr0.001_eta0": "nan@2", "residual_b0_c4_lr0.002_eta0": "raise@2",
+          "residual_b1_c4_lr0.002_eta0": "oom@2", "residual_b0_c4_lr1e-30_eta0": "oom:to_device"}
+EXPECTED = {"residual_b0_c4_lr0.001_eta0": "completed", "residual_b1_c4_lr0.001_eta0": "diverged",
+            "residual_b0_c4_lr0.002_eta0": "failed", "residual_b1_c4_lr0.002_eta0": "oom",
+            "residual_b0_c4_lr1e-30_eta0": "oom",
             # lr 1e-30 moves no weight: val/mse is flat, so patience 2 stops it at epoch 3 of 4
-            "residual_b1_c4_lr1e-30": "early_stopped"}
+            "residual_b1_c4_lr1e-30_eta0": "early_stopped"}
 OPTUNA = {"completed": TrialState.COMPLETE, "early_stopped": TrialState.COMPLETE,
           "diverged": TrialState.FAIL, "oom": TrialState.FAIL, "failed": TrialState.FAIL}
 
@@ -46,16 +46,16 @@ def test_each_trial_is_tagged_with_its_true_status_and_a_reason(faulty):
     trials = {r.info.run_name: r for r in runs(workdir)}
     assert {n: r.data.tags["status"] for n, r in trials.items()} == EXPECTED, out
     reasons = {n: r.data.tags.get("reason", "") for n, r in trials.items()}
-    assert reasons["residual_b0_c4_lr0.001"] == ""  # completed: nothing to explain
-    assert reasons["residual_b1_c4_lr0.001"] == "non-finite train MSE at epoch 2"
-    assert "RuntimeError: injected fault 'raise@2'" in reasons["residual_b0_c4_lr0.002"]
-    assert "out of memory at epoch 2" in reasons["residual_b1_c4_lr0.002"]
-    assert "out of memory at epoch 1" in reasons["residual_b0_c4_lr1e-30"]
-    assert "did not improve for 2 epochs" in reasons["residual_b1_c4_lr1e-30"]
+    assert reasons["residual_b0_c4_lr0.001_eta0"] == ""  # completed: nothing to explain
+    assert reasons["residual_b1_c4_lr0.001_eta0"] == "non-finite train MSE at epoch 2"
+    assert "RuntimeError: injected fault 'raise@2'" in reasons["residual_b0_c4_lr0.002_eta0"]
+    assert "out of memory at epoch 2" in reasons["residual_b1_c4_lr0.002_eta0"]
+    assert "out of memory at epoch 1" in reasons["residual_b0_c4_lr1e-30_eta0"]
+    assert "did not improve for 2 epochs" in reasons["residual_b1_c4_lr1e-30_eta0"]
     for name, run in trials.items():  # MLflow's own run state agrees with the tag
         assert run.info.status == ("FAILED" if EXPECTED[name] == "failed" else "FINISHED")
     # the healthy epochs of the diverged trial are kept: epoch 1 only
-    assert [e for e, _ in epochs_logged(workdir, trials["residual_b1_c4_lr0.001"].info.run_id)] == [1]
+    assert [e for e, _ in epochs_logged(workdir, trials["residual_b1_c4_lr0.001_eta0"].info.run_id)] == [1]
 
 
 def test_optuna_tells_the_same_story(faulty):

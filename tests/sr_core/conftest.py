@@ -3,7 +3,8 @@ import pytest
 import torch
 from skimage import data as skdata
 
-from sr_core.data import SRData, SRPairs, downscale
+from sr_core.data import SRData, SRPairs
+from sr_core.resize import downscale
 
 
 def _patches(image: np.ndarray, n: int, size: int = 128) -> torch.Tensor:

@@ -3,8 +3,9 @@ and HR, drawn from a generator whose state makes the draws resumable."""
 import pytest
 import torch
 
-from sr_core.augment import NUM_OPS, apply_ops, augment_batch, dihedral_maps, epoch_draws, make_generator
-from sr_core.ops import dihedral
+from sr_core.augment import (NUM_OPS, apply_ops, augment_batch, augment_batch_host, dihedral_maps, epoch_draws,
+                             make_generator)
+from sr_core.dihedral import dihedral
 
 CPU = torch.device("cpu")
 
@@ -67,3 +68,42 @@ def test_bad_shapes_are_named():
         apply_ops(torch.zeros(2, 3, 4, 4), torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match="as many LR as HR"):
         augment_batch(torch.zeros(2, 3, 4, 4), torch.zeros(3, 3, 16, 16), torch.zeros(2, dtype=torch.long))
+
+
+# --- the host reference path (FastPaths.device_rng off) ---------------------------------------
+def _lr_hr_batch(n):
+    """LR with all-distinct pixels, HR = its nearest-neighbour 4x upsample (so HR[::4, ::4] == LR)."""
+    lr = torch.randperm(n * 3 * 8 * 8, generator=torch.Generator().manual_seed(1)).reshape(n, 3, 8, 8)
+    hr = lr.repeat_interleave(4, dim=2).repeat_interleave(4, dim=3)
+    return lr.float(), hr.float()
+
+
+def test_host_augment_applies_the_same_op_to_lr_and_hr_and_only_moves_pixels():
+    lr, hr = _lr_hr_batch(16)
+    lr_before, hr_before = lr.clone(), hr.clone()
+    lr_aug, hr_aug = augment_batch_host(lr, hr, torch.Generator().manual_seed(0))
+    assert torch.equal(hr_aug[:, :, ::4, ::4], lr_aug)
+    assert torch.equal(lr_aug.flatten(1).sort(dim=1).values, lr.flatten(1).sort(dim=1).values)
+    assert not torch.equal(lr_aug, lr)  # 16 samples: at least one was transformed
+    assert torch.equal(lr, lr_before) and torch.equal(hr, hr_before)  # inputs untouched
+
+
+def test_host_augment_uses_all_8_ops_and_is_reproducible_from_the_generator():
+    lr, hr = _lr_hr_batch(64)
+    lr_aug, _ = augment_batch_host(lr, hr, torch.Generator().manual_seed(5))
+    ops = set()
+    for i in range(64):
+        candidates = [lr[i].flip(-1) if k >= 4 else lr[i] for k in range(8)]
+        candidates = [torch.rot90(c, k % 4, dims=(-2, -1)) for k, c in enumerate(candidates)]
+        ops |= {k for k, c in enumerate(candidates) if torch.equal(c, lr_aug[i])}
+    assert ops == set(range(8))
+    again, _ = augment_batch_host(lr, hr, torch.Generator().manual_seed(5))
+    other, _ = augment_batch_host(lr, hr, torch.Generator().manual_seed(6))
+    assert torch.equal(again, lr_aug) and not torch.equal(other, lr_aug)
+
+
+def test_host_augment_works_on_uint8():
+    lr, hr = _lr_hr_batch(4)
+    lr_aug, hr_aug = augment_batch_host(lr.to(torch.uint8), hr.to(torch.uint8))
+    assert lr_aug.dtype == hr_aug.dtype == torch.uint8
+    assert torch.equal(hr_aug[:, :, ::4, ::4], lr_aug)

@@ -5,7 +5,7 @@ from skimage import data as skdata
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from sr_core import metrics
-from sr_core.data import bicubic_upscale, downscale
+from sr_core.resize import bicubic_upscale, downscale
 
 
 def _sk_ssim(p, t):

@@ -2,7 +2,11 @@ import pytest
 import torch
 from torch import nn
 
-from sr_core.models import ARCHS, build_model, count_parameters, flops_per_image, params_count
+from sr_core.errors import ConfigError
+from sr_core.models import (MODELS, build_model, count_parameters, flops_per_image, model_names, params_count,
+                             register_model)
+
+ARCHS = model_names()  # the tests run over the registry, as timm's do
 
 
 def _hook_flops(model: nn.Module) -> int:
@@ -75,6 +79,13 @@ def test_24_blocks_train_a_few_steps_without_nan(arch):
                                  dict(arch="residual", blocks=-1, channels=4),
                                  dict(arch="residual", blocks=1, channels=0)])
 def test_bad_arguments_are_named(bad):
-    with pytest.raises(ValueError) as exc:
+    with pytest.raises(ConfigError) as exc:
         build_model(**bad)
-    assert any(k in str(exc.value) for k in ("arch", "blocks", "channels"))
+    assert exc.value.field in bad and exc.value.field in str(exc.value)
+
+
+def test_the_registry_is_the_list_of_architectures_and_refuses_a_second_entry_of_a_name():
+    assert ARCHS == ("refiner", "residual") and set(MODELS) == set(ARCHS)
+    with pytest.raises(ValueError, match="'residual' is registered already"):
+        register_model("residual")(nn.Identity)
+    assert MODELS["residual"].__name__ == "ResidualSR"  # the refused entry changed nothing

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from sr_core import metrics
 from sr_core.checkpoint import BEST_FILE, CHECKPOINT_FILE, ENDED_FILE
 from sr_core.models import build_model
-from sr_core.ops import augment_batch, to_float
+from sr_core.augment import augment_batch_host
+from sr_core.pixels import to_float
 from sr_core.train import FastPaths, TrialConfig, lr_at, train_trial
 
 FAST = TrialConfig(arch="residual", blocks=1, channels=8, lr=1e-3, eta_min=1e-5, epochs=3,
@@ -25,7 +26,7 @@ def _metrics_only(history):
 
 def _plain_trainer(config, data):
     """The trainer as it was before any fast path, written out plainly (CPU): host generator, one
-    host->device index copy per batch, ops.augment_batch, plain Adam, eval in batches of 64 summed
+    host->device index copy per batch, augment_batch_host, plain Adam, eval in batches of 64 summed
     in Python. FastPaths.reference() must reproduce it exactly."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
@@ -43,7 +44,7 @@ def _plain_trainer(config, data):
             for group in opt.param_groups:
                 group["lr"] = lr_at((epoch - 1) * steps + i, steps * config.epochs, config)
             idx = order[i * b:(i + 1) * b]
-            x, y = augment_batch(to_float(data.train.lr[idx]), to_float(data.train.hr[idx]), generator=gen)
+            x, y = augment_batch_host(to_float(data.train.lr[idx]), to_float(data.train.hr[idx]), generator=gen)
             loss = F.mse_loss(model(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -1,6 +1,6 @@
 """A real CUDA out-of-memory through `train_trial`, for the GPU machine (no Ray, Optuna or MLflow):
 
-    PYTHONPATH=. python3 -m search.gpu_oom [--batch 512]
+    PYTHONPATH=. python3 -m search.bench.gpu_oom [--batch 512]
 
 A refiner b24 c712 at batch 512 (far beyond an 80 GB card) must end as status `oom` with a one-line
 reason, give its memory back, and leave the process able to train: a residual b8 c64 trial right
@@ -14,12 +14,12 @@ import time
 
 import torch
 
-from search.bench_train import synthetic_data
+from search.bench.train import synthetic_data
 from sr_core.train import TrialConfig, train_trial
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m search.gpu_oom", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m search.bench.gpu_oom", description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=512, help="batch of the too-big trial (default 512)")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():

@@ -2,19 +2,19 @@
 
 Ray's `Tuner.restore` rebuilds the scheduler from the pickle written when the study started, so the
 rung records collected before a crash are lost and, after a resume, the remaining trials are compared
-against empty rungs: nothing gets pruned until the rungs fill again. But every epoch's val/mse is also
-an Optuna intermediate value (the driver callback writes it), and every trial ASHA stopped is PRUNED
-there. So the first time this scheduler is used in a process, it refills its rungs from the Optuna
-study: no file of its own, nothing that only the driver's disk holds.
+against empty rungs: nothing gets pruned until the rungs fill again. But every epoch's objective is
+also an Optuna intermediate value (the driver callback writes it), and every trial ASHA stopped is
+PRUNED there. So the first time this scheduler is used in a process, it refills its rungs from the
+Optuna study: no file of its own, nothing that only the driver's disk holds.
 
-Ray's scheduler keeps its rungs in private attributes (`_brackets[0]._rungs`); they are touched only in
-`_rungs` below, and tests/search/test_asha.py fails loudly if Ray changes them.
+Ray's private scheduler state is touched only through search/tune/ray_internals.py.
 """
 from __future__ import annotations
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
-from search.optuna_link import RAY_TRIAL_ID, OptunaTarget, optuna_trials
+from search.tune import ray_internals as ray_private
+from search.tune.optuna_store import RAY_TRIAL_ID, OptunaTarget
 
 TIME_ATTR = "epoch"
 
@@ -36,24 +36,21 @@ class PersistentASHA(AsyncHyperBandScheduler):
     @property
     def milestones(self) -> list[int]:
         """The epochs at which ASHA compares trials, ascending (Ray's own computation)."""
-        return sorted(milestone for milestone, _ in self._rungs())
-
-    def _rungs(self) -> list[tuple[int, dict]]:
-        return [(int(milestone), recorded) for milestone, recorded in self._brackets[0]._rungs]  # noqa: SLF001
+        return sorted(milestone for milestone, _ in ray_private.asha_rungs(self))
 
     def _load(self) -> None:
         """Refill the rungs (and the set of pruned trials) from Optuna, once per process."""
         if self._loaded:
             return
         self._loaded = True
-        sign = -1.0 if self._mode == "min" else 1.0  # ASHA records metric_op * value
-        for trial in optuna_trials(self.target):
+        sign, rungs = ray_private.asha_sign(self), ray_private.asha_rungs(self)
+        for trial in self.target.trials():
             ray_id = trial.user_attrs.get(RAY_TRIAL_ID)
             if ray_id is None:
                 continue
             if trial.user_attrs.get("status") == "pruned":
                 self.pruned.add(ray_id)
-            for milestone, recorded in self._rungs():
+            for milestone, recorded in rungs:
                 if milestone in trial.intermediate_values:
                     recorded.setdefault(ray_id, sign * trial.intermediate_values[milestone])
 
@@ -65,14 +62,14 @@ class PersistentASHA(AsyncHyperBandScheduler):
         self._load()
         if trial.trial_id in self.pruned:  # pruned before a crash that Tune's snapshot missed
             return TrialScheduler.STOP
-        if trial.trial_id not in self._trial_info:  # a restored trial that Ray did not re-add
-            self._trial_info[trial.trial_id] = self._brackets[0]
+        if not ray_private.asha_knows(self, trial.trial_id):  # a restored trial that Ray did not re-add
+            ray_private.asha_adopt(self, trial.trial_id)
         return super().on_trial_result(tune_controller, trial, result)
 
     def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
         self._load()
-        if trial.trial_id in self._trial_info:
+        if ray_private.asha_knows(self, trial.trial_id):
             super().on_trial_complete(tune_controller, trial, result)
 
     def on_trial_remove(self, tune_controller, trial) -> None:
-        self._trial_info.pop(trial.trial_id, None)
+        ray_private.asha_forget(self, trial.trial_id)

@@ -8,15 +8,17 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from sr_core.data import bicubic_upscale, load_cached, to_float
+from sr_core.data import load_cached
 from sr_core.infer import load_model, upscale
+from sr_core.pixels import to_float, to_uint8
+from sr_core.resize import bicubic_upscale
 
 ROWS = 4
 _LABELS = ("LR (nearest)", "bicubic", "SR", "HR")
 
 
 def _to_image(x: torch.Tensor) -> np.ndarray:
-    return (x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    return to_uint8(x).permute(1, 2, 0).numpy()
 
 
 @functools.lru_cache(maxsize=4)

@@ -1,4 +1,4 @@
-"""Passwords in storage and tracking URIs: never printed, logged, pickled or written to MLflow.
+"""Redaction of passwords in storage and tracking URIs: never printed, logged, pickled or written to MLflow.
 
 `mask` gives the form that may be shown or stored (`postgresql://user:***@host/db`). Objects that Tune
 pickles into its experiment state (the searcher, the scheduler, the callback) keep the masked form and

@@ -2,93 +2,28 @@
 written with the machine and the versions beside them. Figures only, never pass/fail: machines are
 noisy, so each benchmark compares ratios measured side by side in one run.
 
-    bench train   the real training loop against a plain one: images/s, TFLOP/s, fraction of peak,
-                  optional ablation of the fast paths, optional N concurrent processes (search.bench_train)
-    bench data    one epoch of augmented batches: ours against PIL + DataLoader (search.bench_data)
-    bench overhead, bench search   the study machinery, through the real engine (search.bench_study)
+    bench train     the real training loop against a plain one: images/s, TFLOP/s, fraction of peak,
+                    optional ablation of the fast paths, optional N concurrent processes (bench/train.py)
+    bench data      one epoch of augmented batches: ours against PIL + DataLoader (bench/data.py)
+    bench overhead  the study machinery's cost per trial, through the real engine (bench/overhead.py)
+    bench search    schedules replayed on measured learning curves (bench/schedules.py)
 
-A subcommand is one entry of SUBCOMMANDS (its arguments and its run function); `overhead` and
-`search` (which need the Ray engine) slot in the same way. Nothing here imports Ray, Optuna or
-MLflow, and torch only once a benchmark runs: `bench` works on a bare GPU box with PYTHONPATH=.
-`bench(...)` is the one synthetic training step that `search.estimate` measures devices with.
+A subcommand is one entry of SUBCOMMANDS (its help, its arguments and its run function). Nothing here
+imports Ray, Optuna or MLflow, and torch only once a benchmark runs: `bench train` and `bench data`
+work on a bare GPU box with PYTHONPATH=. This package is imported by nothing but `search.cli`.
 """
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import platform
 import sys
 from pathlib import Path
 from typing import Callable
 
+from search.bench import overhead, schedules
+from search.bench.output import default_device, envelope, table, write_json
+
 EXIT_USAGE = 2
-
-# Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets, for MFU.
-PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0,
-                    "4090": 165.0, "V100": 125.0}
-
-
-# -- the machine and the versions, recorded with every figure ----------------------------------------
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_info(device: str) -> dict:
-    import torch
-    info = {"cpu": _cpu_model(), "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "device": device, "platform": platform.platform()}
-    if device.startswith("cuda") and torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(torch.device(device))
-        info.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2 ** 30, 1),
-                    gpu_capability=f"{props.major}.{props.minor}", gpu_count=torch.cuda.device_count())
-    return info
-
-
-def versions() -> dict:
-    import numpy
-    import PIL
-    import torch
-    return {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
-            "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-            "numpy": numpy.__version__, "pillow": PIL.__version__}
-
-
-def envelope(benchmark: str, device: str, command: list[str] | None = None) -> dict:
-    return {"benchmark": benchmark, "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "command": " ".join(command) if command else None, "machine": machine_info(device),
-            "versions": versions()}
-
-
-def write_json(path: str | os.PathLike, payload: dict) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(payload, indent=2, default=str) + "\n")
-
-
-def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
-    """Rows as an aligned text table; columns are (key, header, format), e.g. ("speedup", "x", ".2f")."""
-    def cell(row, key, fmt):
-        value = row.get(key)
-        if value is None:
-            return "-"
-        return format(value, fmt) if isinstance(value, (int, float)) and fmt else str(value)
-    body = [[cell(r, k, f) for k, _, f in columns] for r in rows]
-    heads = [h for _, h, _ in columns]
-    widths = [max(len(x) for x in col) for col in zip(heads, *body)]
-    line = lambda xs: "  ".join(x.rjust(w) if i else x.ljust(w) for i, (x, w) in enumerate(zip(xs, widths)))
-    return "\n".join([line(heads), line(["-" * w for w in widths])] + [line(r) for r in body])
-
-
-def default_device() -> str:
-    import torch
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 # -- bench train --------------------------------------------------------------------------------------
@@ -119,7 +54,7 @@ _OURS_COLUMNS = [("variant", "loop", ""), ("images_per_s", "images/s", ".1f"), (
 def _run_train(args) -> int:
     import torch
 
-    from search.bench_train import TrainSpec, bench_train, profile_trainer
+    from search.bench.train import TrainSpec, bench_train, profile_trainer
     from sr_core.fastpaths import FastPaths
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -183,7 +118,7 @@ def _data_arguments(p: argparse.ArgumentParser) -> None:
 def _run_data(args) -> int:
     import torch
 
-    from search.bench_data import bench_data
+    from search.bench.data import bench_data
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.images < 1 or args.rounds < 1 or args.workers < 0:
@@ -215,16 +150,10 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Cal
     "train": ("the real training loop vs a plain one: images/s, TFLOP/s, fraction of peak, ablation",
               _train_arguments, _run_train),
     "data": ("one epoch of augmented batches: ours vs PIL + DataLoader", _data_arguments, _run_data),
+    # These two import Ray, Optuna and MLflow only when they run.
+    "overhead": overhead.SUBCOMMAND,
+    "search": schedules.SUBCOMMAND,
 }
-
-
-def _study_benchmarks() -> None:
-    """`overhead` and `search` (search.bench_study) import Ray only when they run."""
-    from search.bench_study import SUBCOMMANDS as study_benchmarks
-    SUBCOMMANDS.update(study_benchmarks)
-
-
-_study_benchmarks()
 
 
 def add_bench_parser(subparsers) -> argparse.ArgumentParser:
@@ -243,69 +172,3 @@ def run_bench(args) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-
-
-# -- one synthetic training step (what search.estimate measures a device with) -----------------------
-def _time(fn, seconds: float, sync) -> tuple[int, float]:
-    import time
-    fn()
-    sync()
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds or n < 3:
-        fn()
-        n += 1
-    sync()
-    return n, time.perf_counter() - t0
-
-
-def _peak(device: str) -> float | None:
-    import torch
-    if not device.startswith("cuda"):
-        return None
-    name = torch.cuda.get_device_name(0)
-    return next((v * 1e12 for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
-
-
-def bench(arch: str, blocks: int, channels: int, batch_size: int = 16, seconds: float = 3.0,
-          device: str | None = None, amp: bool = True) -> dict:
-    """Training and inference images/s of one synthetic step; `train_tflops` feeds the cost estimate."""
-    import torch
-    import torch.nn.functional as F
-
-    from sr_core.models import build_model, flops_per_image, params_count
-    device = device or default_device()
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    dtype = torch.bfloat16 if device.startswith("cuda") and amp else None
-    model = build_model(arch, blocks, channels).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    x = torch.rand(batch_size, 3, 32, 32, device=device)
-    y = torch.rand(batch_size, 3, 128, 128, device=device)
-
-    def train_step():
-        with torch.autocast(device.split(":")[0], dtype=dtype, enabled=dtype is not None):
-            loss = F.mse_loss(model(x).float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    @torch.no_grad()
-    def infer_step():
-        with torch.autocast(device.split(":")[0], dtype=dtype, enabled=dtype is not None):
-            model(x)
-
-    fpi = flops_per_image(arch, blocks, channels)
-    n_train, t_train = _time(train_step, seconds, sync)
-    n_infer, t_infer = _time(infer_step, seconds / 2, sync)
-    train_ips, infer_ips = n_train * batch_size / t_train, n_infer * batch_size / t_infer
-    peak = _peak(device)
-    out = {"arch": arch, "blocks": blocks, "channels": channels, "batch_size": batch_size,
-           "device": torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu",
-           "precision": "bf16-autocast" if dtype else "fp32", "params": params_count(arch, blocks, channels),
-           "gflops_per_image": fpi / 1e9, "train_images_per_s": train_ips, "infer_images_per_s": infer_ips,
-           "train_tflops": 3 * fpi * train_ips / 1e12, "infer_tflops": fpi * infer_ips / 1e12}
-    if peak:
-        out["train_mfu"] = 3 * fpi * train_ips / peak
-        out["infer_mfu"] = fpi * infer_ips / peak
-    if device == "cpu":
-        out["threads"] = torch.get_num_threads()
-    return out

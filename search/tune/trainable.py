@@ -26,11 +26,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from search.study import SPACE_KEYS, Study
 from sr_core.data import SRData, SRPairs
 from sr_core.train import TrialConfig, best_metrics, default_device, train_trial
 
 #: Config keys that the search adds for the trial's own use (not TrialConfig fields).
-SCRATCH_KEY, CPUS_KEY, FAULTS_KEY = "_scratch", "_cpus", "_faults"
+SCRATCH_KEY, CPUS_KEY = "_scratch", "_cpus"
 SCRATCH_ROOT = "sr-search-trials"
 
 
@@ -61,16 +62,13 @@ def scratch_dir(tag: str, trial_id: str) -> Path:
     return scratch_root() / tag / trial_id
 
 
-def trial_config(config: dict[str, Any]) -> TrialConfig:
-    """The TrialConfig inside a Tune config (which also holds the search's own `_` keys)."""
-    from sr_core.train import config_from_dict
-    fields = {k: v for k, v in config.items() if not k.startswith("_")}
-    fields["fault"] = config.get(FAULTS_KEY, {}).get(TrialConfig(**{**fields, "fault": ""}).run_name, "")
-    return config_from_dict(fields)
+def trial_config(study: Study, config: dict[str, Any]) -> TrialConfig:
+    """The TrialConfig of a Tune trial: the study's mapping of the point Optuna sampled."""
+    return study.trial_config({k: config[k] for k in SPACE_KEYS})
 
 
-def run_trial(config: dict[str, Any], data: dict[str, np.ndarray]) -> None:
-    """The Tune function trainable (wrapped with `tune.with_parameters(run_trial, data=...)`)."""
+def run_trial(config: dict[str, Any], data: dict[str, np.ndarray], study: Study) -> None:
+    """The Tune function trainable (wrapped with `tune.with_parameters(run_trial, data=..., study=...)`)."""
     import ray
     from ray import tune
 
@@ -95,7 +93,7 @@ def run_trial(config: dict[str, Any], data: dict[str, np.ndarray]) -> None:
             persisted = report.get("checkpoint/epoch")
             return True  # ASHA stops a trial from outside (tune.report then exits the thread)
 
-        closing, persist = _train(trial_config(config), data, scratch, on_epoch)
+        closing, persist = _train(trial_config(study, config), data, scratch, on_epoch)
         # The closing report repeats the last epoch number, so ASHA (time attribute = epoch) sees
         # nothing new. It carries the checkpoint only when the ending was not already persisted with
         # the last epoch's report (diverged, oom): a resume then knows not to run the trial again.

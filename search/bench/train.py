@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from sr_core.data import SRData, SRPairs
 from sr_core.fastpaths import FastPaths, amp_dtype, set_flags
 from sr_core.models import build_model, flops_per_image, params_count
+from sr_core.throughput import peak_tflops
 from sr_core.train import TrialConfig, train_trial
 
 VAL_IMAGES = 4  # the trial evaluates every epoch (fp64 SSIM, slow on CPU): keep it small
@@ -323,16 +324,6 @@ def summarize_profile(prof, steps: int, train_s: float | None, cuda: bool, rows:
         # The profiled epoch's wall time per step includes the profiler's own overhead.
         out["wall_ms_per_step_profiled"] = train_s * 1e3 / steps
     return out
-
-
-def peak_tflops(device: str) -> tuple[float | None, str]:
-    """The device's dense bf16 peak from its data sheet, where known."""
-    from search.bench import PEAK_BF16_TFLOPS
-    if torch.device(device).type != "cuda":
-        return None, "none (CPU: see the measured GEMM)"
-    name = torch.cuda.get_device_name(torch.device(device))
-    peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
-    return peak, f"{name} dense bf16 data sheet" if peak else f"{name}: unknown"
 
 
 def bench_train(spec: TrainSpec, fast: FastPaths, *, plain: bool = True, with_ablation: bool = False,

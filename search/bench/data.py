@@ -23,7 +23,7 @@ from PIL import Image
 
 from sr_core.augment import augment_batch, epoch_draws, make_generator
 from sr_core.data import load_cached, load_dataset, prepare_dataset
-from sr_core.ops import to_float
+from sr_core.pixels import to_float
 
 
 def write_pngs(root: Path, images: int) -> Path:

@@ -1,5 +1,4 @@
-"""Pure tensor ops of the data pipeline, on any device: the x4 resizes, uint8 -> float, and the
-8 dihedral symmetries used for augmentation and self-ensemble.
+"""The x4 resizes of the data pipeline, on any device.
 
 LR kernels. ``downscale`` is sr-search's own x4 resize (bicubic with antialias, as PIL's) and makes
 every LR that is *measured against*: val, bicubic baselines, samples. Users' LR images come from other
@@ -24,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-SCALE = 4
+from sr_core.sizes import SCALE
+
 LR_KERNELS = ("sr-search", "pil", "opencv")
 
 
@@ -86,44 +86,3 @@ def bicubic_upscale(lr: torch.Tensor) -> torch.Tensor:
     h, w = lr.shape[-2:]
     up = F.interpolate(lr, size=(h * SCALE, w * SCALE), mode="bicubic", align_corners=False)
     return up.clamp(0.0, 1.0)
-
-
-def to_float(x_uint8: torch.Tensor) -> torch.Tensor:
-    """uint8 0..255 -> float32 0..1."""
-    if x_uint8.dtype != torch.uint8:
-        raise ValueError(f"to_float expects uint8, got {x_uint8.dtype}")
-    return x_uint8.to(torch.float32) / 255.0
-
-
-def dihedral(x: torch.Tensor, op: int) -> torch.Tensor:
-    """One of the 8 symmetries of the square: op 0..3 rotate by 90*op degrees, op 4..7 flip first."""
-    if op >= 4:
-        x = torch.flip(x, dims=(-1,))
-    return torch.rot90(x, op % 4, dims=(-2, -1))
-
-
-def undo_dihedral(x: torch.Tensor, op: int) -> torch.Tensor:
-    """The inverse of `dihedral(x, op)`."""
-    x = torch.rot90(x, -(op % 4), dims=(-2, -1))
-    return torch.flip(x, dims=(-1,)) if op >= 4 else x
-
-
-def augment_batch(
-    lr: torch.Tensor, hr: torch.Tensor, generator: torch.Generator | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One random dihedral op per sample, the same op on an LR and its HR. The inputs are untouched."""
-    n = lr.shape[0]
-    if hr.shape[0] != n:
-        raise ValueError(f"augment_batch needs as many LR as HR images, got {n} and {hr.shape[0]}")
-    if lr.shape[-1] != lr.shape[-2] or hr.shape[-1] != hr.shape[-2]:
-        raise ValueError(f"augment_batch needs square images, got {tuple(lr.shape)} and {tuple(hr.shape)}")
-    # Drawn on the CPU from a CPU generator: reproducible and resumable whatever the device, and
-    # grouping the samples by op below then needs no GPU->CPU sync.
-    ops = torch.randint(0, 8, (n,), generator=generator)
-    lr_out, hr_out = torch.empty_like(lr), torch.empty_like(hr)
-    for op in ops.unique().tolist():
-        idx = torch.nonzero(ops == op).squeeze(1)
-        lr_idx, hr_idx = idx.to(lr.device), idx.to(hr.device)
-        lr_out.index_copy_(0, lr_idx, dihedral(lr.index_select(0, lr_idx), op))
-        hr_out.index_copy_(0, hr_idx, dihedral(hr.index_select(0, hr_idx), op))
-    return lr_out, hr_out

@@ -1,7 +1,7 @@
 """The GPU benchmark for one short lease: every figure BENCHMARKS.md needs, in about 6 minutes.
 
-    PYTHONPATH=. python3 -m search.gpu_bench --out DIR            # on the GPU machine
-    PYTHONPATH=. python3 -m search.gpu_bench --out DIR --smoke    # tiny sizes on CPU: checks the script
+    PYTHONPATH=. python3 -m search.bench.gpu --out DIR            # on the GPU machine
+    PYTHONPATH=. python3 -m search.bench.gpu --out DIR --smoke    # tiny sizes on CPU: checks the script
 
 Needs torch, numpy, pillow, scikit-image; never Ray, Optuna or MLflow. Sections run in the order
 below, each inside try/except, each skipped when the time left (--budget-s) is under its estimate,
@@ -76,7 +76,7 @@ class Run:
         return self.deadline - time.monotonic()
 
     def spec(self, which: str, **kw):
-        from search.bench_train import TrainSpec
+        from search.bench.train import TrainSpec
         blocks, channels = getattr(self.sizes, which)
         images = self.sizes.big_images if which == "big" else self.sizes.small_images
         return TrainSpec(blocks=blocks, channels=channels, batch_size=16, images=images,
@@ -117,13 +117,13 @@ class Run:
 
 # -- the sections -------------------------------------------------------------------------------------
 def train_b24(run: Run) -> dict:
-    from search.bench_train import bench_train
+    from search.bench.train import bench_train
     from sr_core.fastpaths import FastPaths
     return bench_train(run.spec("big"), FastPaths(), plain=True, gemm_seconds=run.sizes.gemm_seconds)
 
 
 def profile_b24(run: Run) -> dict:
-    from search.bench_train import profile_trainer
+    from search.bench.train import profile_trainer
     from sr_core.fastpaths import FastPaths
     return profile_trainer(run.spec("big"), FastPaths(), steps=run.sizes.profile_steps, rows=30)
 
@@ -131,7 +131,7 @@ def profile_b24(run: Run) -> dict:
 def checkpoint_cost(run: Run) -> dict:
     """Seconds the training thread spends on checkpoints per epoch, written in the background and
     synchronously, from the gaps between reports; against the epoch of 7000 images."""
-    from search.bench_train import VAL_IMAGES, synthetic_data, trial_config
+    from search.bench.train import VAL_IMAGES, synthetic_data, trial_config
     from sr_core.fastpaths import FastPaths
     from sr_core.train import train_trial
     spec = dataclasses.replace(run.spec("big"), images=run.sizes.ckpt_images, rounds=2)
@@ -186,7 +186,7 @@ def checkpoint_cost(run: Run) -> dict:
 
 def small_loop(run: Run) -> dict:
     """b8 c64 ours vs plain, and whether the GPU waits for the host (launch-bound)."""
-    from search.bench_train import bench_train, measure_trainer, profile_trainer
+    from search.bench.train import bench_train, measure_trainer, profile_trainer
     from sr_core.fastpaths import FastPaths
     spec = run.spec("small")
     out = bench_train(spec, FastPaths(), plain=True, gemm_seconds=run.sizes.gemm_seconds)
@@ -203,7 +203,7 @@ def small_loop(run: Run) -> dict:
 
 
 def packing(run: Run) -> dict:
-    from search.bench_train import packed
+    from search.bench.train import packed
     from sr_core.fastpaths import FastPaths
     rows = []
     for n in run.sizes.packing:
@@ -226,7 +226,7 @@ def ablation_small(run: Run) -> dict:
 def _ablation(run: Run, which: str, min_left_s: float) -> dict:
     """Each fast path off alone, then all off (the reference), against all on; variants that no
     longer fit the budget are marked skipped."""
-    from search.bench_train import measure_trainer
+    from search.bench.train import measure_trainer
     from sr_core.fastpaths import FastPaths
     spec, fast = run.spec(which), FastPaths()
     names = [n for n in FastPaths.switches() if n != "async_checkpoint"]
@@ -248,7 +248,7 @@ def _ablation(run: Run, which: str, min_left_s: float) -> dict:
 
 def batch_b24(run: Run) -> dict:
     """b24 c612 at batch 32 and 64: how much of the gap to the GEMM rate is the batch of 16."""
-    from search.bench_train import measure_trainer
+    from search.bench.train import measure_trainer
     from sr_core.fastpaths import FastPaths
     rows = []
     for batch in (32, 64):
@@ -262,7 +262,7 @@ def batch_b24(run: Run) -> dict:
 
 def profile_small_graphs(run: Run) -> dict:
     """b8 c64 under torch.compile mode reduce-overhead (CUDA graphs): is the GPU still waiting?"""
-    from search.bench_train import measure_trainer, profile_trainer
+    from search.bench.train import measure_trainer, profile_trainer
     from sr_core.fastpaths import FastPaths
     spec, fast = run.spec("small"), FastPaths(compile="reduce-overhead")
     out = measure_trainer(spec, fast)
@@ -274,7 +274,7 @@ def profile_small_graphs(run: Run) -> dict:
 
 
 def compile_small(run: Run) -> dict:
-    from search.bench_train import measure_trainer
+    from search.bench.train import measure_trainer
     from sr_core.fastpaths import FastPaths
     rows = []  # eager is b_small's own figure; CUDA graphs first, as the remedy for launch-bound steps
     modes = ["reduce-overhead", "default"] if run.device.startswith("cuda") else ["default"]
@@ -292,7 +292,7 @@ def compile_small(run: Run) -> dict:
 def data_pipeline(run: Run) -> dict:
     import os
 
-    from search.bench_data import bench_data
+    from search.bench.data import bench_data
     return bench_data(run.sizes.data_images, 16, run.device, workers=min(os.cpu_count() or 1, 8), rounds=2)
 
 
@@ -335,7 +335,7 @@ def headline(name: str, r: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m search.gpu_bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m search.bench.gpu", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, type=Path, help="folder for one JSON per section")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, on CPU unless --device says otherwise")
     parser.add_argument("--device", help="default: cuda when available (cpu with --smoke)")
@@ -344,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--big", help="BLOCKS,CHANNELS of the big config (default 24,612; smoke 1,8)")
     parser.add_argument("--ckpt-images", type=int, help="images per epoch in c_checkpoint (default 1024)")
     args = parser.parse_args(argv)
-    from search.bench import envelope
+    from search.bench.output import envelope
     device = args.device or ("cpu" if args.smoke or not torch.cuda.is_available() else "cuda")
     args.out.mkdir(parents=True, exist_ok=True)
     sizes = SMOKE if args.smoke else Sizes()

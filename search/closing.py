@@ -1,0 +1,98 @@
+"""What a study says when its trials have ended: the statuses, the best trial (one rule:
+`search.tracking.best_of`), the actual cost, the best model on photos from outside scikit-image, the
+study run's description in the MLflow UI, and the HTML report.
+"""
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reports.schema import summary_key
+from search import tracking
+from search.estimate import Estimate
+from search.study import Study
+from search.testhooks import pause_point
+
+
+@dataclass
+class StudyOutcome:
+    study: str
+    estimate: Estimate
+    parent_run_id: str | None = None
+    statuses: dict[str, int] = field(default_factory=dict)
+    best: dict | None = None
+    report_path: Path | None = None
+    wall_seconds: float = 0.0
+    baseline_psnr: float | None = None
+    outside: dict[str, float] = field(default_factory=dict)  # LR kernel -> gain over bicubic (dB)
+
+
+def finish(session, outcome: StudyOutcome, log) -> StudyOutcome:
+    """Statuses, the best trial, actual cost, the report: written to the study run, returned."""
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(session.tracking_uri)
+    study, state = session.study, session.state
+    parent = state.parent_run_id
+    trials = tracking.study_trials(client, state.experiment_id, parent)
+    outcome.statuses = dict(Counter(t["status"] for t in trials))
+    outcome.best = tracking.best_of(trials, study.search.metric, study.search.direction)
+    outcome.wall_seconds = state.wall_seconds
+    outcome.baseline_psnr = tracking.study_metric(client, parent, "bicubic/val_psnr")
+    gpu_weight = study.resources.gpus_per_trial or 1.0
+    tracking.log_values(client, parent, {
+        "actual/device_hours": sum(float(t.get("wall_seconds") or 0) for t in trials) * gpu_weight / 3600,
+        "actual/wall_hours": outcome.wall_seconds / 3600})
+    if outcome.best:
+        tracking.set_tags(client, parent, {"best_run_id": outcome.best["run_id"]})
+        outcome.outside = _outside_photos(client, parent, outcome.best["run_id"], log)
+    tracking.set_tags(client, parent, {"mlflow.note.content": _description(study, trials, outcome)})
+    tracking.set_status(client, parent, "completed")
+    if session.opts.report:
+        pause_point("report")
+        outcome.report_path = write_report(session.tracking_uri, [study.name],
+                                           session.workdir.report_path(study.name), log)
+        tracking.log_file(client, parent, outcome.report_path)
+    return outcome
+
+
+def _outside_photos(client, parent: str, best_run_id: str, log) -> dict[str, float]:
+    """The best model on photos from outside scikit-image, per LR kernel (search.generalise): what a
+    user's own photos will see. Logged on the study run as outside/<kernel>/{gain_db,model_psnr,
+    bicubic_psnr}; a few seconds on a CPU."""
+    from search.generalise import generalisation
+    with tempfile.TemporaryDirectory() as tmp:
+        scores = generalisation(tracking.download(client, best_run_id, "best.pt", tmp))
+    tracking.log_values(client, parent, {f"outside/{k}/{m}": getattr(v, m) for k, v in scores.items()
+                                         for m in ("gain_db", "model_psnr", "bicubic_psnr")})
+    gains = {k: v.gain_db for k, v in scores.items()}
+    log("outside      : best model vs bicubic on photos outside scikit-image, by LR kernel: "
+        + ", ".join(f"{k} {g:+.2f} dB" for k, g in gains.items()))
+    return gains
+
+
+def _description(study: Study, trials: list[dict], outcome: StudyOutcome) -> str:
+    """The parent run's description in the MLflow UI: the study, its trials, the best, the gain."""
+    counts = ", ".join(f"{n} {k}" for k, n in sorted(outcome.statuses.items()))
+    text = f"**{study.name}**: {study.description}\n\n{len(trials)} trials ({counts})."
+    if outcome.best:
+        b = outcome.best
+        gain = ""
+        if outcome.baseline_psnr is not None and b.get("best/val_psnr") is not None:
+            gain = f", {float(b['best/val_psnr']) - outcome.baseline_psnr:+.2f} dB over bicubic"
+        metric = study.search.metric
+        text += (f"\n\nBest: **{b['name']}**, val/psnr {float(b.get('best/val_psnr', float('nan'))):.2f} dB"
+                 f"{gain} ({metric} {float(b[summary_key(metric)]):.5g}).")
+        if outcome.outside:
+            text += (" On photos from outside scikit-image: "
+                     + ", ".join(f"{g:+.2f} dB ({k} LR)" for k, g in outcome.outside.items()) + ".")
+    return text
+
+
+def write_report(tracking_uri: str, studies: list[str], out: Path, log=print) -> Path:
+    """The HTML report of the studies (reports.build_report), logged by path."""
+    from reports import build_report
+    path = build_report(tracking_uri, studies, out)
+    log(f"report       : {path}")
+    return path

@@ -1,0 +1,157 @@
+"""The driver's Tune callback: each trial's story, written once into MLflow and Optuna, and printed.
+
+Tune calls it in the driver for every trial start, epoch result, completion and error. How a trial
+ended is decided once (`search.statuses.closing_status`, or `failed` for an error) and written to
+both stores from that one decision: MLflow tags `status` and `reason` (through search.tracking, the
+one MLflow writer), Optuna's state and user attrs (search.tune.optuna_store.OptunaRecorder).
+
+It holds only strings and small objects, so that Tune can pickle it into the experiment state
+(`Tuner.restore` brings it back after a crash); clients and studies are opened lazily.
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+from ray import tune
+
+from reports.schema import WITH_WEIGHTS, summary_key
+from search import tracking
+from search.redaction import TRACKING_ENV, resolve
+from search.statuses import closing_status
+from search.testhooks import pause_point
+from search.tune.optuna_store import OPTUNA_NUMBER, OptunaRecorder, OptunaTarget
+from search.tune.progress import Progress
+from search.tune.trainable import scratch_dir
+
+
+@dataclass(frozen=True)
+class TrackingTarget:
+    """Where the callback writes: the (masked) tracking URI, the experiment and the study's run."""
+    tracking_uri: str  # masked when it holds a password (search.redaction)
+    experiment_id: str
+    parent_run_id: str
+    study_name: str
+
+
+class StudyCallback(tune.Callback):
+    def __init__(self, target: TrackingTarget, optuna: OptunaTarget, data_path: str, max_epochs: int,
+                 metric: str, scratch_tag: str, progress: Progress):
+        self.target = target
+        self.optuna = OptunaRecorder(optuna)
+        self.data_path = data_path
+        self.max_epochs = max_epochs
+        self.metric = metric  # the study's objective: what Optuna records per epoch and at the end
+        self.scratch_tag = scratch_tag
+        self.progress = progress
+        self._client: MlflowClient | None = None
+        self._runs: dict[str, str] = {}
+        self._logged: dict[str, int] = {}
+        self._nodes: dict[str, str] = {}
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_client": None, "_runs": {}, "_logged": {}, "_nodes": {}}
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            self._client = MlflowClient(resolve(self.target.tracking_uri, TRACKING_ENV))
+        return self._client
+
+    # -- Tune hooks -----------------------------------------------------------------------------
+    def on_trial_start(self, iteration, trials, trial, **info):
+        tracking.set_status(self.client, self._run_id(trial), "running", reason="")
+        self.progress.event(trials, f"start  {tracking.run_name(trial.config)}")
+
+    on_trial_restore = on_trial_start
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self.progress.event(trials, f"retry  {tracking.run_name(trial.config)} (its process died; "
+                                    f"attempt {trial.run_metadata.num_failures + 1})")
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if result.get("final"):
+            return  # the closing report repeats the last epoch; it is handled at completion
+        run_id, epoch = self._run_id(trial), int(result["epoch"])
+        replayed = epoch <= self._logged.get(trial.trial_id, 0)
+        if not replayed:
+            # The epoch's metrics (step = epoch), and the running summary (best so far, epochs run)
+            # so that `status` and the report show a trial that is still going, or was interrupted.
+            summary = {k: v for k, v in _summary(trial, result).items() if k != "wall_seconds"}
+            tracking.log_epoch(self.client, run_id, epoch, result, summary)
+            self._logged[trial.trial_id] = epoch
+        if result.get("node_id") and result["node_id"] != self._nodes.get(trial.trial_id):
+            # the first result, and again if a retry moved the trial
+            tracking.set_tags(self.client, run_id, {tag: result[key] for key, tag in
+                                                    (("node_id", "ray.node_id"), ("hostname", "host"))
+                                                    if result.get(key)})
+            self._nodes[trial.trial_id] = result["node_id"]
+        self.optuna.report(trial.config[OPTUNA_NUMBER], epoch, result[self.metric])
+        self.progress.result(trials, trial, result, replayed)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._close(trial, trials, *closing_status(trial.last_result, self.max_epochs))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        error = trial.get_error()
+        lines = [line for line in str(error or "").splitlines() if line.strip()]
+        reason = f"the trial's process failed {trial.run_metadata.num_failures} time(s)"
+        self._close(trial, trials, "failed", f"{reason}: {lines[-1][:300]}" if lines else reason)
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _run_id(self, trial) -> str:
+        if trial.trial_id in self._runs:
+            return self._runs[trial.trial_id]
+        t = self.target
+        found = tracking.find_trial_run(self.client, t.experiment_id, t.parent_run_id, trial.trial_id)
+        if found is not None:  # a resumed study: keep writing into the trial's existing run
+            # Tune restores a trial from its last *snapshotted* checkpoint, which can be an epoch
+            # behind what was already logged; the replayed epochs are not logged twice.
+            run_id, self._logged[trial.trial_id] = found
+        else:
+            run_id = tracking.create_trial_run(
+                self.client, t.experiment_id, t.parent_run_id, t.study_name, trial.trial_id, trial.config,
+                tags={"optuna.trial_number": str(trial.config[OPTUNA_NUMBER])})
+        self._runs[trial.trial_id] = run_id
+        return run_id
+
+    def _close(self, trial, trials, status: str, reason: str) -> None:
+        run_id = self._run_id(trial)
+        summary = _summary(trial)
+        tracking.log_values(self.client, run_id, summary)
+        if status in WITH_WEIGHTS and trial.checkpoint is not None:
+            try:
+                self._log_artifacts(run_id, trial.checkpoint)
+            except Exception as exc:  # an artifact problem must not lose the trial's record
+                print(f"warning: could not log artifacts of {tracking.run_name(trial.config)}: {exc}",
+                      file=sys.stderr)
+        self.optuna.finish(trial.config[OPTUNA_NUMBER], status, reason, summary.get(summary_key(self.metric)))
+        tracking.set_status(self.client, run_id, status, reason)  # last: the record is complete once it says so
+        self.progress.closed(trials, trial, status, summary)
+        # The trial removes its own scratch folder; this catches one it could not (a killed process).
+        shutil.rmtree(scratch_dir(self.scratch_tag, trial.trial_id), ignore_errors=True)
+        pause_point("trial_closed")
+
+    def _log_artifacts(self, run_id: str, checkpoint) -> None:
+        from search.sample_grid import sample_grid
+        with checkpoint.as_directory() as ckpt, tempfile.TemporaryDirectory() as tmp:
+            best = Path(ckpt) / "best.pt"
+            if not best.exists():
+                return
+            tracking.log_file(self.client, run_id, best)
+            png = Path(tmp) / "samples.png"
+            sample_grid(best, self.data_path, png)
+            tracking.log_file(self.client, run_id, png)
+
+
+def _summary(trial, result: dict | None = None) -> dict[str, float]:
+    """best/* as the trainer reported them with its last result; epochs run and Tune's wall time."""
+    last = result if result is not None else (trial.last_result or {})
+    out = {k: float(v) for k, v in last.items() if k.startswith("best/")}
+    out["epochs_run"] = float(last.get("epoch", 0))
+    out["wall_seconds"] = float(last.get("time_total_s", 0.0))
+    return out

@@ -1,0 +1,74 @@
+"""The Tune `Searcher` of a study: Optuna's sampler asks for each trial's config; it never tells
+Optuna anything (search.tune.optuna_store.OptunaRecorder does, from the driver's callback)."""
+from __future__ import annotations
+
+import pickle
+
+import optuna
+from ray.tune.search import Searcher
+
+from search.study import Range, Study
+from search.tune.optuna_store import OPTUNA_NUMBER, RAY_TRIAL_ID, OptunaTarget
+
+
+def optuna_space(study: Study) -> dict[str, optuna.distributions.BaseDistribution]:
+    space = {}
+    for key, value in study.space.items():
+        if isinstance(value, Range):
+            space[key] = optuna.distributions.FloatDistribution(value.low, value.high, log=value.log)
+        else:
+            space[key] = optuna.distributions.CategoricalDistribution(list(value))
+    return space
+
+
+def make_sampler(study: Study) -> optuna.samplers.BaseSampler:
+    seed = study.search.seed
+    if study.search.sampler == "grid":
+        return optuna.samplers.GridSampler({k: list(v) for k, v in study.space.items()}, seed=seed)
+    if study.search.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+class StudySearcher(Searcher):
+    """Asks Optuna for each trial's config and passes the Optuna trial number along in it."""
+
+    def __init__(self, target: OptunaTarget, space: dict, sampler: optuna.samplers.BaseSampler,
+                 metric: str = "val/mse", mode: str = "min"):
+        super().__init__(metric=metric, mode=mode)
+        self.target, self.space, self.sampler = target, space, sampler
+        self._study: optuna.Study | None = None
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_study"] = None  # reopened lazily: storages hold locks and connections
+        return state
+
+    @property
+    def study(self) -> optuna.Study:
+        if self._study is None:
+            self._study = self.target.open_study(self.sampler)
+        return self._study
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True  # metric and mode are fixed at construction
+
+    def suggest(self, trial_id: str) -> dict:
+        trial = self.study.ask(self.space)
+        trial.set_user_attr(RAY_TRIAL_ID, trial_id)
+        return {**trial.params, OPTUNA_NUMBER: trial.number}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        pass  # OptunaRecorder, from the driver callback, sees every result (pruning ones too)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        pass  # OptunaRecorder tells Optuna, with the status the callback decided
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump({"sampler": self.sampler}, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.sampler = pickle.load(f)["sampler"]
+        self._study = None

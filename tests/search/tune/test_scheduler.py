@@ -1,0 +1,62 @@
+"""search.tune.scheduler.PersistentASHA: Ray's ASHA, deciding on fake trials as Ray's own scheduler
+tests do, whose rung records survive a driver crash through the Optuna study (a real journal)."""
+from types import SimpleNamespace
+
+import optuna
+import pytest
+from ray.tune.schedulers import TrialScheduler
+
+from search.tune.optuna_store import RAY_TRIAL_ID, OptunaRecorder, OptunaTarget
+from search.tune.scheduler import PersistentASHA
+
+
+def _trials(target, n):
+    """n Tune trials, each with its Optuna trial (the ray_trial_id user attr links them)."""
+    study, out = target.open_study(), []
+    for _ in range(n):
+        trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+        trial.set_user_attr(RAY_TRIAL_ID, f"t{trial.number}")
+        out.append(SimpleNamespace(trial_id=f"t{trial.number}", number=trial.number))
+    return out
+
+
+def _report(asha, recorder, trial, epoch, value):
+    recorder.report(trial.number, epoch, value)  # as the driver's callback does, before the scheduler
+    return asha.on_trial_result(None, trial, {"epoch": epoch, "val/mse": value})
+
+
+def test_the_rung_is_at_the_grace_period_and_a_loser_is_stopped_there(target):
+    asha = PersistentASHA(target, max_epochs=8, grace_period=2, reduction_factor=2)
+    assert asha.milestones == [2, 4, 8]  # Ray counts max_t as a rung too
+    recorder, trials = OptunaRecorder(target), _trials(target, 3)
+    for t in trials:
+        asha.on_trial_add(None, t)
+    decisions = [_report(asha, recorder, t, 1, 0.5) for t in trials]
+    assert decisions == [TrialScheduler.CONTINUE] * 3  # before the rung nobody is compared
+    assert _report(asha, recorder, trials[0], 2, 0.1) == TrialScheduler.CONTINUE  # first at the rung
+    assert _report(asha, recorder, trials[1], 2, 0.2) == TrialScheduler.STOP  # below the top half
+    assert _report(asha, recorder, trials[2], 2, 0.05) == TrialScheduler.CONTINUE  # the best so far
+
+
+def test_after_a_crash_the_rungs_refill_from_optuna_and_a_pruned_trial_stays_stopped(target):
+    first = PersistentASHA(target, max_epochs=8, grace_period=2, reduction_factor=2)
+    recorder, trials = OptunaRecorder(target), _trials(target, 3)
+    for t in trials:
+        first.on_trial_add(None, t)
+    _report(first, recorder, trials[0], 2, 0.1)
+    _report(first, recorder, trials[1], 2, 0.05)
+    recorder.report(trials[2].number, 2, 0.9)
+    recorder.finish(trials[2].number, "pruned", "stopped by the scheduler at epoch 2", None)
+    # The driver died; Tune rebuilds the scheduler from the pickle written at the start.
+    again = PersistentASHA(target, max_epochs=8, grace_period=2, reduction_factor=2)
+    late = _trials(target, 1)[0]
+    again.on_trial_add(None, late)
+    assert again.on_trial_result(None, trials[2], {"epoch": 3, "val/mse": 0.9}) == TrialScheduler.STOP
+    # The refilled rung holds 0.1, 0.05 and 0.9: a newcomer with 0.5 is not in the top half.
+    assert _report(again, recorder, late, 2, 0.5) == TrialScheduler.STOP
+    assert again.pruned == {"t2"}
+
+
+def test_a_grace_period_at_or_past_the_last_epoch_is_refused(target):
+    with pytest.raises(ValueError, match="grace_period=8 max_epochs=8"):
+        PersistentASHA(target, max_epochs=8, grace_period=8, reduction_factor=2)
