@@ -34,14 +34,21 @@ def _prepare(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, to
     return pred.detach().double().clamp(0.0, 1.0), target.detach().double()
 
 
-def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    pred, target = _prepare(pred, target)
+def _mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pred - target).pow(2).mean(dim=(1, 2, 3))
+
+
+def _psnr(mse_values: torch.Tensor) -> torch.Tensor:
+    return 10.0 * torch.log10(1.0 / mse_values)
+
+
+def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return _mse(*_prepare(pred, target))
 
 
 def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-image PSNR in dB; inf for an exact match (as scikit-image)."""
-    return 10.0 * torch.log10(1.0 / mse(pred, target))
+    return _psnr(mse(pred, target))
 
 
 def _gaussian_1d(device: torch.device) -> torch.Tensor:
@@ -70,7 +77,10 @@ def _filter(x: torch.Tensor) -> torch.Tensor:
 
 
 def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    pred, target = _prepare(pred, target)
+    return _ssim(*_prepare(pred, target))
+
+
+def _ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     if min(pred.shape[-2:]) < _WIN:
         raise ValueError(f"SSIM needs images of at least {_WIN}x{_WIN}, got {tuple(pred.shape[-2:])}")
     c1, c2 = _K1 ** 2, _K2 ** 2
@@ -96,8 +106,7 @@ def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
 
 
 def _y_cropped(pred: torch.Tensor, target: torch.Tensor, crop: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Clamped float64 pred and target -> their Y/255 with `crop` pixels cut from every border."""
-    pred, target = _prepare(pred, target)
+    """Prepared (clamped float64) pred and target -> their Y/255 with `crop` pixels cut from every border."""
     if not (isinstance(crop, int) and crop >= 0):
         raise ValueError(f"crop must be an int >= 0, got {crop=}")
     h, w = pred.shape[-2:]
@@ -109,12 +118,23 @@ def _y_cropped(pred: torch.Tensor, target: torch.Tensor, crop: int) -> tuple[tor
 
 def psnr_y(pred: torch.Tensor, target: torch.Tensor, crop: int = 4) -> torch.Tensor:
     """Per-image PSNR on Y (data range 1 on Y/255), `crop` pixels cut from each border: papers' PSNR."""
-    return psnr(*_y_cropped(pred, target, crop))
+    return _psnr(_mse(*_y_cropped(*_prepare(pred, target), crop)))
 
 
 def ssim_y(pred: torch.Tensor, target: torch.Tensor, crop: int = 4) -> torch.Tensor:
     """Per-image SSIM on Y (as `ssim`, data range 1 on Y/255), `crop` pixels cut from each border."""
-    return ssim(*_y_cropped(pred, target, crop))
+    return _ssim(*_y_cropped(*_prepare(pred, target), crop))
+
+
+def per_image_metrics(pred: torch.Tensor, target: torch.Tensor, crop: int = 4) -> dict[str, torch.Tensor]:
+    """mse, psnr, ssim, psnr_y and ssim_y of each image at once, equal to calling each function: it
+    shares the float64 copies, the luma and each MSE, which an evaluation would otherwise redo five
+    times (a quarter of the metrics' time besides SSIM's filters)."""
+    pred, target = _prepare(pred, target)
+    y_pred, y_target = _y_cropped(pred, target, crop)
+    mse_rgb, mse_y = _mse(pred, target), _mse(y_pred, y_target)
+    return {"mse": mse_rgb, "psnr": _psnr(mse_rgb), "ssim": _ssim(pred, target),
+            "psnr_y": _psnr(mse_y), "ssim_y": _ssim(y_pred, y_target)}
 
 
 def psnr_from_mse(value: float) -> float:

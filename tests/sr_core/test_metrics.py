@@ -131,3 +131,16 @@ def test_a_crop_that_is_not_a_usable_int_names_crop(crop):
     x = torch.rand(1, 3, 16, 16)
     with pytest.raises(ValueError, match="crop"):
         metrics.psnr_y(x, x, crop=crop)
+
+
+def test_per_image_metrics_equal_each_metric_bit_for_bit():
+    """The shared path evaluate uses is the same arithmetic as the five public functions."""
+    target = torch.cat([_photo("astronaut", 64, 80), _photo("coffee", 64, 80)]).float()
+    pred = _bicubic_round_trip(target)
+    together = metrics.per_image_metrics(pred, target, crop=4)
+    alone = {"mse": metrics.mse(pred, target), "psnr": metrics.psnr(pred, target),
+             "ssim": metrics.ssim(pred, target), "psnr_y": metrics.psnr_y(pred, target, crop=4),
+             "ssim_y": metrics.ssim_y(pred, target, crop=4)}
+    assert together.keys() == alone.keys()
+    for name, values in alone.items():
+        assert torch.equal(together[name], values), name
