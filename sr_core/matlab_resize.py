@@ -27,7 +27,7 @@ rounded MATLAB's way to 0 gray levels, our float output is within 1e-3 gray leve
 
 How far the usual x4 resizes are from MATLAB's LR: 8 scikit-image photos at full size, mod-cropped
 (astronaut, coffee, chelsea, rocket, hubble_deep_field, immunohistochemistry, camera as RGB, retina),
-all LR pixels pooled, in gray levels (measured 2026-12-02 with that test file run as a script):
+all LR pixels pooled, in gray levels (measured 2026-12-01 with that test file run as a script):
 
 - Pillow ``Image.resize(BICUBIC)``: max 12, mean 0.135, PSNR 56.4 dB;
 - ``sr_core.ops.downscale`` (torch bicubic, antialias=True, also a = -0.5): max 13, mean 0.103,
