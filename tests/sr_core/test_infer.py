@@ -9,16 +9,20 @@ from sr_core.matlab_resize import matlab_downscale
 from sr_core.models import build_model
 
 
-def _trained_looking_model():
-    torch.manual_seed(0)
-    model = build_model("residual", 1, 8)
-    for p in model.parameters():  # break the zero-init so the net is not plain bicubic
-        torch.nn.init.normal_(p, std=0.05)
+
+
+def _perturbed(arch: str = "residual", blocks: int = 1, channels: int = 8) -> torch.nn.Module:
+    """Non-zero random weights everywhere: the zero-init last convs would make the net plain bicubic,
+    whose reach is far shorter than the body's."""
+    torch.manual_seed(1)
+    model = build_model(arch, blocks, channels)
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.1)
     return model
 
 
 def test_upscale_uint8_and_float_agree_and_stay_in_range():
-    model = _trained_looking_model()
+    model = _perturbed()
     lr = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
     out_u8 = upscale(model, lr, batch_size=2)
     out_f = upscale(model, lr.float() / 255)
@@ -28,7 +32,7 @@ def test_upscale_uint8_and_float_agree_and_stay_in_range():
 
 
 def test_self_ensemble_averages_the_eight_dihedral_variants():
-    model = _trained_looking_model()
+    model = _perturbed()
     lr = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         manual = []
@@ -52,21 +56,11 @@ def test_self_ensemble_is_exact_for_an_equivariant_model():
 
 
 def test_saved_weights_rebuild_the_same_model(tmp_path):
-    model = _trained_looking_model()
+    model = _perturbed()
     save_weights(tmp_path / "w.pt", "residual", 1, 8, model.state_dict())
     loaded = load_model(tmp_path / "w.pt")
     lr = torch.rand(1, 3, 32, 32)
     torch.testing.assert_close(upscale(loaded, lr), upscale(model, lr))
-
-
-def _perturbed(arch: str, blocks: int = 2, channels: int = 8) -> torch.nn.Module:
-    """Non-zero random weights everywhere: the zero-init last convs would make the net plain bicubic,
-    whose reach is far shorter than the body's."""
-    torch.manual_seed(1)
-    model = build_model(arch, blocks, channels)
-    for p in model.parameters():
-        torch.nn.init.normal_(p, std=0.1)
-    return model
 
 
 @functools.cache
@@ -78,7 +72,7 @@ def _chelsea_lr() -> torch.Tensor:
 
 @pytest.mark.parametrize("arch, lr_crop", [("residual", None), ("refiner", (41, 57))])
 def test_tiled_output_equals_untiled_on_an_odd_non_square_photo(arch, lr_crop):
-    model = _perturbed(arch)
+    model = _perturbed(arch, blocks=2)
     lr = _chelsea_lr() if lr_crop is None else _chelsea_lr()[:, :lr_crop[0], :lr_crop[1]]
     whole = upscale_image(model, lr, tile=max(lr.shape))
     tiled = upscale_image(model, lr, tile=16)  # overlap: the net's receptive radius
@@ -89,18 +83,27 @@ def test_tiled_output_equals_untiled_on_an_odd_non_square_photo(arch, lr_crop):
     assert (upscale_image(model, lr, tile=16, overlap=0) - whole).abs().max() > 1e-3
 
 
-def test_self_ensemble_of_a_non_square_image_tiled_equals_the_batch_path():
-    """rot90 swaps the sides of a 41x57 image; each variant is mapped back before averaging."""
-    model = _perturbed("residual")
+def test_self_ensemble_of_a_non_square_image_tiled_is_the_mean_of_the_eight_variants():
+    """rot90 swaps the sides of a 41x57 image; each variant must be mapped back before averaging."""
+    model = _perturbed(blocks=2)
     lr = _chelsea_lr()[:, :41, :57]
+    x = lr[None].float() / 255
+    with torch.no_grad():
+        variants = []
+        for flip in (False, True):
+            for k in range(4):
+                y = model(torch.rot90(torch.flip(x, dims=(-1,)) if flip else x, k, dims=(-2, -1)))
+                y = torch.rot90(y, -k, dims=(-2, -1))
+                variants.append(torch.flip(y, dims=(-1,)) if flip else y)
+    expected = torch.stack(variants).mean(0).clamp(0, 1)[0]
     ensembled = upscale_image(model, lr, tile=12, self_ensemble=True)
-    assert ensembled.shape == (3, 164, 228)
-    assert (ensembled - upscale(model, lr[None], self_ensemble=True)[0]).abs().max() < 1e-5
+    assert ensembled.shape == expected.shape == (3, 164, 228)
+    assert (ensembled - expected).abs().max() < 1e-5
     assert (ensembled - upscale_image(model, lr, tile=12)).abs().max() > 1e-3
 
 
 def test_uint8_and_float_images_give_the_same_output_in_range():
-    model = _perturbed("residual")
+    model = _perturbed(blocks=2)
     lr = _chelsea_lr()[:, :20, :31]
     out = upscale_image(model, lr)
     torch.testing.assert_close(out, upscale_image(model, lr.float() / 255))
