@@ -1,5 +1,6 @@
-"""Validation of a model on a set of pairs: val/mse, val/psnr, val/ssim, in big batches under
-inference_mode, with one host sync per evaluation."""
+"""Validation of a model on a set of pairs: the study's metrics (val/mse, val/psnr, val/ssim: RGB, no
+crop) and the papers' (val/psnr_y, val/ssim_y: luma, `SCALE` pixels cropped from each border), in big
+batches under inference_mode, with one host sync per evaluation."""
 from __future__ import annotations
 
 import torch
@@ -8,20 +9,24 @@ from sr_core import metrics
 from sr_core.data import SRPairs
 from sr_core.faults import Fault, inject
 from sr_core.pixels import to_float
+from sr_core.sizes import SCALE
 
 EVAL_BATCH = 64  # the reference eval batch; FastPaths.eval_batch is what trials use
+# Each is a per-image value (`metrics.per_image_metrics`); the evaluation reports their means (val/mse
+# too: all images are one size).
+METRICS = ("val/mse", "val/psnr", "val/ssim", "val/psnr_y", "val/ssim_y")
 
 
 @torch.inference_mode()
 def evaluate(model: torch.nn.Module, pairs: SRPairs, device: torch.device,
              amp_dtype: torch.dtype | None = None, fault: Fault | None = None,
              epoch: int = 0, batch_size: int = EVAL_BATCH, channels_last: bool = False) -> dict[str, float]:
-    """val/mse (pixel mean), val/psnr and val/ssim (means of per-image values)."""
+    """The means over `pairs` of each of `METRICS`, keyed by name."""
     was_training = model.training
     model.eval()
-    # Per-batch sums (fp32) accumulate in fp64 on the device: the same arithmetic as adding their
-    # .item()s in Python, without a sync per batch.
-    sums = torch.zeros(3, dtype=torch.float64, device=device)
+    # Per-batch sums accumulate in fp64 on the device: the same arithmetic as adding their .item()s
+    # in Python, without a sync per batch.
+    sums = torch.zeros(len(METRICS), dtype=torch.float64, device=device)
     for start in range(0, len(pairs), batch_size):
         inject(fault, "eval", epoch)
         lr = to_float(pairs.lr[start:start + batch_size].to(device))
@@ -31,8 +36,8 @@ def evaluate(model: torch.nn.Module, pairs: SRPairs, device: torch.device,
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             pred = model(lr)
         pred = pred.float()
-        sums += torch.stack([metrics.mse(pred, hr).sum(), metrics.psnr(pred, hr).sum(),
-                             metrics.ssim(pred, hr).sum()]).double()
+        per_image = metrics.per_image_metrics(pred, hr, crop=SCALE)
+        sums += torch.stack([per_image[name.removeprefix("val/")].sum() for name in METRICS])
     model.train(was_training)
-    mse, psnr, ssim = sums.tolist()  # sync point, once per evaluation
-    return {"val/mse": mse / len(pairs), "val/psnr": psnr / len(pairs), "val/ssim": ssim / len(pairs)}
+    totals = sums.tolist()  # sync point, once per evaluation
+    return {name: total / len(pairs) for name, total in zip(METRICS, totals)}

@@ -19,6 +19,7 @@ budgets than the plain net.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -100,6 +101,17 @@ class ResidualSR(nn.Module):
         return ([(3, c, lr_px)] + [(c, c, lr_px)] * (2 * blocks) + [(c, c, lr_px)]
                 + [(c, 4 * c, lr_px), (c, 4 * c, 4 * lr_px), (c, 3, hr_px)])
 
+    def receptive_radius(self) -> int:
+        """LR pixels on each side of an output pixel's own that it depends on (what a tile must overlap
+        by, see sr_core.infer): the head, 2 convs per block, body_tail and the first upsampling conv run
+        at LR (2B + 3); the conv at 2x and the tail at 4x add 1 together; the bicubic skip reaches 2."""
+        return 2 * len(self.body) + 4
+
+    def widest_activation(self) -> int:
+        """Floats per LR pixel of the largest tensor in a forward pass: 4C channels at 2x (the second
+        upsampling conv) and C channels at 4x after it, both 16C."""
+        return 16 * self.head.out_channels
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feat = self.head(x)
         feat = feat + self.body_tail(self.body(feat))
@@ -123,6 +135,15 @@ class RefinerSR(nn.Module):
     def conv_shapes(cls, blocks: int, channels: int) -> ConvShapes:
         c, hr_px = channels, HR_SIZE * HR_SIZE
         return [(3, c, hr_px)] + [(c, c, hr_px)] * (2 * blocks) + [(c, 3, hr_px)]
+
+    def receptive_radius(self) -> int:
+        """LR pixels each side (as ResidualSR's): the 2B + 2 convs at 4x reach (2B + 2)/4 LR pixels,
+        the bicubic 2 more plus its half-pixel sampling offset; rounded up, at most 1 more than needed."""
+        return math.ceil((2 * len(self.body) + 3.5) / SCALE) + 2
+
+    def widest_activation(self) -> int:
+        """Floats per LR pixel of the largest tensor: C channels at 4x, 16C."""
+        return 16 * self.head.out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         up = _bicubic_x4(x)

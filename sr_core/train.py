@@ -41,6 +41,7 @@ from sr_core import checkpoint, fastpaths
 from sr_core.augment import augment_batch, augment_batch_host, epoch_draws, make_generator
 from sr_core.checkpoint import BEST_FILE, CHECKPOINT_FILE, ENDED_FILE, CheckpointPolicy, CheckpointWriter
 from sr_core.data import SRData, SRPairs
+from sr_core.evaluate import METRICS as VAL_METRICS
 from sr_core.evaluate import evaluate
 from sr_core.fastpaths import FastPaths, FiniteWatch, backend_flags, compiled
 from sr_core.faults import Fault, inject, parse_fault
@@ -330,7 +331,7 @@ def _keep_best(trial: _Trial, report: dict[str, float]) -> bool:
     if trial.best and report["val/mse"] >= trial.best["val/mse"]:
         trial.bad_epochs += 1
         return False
-    trial.best = {k: report[k] for k in ("val/mse", "val/psnr", "val/ssim", "train/mse", "epoch")}
+    trial.best = {k: report[k] for k in (*VAL_METRICS, "train/mse", "epoch")}
     # A copy on the device (no sync, no host round trip); the host copy is made once, at the end.
     trial.best_weights = {k: v.detach().clone() for k, v in trial.model.state_dict().items()}
     trial.best_unsaved = True

@@ -89,3 +89,43 @@ def test_the_registry_is_the_list_of_architectures_and_refuses_a_second_entry_of
     with pytest.raises(ValueError, match="'residual' is registered already"):
         register_model("residual")(nn.Identity)
     assert MODELS["residual"].__name__ == "ResidualSR"  # the refused entry changed nothing
+
+
+def _perturbed(arch: str, blocks: int, channels: int = 4) -> nn.Module:
+    """Random non-zero weights everywhere (the zero-init last convs would hide the body's reach)."""
+    torch.manual_seed(blocks)
+    model = build_model(arch, blocks, channels).double()
+    for p in model.parameters():
+        nn.init.normal_(p, std=0.3)
+    return model
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("blocks", [0, 1, 2, 3])
+@pytest.mark.parametrize("axis", [-2, -1])
+def test_receptive_radius_bounds_the_reach_of_an_output_pixel(arch, blocks, axis):
+    """The gradient of the HR pixels of LR row (or column) 20 is non-zero exactly on the LR rows they
+    read: within the declared radius, and at most one pixel short of it (no wasted overlap)."""
+    model = _perturbed(arch, blocks)
+    x = torch.rand(1, 3, 40, 40, dtype=torch.float64, requires_grad=True)
+    model(x).narrow(axis, 80, 4).sum().backward()
+    other = -1 if axis == -2 else -2
+    reached = torch.nonzero(x.grad.abs().sum(dim=(0, 1, other)))[:, 0]
+    reach = max(20 - reached.min().item(), reached.max().item() - 20)
+    assert reach <= model.receptive_radius() <= reach + 1
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_widest_activation_is_the_largest_tensor_of_a_forward(arch):
+    model, largest = build_model(arch, blocks=2, channels=8), 0
+
+    def hook(module, inputs, output):
+        nonlocal largest
+        largest = max(largest, output.numel())
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    with torch.no_grad():
+        model(torch.rand(1, 3, 12, 20))
+    for h in handles:
+        h.remove()
+    assert largest == model.widest_activation() * 12 * 20
