@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from sr_core.fastpaths import FastPaths, for_trial
 from sr_core.gpu_busy import compute_share
 from sr_core.memory_trace import AUTOCAST, PHASES, trace_trial
 from sr_core.models import ARCHS, HR_SIZE, LR_SIZE
@@ -48,12 +49,13 @@ from sr_core.models import ARCHS, HR_SIZE, LR_SIZE
 GIB = 2 ** 30
 IMAGE_BYTES = 3 * (LR_SIZE ** 2 + HR_SIZE ** 2)  # one uint8 LR/HR pair
 AUGMENT_MAPS_BYTES = 8 * (LR_SIZE ** 2 + HR_SIZE ** 2) * 8  # sr_core.augment's int64 maps, per device
-# cuDNN allocates the workspace of the algorithm it runs from PyTorch's caching allocator: inside
-# max_memory_allocated, invisible at the op level. The implicit-GEMM algorithms usual for 3x3 convs
-# need little; FFT/Winograd ones can take hundreds of MB at the eval batch. The allocator's rounding
-# of each block to 512 bytes adds under 1 MB (a few hundred tensors). Not measured on a GPU yet:
-# set these from the calibration rows of `python -m search.bench_memory` (measured / predicted).
-WORKSPACE_BYTES = 256 * 2 ** 20
+# Inside max_memory_allocated but invisible at the op level, because libraries allocate it from
+# PyTorch's caching allocator inside one op: cuBLAS's workspace (32 MiB per handle on Hopper; SSIM's
+# filter is a matmul) and the workspace of the algorithm cuDNN runs for each conv (the implicit-GEMM
+# ones usual for 3x3 convs need little, FFT/Winograd ones scale with the operands). The allocator's
+# rounding of each block to 512 bytes adds under 1 MB (a few hundred tensors). Not measured on a GPU
+# yet: set these from the calibration rows of `python -m search.bench_memory` (measured / predicted).
+WORKSPACE_BYTES = 64 * 2 ** 20
 WORKSPACE_FRACTION = 0.05
 # Outside max_memory_allocated, allowed for when deciding what fits: the CUDA context with the cuDNN
 # and cuBLAS handles of one process (~0.5-0.8 GiB with lazy loading; rounded up), paid per process,
@@ -164,6 +166,17 @@ def predict_memory(arch: str, blocks: int, channels: int, batch_size: int, *, tr
         arch, blocks, channels, batch_size, held["params"], held["grads"], held["adam"], held["best"], casts,
         activations, peaks["train"] - held_total - casts - activations, peaks["eval"] - held_total, data,
         workspace, phase, peaks[phase] + data + workspace)
+
+
+def predict_trial(config, fast: FastPaths | None = None, *, train_images: int, val_images: int,
+                  precision: str = "bf16") -> MemoryPrediction:
+    """The peak of `train_trial(config, data, fast_paths=fast)` on a CUDA device (`config`: a TrialConfig):
+    the layout and eval batch that trial uses; `precision` is the GPU's ("fp16" without native bf16)."""
+    fast = fast if fast is not None else FastPaths()
+    layout = for_trial(fast, torch.device("cuda"), config.channels).channels_last
+    return predict_memory(config.arch, config.blocks, config.channels, config.batch_size, train_images=train_images,
+                          val_images=val_images, eval_batch=fast.eval_batch,
+                          precision=precision if fast.amp else "fp32", channels_last=layout)
 
 
 def _check(arch, blocks, channels, batch_size, train_images, val_images, eval_batch, precision) -> None:

@@ -28,6 +28,18 @@ def _metrics_only(history):
     return [{k: v for k, v in h.items() if k not in WALL_CLOCK} for h in history]
 
 
+class Stopped(BaseException):
+    """What a killed process, or Tune's report in a trial it pauses, does to the training thread."""
+
+
+def _stop_at(epoch: int):
+    def on_epoch(report):
+        if report["epoch"] == epoch:
+            raise Stopped
+        return True
+    return on_epoch
+
+
 # -- the rules -------------------------------------------------------------------------------------
 def test_the_anchor_config_is_launch_bound_and_wider_or_bigger_batches_are_not():
     assert compute_share("residual", 8, 64, 16) == pytest.approx(0.25, abs=0.01)  # H100: GPU busy 25%
@@ -104,17 +116,8 @@ def test_a_compiled_trial_killed_then_resumed_after_another_shape_in_the_same_pr
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "cache"))
     fast, config = FastPaths(compile="regional"), dataclasses.replace(FAST, epochs=4)
     reference = train_trial(config, tiny_data, checkpoint_dir=tmp_path / "ref", fast_paths=fast)
-
-    class Killed(BaseException):
-        pass
-
-    def kill_at_two(report):
-        if report["epoch"] == 2:
-            raise Killed
-        return True
-
-    with pytest.raises(Killed):
-        train_trial(config, tiny_data, checkpoint_dir=tmp_path / "run", on_epoch=kill_at_two, fast_paths=fast)
+    with pytest.raises(Stopped):  # killed at epoch 2's report
+        train_trial(config, tiny_data, checkpoint_dir=tmp_path / "run", on_epoch=_stop_at(2), fast_paths=fast)
     # Ray's actor reuse: the same process trains a net of another shape before the retry.
     other = train_trial(dataclasses.replace(FAST, blocks=2, channels=4), tiny_data, fast_paths=fast)
     assert other.status == "completed"
@@ -149,16 +152,8 @@ def test_a_compiled_trial_paused_then_resumed_in_a_fresh_process_is_exact(tiny_d
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(cache))
     fast, config = FastPaths(compile="regional"), dataclasses.replace(FAST, epochs=4)
     reference = train_trial(config, tiny_data, fast_paths=fast)
-    class Paused(BaseException):  # what Tune's report raises in a trial it pauses
-        pass
-
-    def pause_at_two(report):
-        if report["epoch"] == 2:
-            raise Paused
-        return True
-
-    with pytest.raises(Paused):
-        train_trial(config, tiny_data, checkpoint_dir=tmp_path / "run", on_epoch=pause_at_two, fast_paths=fast)
+    with pytest.raises(Stopped):  # paused at epoch 2's report: Tune restarts it from the checkpoint
+        train_trial(config, tiny_data, checkpoint_dir=tmp_path / "run", on_epoch=_stop_at(2), fast_paths=fast)
     assert list((cache / "fxgraph").iterdir())  # the first compile was written to the node's cache
     t, v = tiny_data.train, tiny_data.val
     torch.save({"tl": t.lr, "th": t.hr, "tn": t.names, "vl": v.lr, "vh": v.hr, "vn": v.names}, tmp_path / "d.pt")
