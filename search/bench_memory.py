@@ -59,8 +59,11 @@ def memory_row(blocks: int, channels: int, batch_size: int, data, device: str, f
                measured_gib=max(first.get("peak", 0), steady) / GIB, measured_steady_gib=steady / GIB,
                first_epoch_gib=first.get("peak", 0) / GIB, reserved_gib=torch.cuda.max_memory_reserved(device) / GIB,
                fits_reason=fits(pred, total)[1])
-    row["ratio"] = row["measured_gib"] / row["predicted_gib"]
-    row["steady_ratio"] = row["measured_steady_gib"] / row["predicted_gib"]
+    if result.status == "completed":
+        row["ratio"] = row["measured_gib"] / row["predicted_gib"]
+        row["steady_ratio"] = row["measured_steady_gib"] / row["predicted_gib"]
+    else:  # an OOM's peak is where it stopped, not the trial's: kept apart, not judged
+        row["stopped_peak_gib"], row["measured_gib"], row["measured_steady_gib"] = row["measured_gib"], None, None
     del result
     torch.cuda.empty_cache()
     return row, pred
@@ -89,7 +92,8 @@ def bench_memory(configs=DEFAULT_CONFIGS, batches=DEFAULT_BATCHES, train_images:
                 rows.append(row)
                 preds.append((pred, row))
             except Exception as exc:  # one row failing must not lose the others
-                rows.append({"config": f"residual_b{blocks}_c{channels}", "batch_size": batch, "error": repr(exc)[:300]})
+                rows.append({"config": f"residual_b{blocks}_c{channels}", "batch_size": batch,
+                             "error": repr(exc)[:300]})
     measured = lambda row, key: None if row.get(key) is None else int(row[key] * GIB)
     out = {"device": device, "train_images": train_images, "val_images": val_images, "eval_batch": fast.eval_batch,
            "rows": rows,

@@ -12,19 +12,22 @@ holds the machine and one line per section, printed again at the end.
     b24_compiled   >= 300 images/s                          residual b24 c612 bf16 through train_trial: eager,
                                                             regional compile, whole-net compile, CUDA graphs
     b8_graphs      >= 4000 images/s per trial               residual b8 c64: eager, CUDA graphs (cold and warm
-                                                            compile cache), regional; what "auto" picks
+                                                            compile cache), regional; a compiled trial stopped
+                                                            and resumed; what "auto" picks
     memory         within 15% for >= 6 configs              bench memory: b8 c64 .. b24 c712 at batch 16 and 64
     packed_rung    no OOM; aggregate vs one per GPU         a first rung of small configs packed by the memory
                                                             model's fractions, as concurrent processes
 
 Each compiled row reports `compile_seconds` (the trainer's own figure, first epoch) and `images_per_s`
-(median of the epochs after it); `speedup_vs_eager` is the ablation. A missed target adds a
+(median of the epochs after it); `speedup_vs_eager` is the ablation and `val_mse_vs_eager` the largest
+relative difference of its val/mse per epoch from eager's (same seed and data). A missed target adds a
 torch.profiler table of the best variant to its section.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import shutil
 import statistics
 import sys
 import tempfile
@@ -64,7 +67,7 @@ SMOKE = Sizes(big=(1, 8), small=(1, 8), big_images=16, small_images=16, rounds=1
               memory_images=(16, 4), memory_eval_256=((1, 8),), rung=((1, 8, 1e-3), (1, 4, 1e-3)),
               rung_images=(32, 4, 16), profile_steps=2)
 
-ESTIMATE_S = {"b24_compiled": 130, "b8_graphs": 60, "memory": 75, "packed_rung": 110}  # H100 seconds
+ESTIMATE_S = {"b24_compiled": 130, "b8_graphs": 70, "memory": 75, "packed_rung": 110}  # H100 seconds
 TARGETS = {"b24_compiled": 300.0, "b8_graphs": 4000.0}
 LABELS = {"": "eager", "regional": "regional compile", "default": "whole-net compile",
           "reduce-overhead": "CUDA graphs (whole net)"}
@@ -91,30 +94,37 @@ class Run(gpu_bench.Run):
             self.write_summary()
 
 
-def trial_row(run: Run, which: str, mode: str, label: str, planned_epochs: int | None = None) -> dict:
-    """train_trial with `mode` (a FastPaths.compile value): its rate after epoch 1, compile time, memory.
-    With `planned_epochs`, the trial is the study's length and stopped after the timed epochs."""
+def _trial(run: Run, which: str, mode: str, planned_epochs: int | None = None):
+    """(spec, fast paths, TrialConfig, data) of the timed trial of `which` ("big" or "small")."""
     from search.bench_train import VAL_IMAGES, synthetic_data, trial_config
-    from sr_core.compilation import resolve
     from sr_core.fastpaths import FastPaths
-    from sr_core.train import train_trial
-    spec, fast = run.spec(which), FastPaths(compile=mode)
+    spec = run.spec(which)
     config = trial_config(spec)
     if planned_epochs:
         config = dataclasses.replace(config, epochs=planned_epochs, patience=planned_epochs)
+    return spec, FastPaths(compile=mode), config, synthetic_data(spec.epoch_images, VAL_IMAGES, spec.seed)
+
+
+def trial_row(run: Run, which: str, mode: str, label: str, planned_epochs: int | None = None) -> dict:
+    """train_trial with `mode` (a FastPaths.compile value): its rate after epoch 1, compile time, memory.
+    With `planned_epochs`, the trial is the study's length and stopped after the timed epochs."""
+    from sr_core.compilation import resolve
+    from sr_core.train import train_trial
+    spec, fast, config, data = _trial(run, which, mode, planned_epochs)
     device = torch.device(run.device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     reports: list[dict] = []
-    result = train_trial(config, synthetic_data(spec.epoch_images, VAL_IMAGES, spec.seed), device=device,
-                         fast_paths=fast, on_epoch=lambda r: reports.append(r) or r["epoch"] <= spec.rounds)
+    result = train_trial(config, data, device=device, fast_paths=fast,
+                         on_epoch=lambda r: reports.append(r) or r["epoch"] <= spec.rounds)
     row = {"variant": label, "compile": mode,
            "resolved": resolve(fast, device, config, spec.epoch_images).compile, "status": result.status}
     if len(reports) < 2 or result.status not in ("completed", "pruned"):
         return {**row, "error": f"trial {result.status}: {result.reason}"}
     rates = [r["images_per_s"] for r in reports[1:]]
     row.update(images_per_s=statistics.median(rates), images_per_s_each=rates,
-               compile_seconds=reports[0].get("compile_seconds", 0.0), first_epoch_s=reports[0]["epoch_seconds"])
+               compile_seconds=reports[0].get("compile_seconds", 0.0), first_epoch_s=reports[0]["epoch_seconds"],
+               val_mse_each=[h["val/mse"] for h in result.history])
     if device.type == "cuda":
         row["max_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2 ** 30
     return row
@@ -139,6 +149,7 @@ def _variants(run: Run, name: str, which: str, modes: tuple[str, ...], row_s: fl
     for row in rows:
         if eager and row.get("images_per_s"):
             row["speedup_vs_eager"] = row["images_per_s"] / eager
+            row["val_mse_vs_eager"] = _max_rel_diff(row["val_mse_each"], rows[0]["val_mse_each"])
     timed = [r for r in rows if r.get("images_per_s")]
     best = max(timed, key=lambda r: r["images_per_s"], default=None)
     out = {"spec": dataclasses.asdict(run.spec(which)), "rows": rows, "target_images_per_s": TARGETS[name],
@@ -150,12 +161,53 @@ def _variants(run: Run, name: str, which: str, modes: tuple[str, ...], row_s: fl
     return out
 
 
+def _max_rel_diff(got: list[float], want: list[float]) -> float:
+    return max(abs(a - b) / max(abs(b), 1e-30) for a, b in zip(got, want))
+
+
+class _Stopped(BaseException):
+    """Raised from a report, as a killed process or a paused Tune trial stops the training thread."""
+
+
+def resume_row(run: Run, which: str, reference: dict) -> dict:
+    """`reference`'s trial stopped at a report and resumed from its checkpoint folder in this process (a
+    retry in a reused actor), against the uninterrupted run. On a GPU not necessarily bit for bit:
+    cudnn.benchmark may pick other kernels in the new session."""
+    from sr_core.train import train_trial
+    spec, fast, config, data = _trial(run, which, reference["compile"])
+    stop_at, folder = (spec.rounds + 1) // 2, Path(tempfile.mkdtemp(prefix="sr-resume-"))
+
+    def stop(report: dict) -> bool:
+        if report["epoch"] == stop_at:
+            raise _Stopped
+        return True
+
+    reports: list[dict] = []
+    try:
+        try:
+            train_trial(config, data, device=run.device, checkpoint_dir=folder, fast_paths=fast, on_epoch=stop)
+        except _Stopped:
+            pass
+        result = train_trial(config, data, device=run.device, checkpoint_dir=folder, fast_paths=fast,
+                             on_epoch=lambda r: reports.append(r) or True)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    got = [h["val/mse"] for h in result.history]
+    return {"variant": reference["variant"] + ", stopped and resumed", "status": result.status,
+            "resumed_epochs": [r["epoch"] for r in reports], "val_mse_each": got,
+            "compile_seconds": reports[0].get("compile_seconds") if reports else None,
+            "exact": got == reference["val_mse_each"], "max_rel_diff": _max_rel_diff(got, reference["val_mse_each"])}
+
+
 def b24_compiled(run: Run) -> dict:
     return _variants(run, "b24_compiled", "big", run.sizes.big_modes, row_s=45)
 
 
 def b8_graphs(run: Run) -> dict:
     out = _variants(run, "b8_graphs", "small", run.sizes.small_modes, row_s=20)
+    compiled = next((r for r in out["rows"][1:] if r.get("val_mse_each")), None)
+    if compiled and run.spare("b8_graphs") > 25:  # checkpoint resume of the compiled trial, on this device
+        out["resume"] = resume_row(run, "small", compiled)
     if run.spare("b8_graphs") > 20:  # what the default picks for a study-length trial, end to end
         out["auto_study_trial"] = trial_row(run, "small", "auto", "auto, a 75-epoch trial", planned_epochs=75)
     return out
@@ -190,6 +242,8 @@ def headline(name: str, r: dict) -> dict:
     """The few figures of a section worth its summary line."""
     if name in TARGETS:
         line = {"best": r["best"], "images_per_s": r["best_images_per_s"], "target_met": r["target_met"]}
+        if "resume" in r:
+            line["resume"] = {k: r["resume"].get(k) for k in ("status", "exact", "max_rel_diff")}
         line.update({x["variant"]: {k: round(x[k], 1) for k in ("images_per_s", "compile_seconds") if k in x}
                      for x in r["rows"]})
         return line

@@ -16,7 +16,8 @@ def test_bench_memory_without_cuda_predicts_only_and_says_so(bare, tmp_path):  #
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
     rows = result["rows"]
-    assert [(r["blocks"], r["channels"], r["batch_size"]) for r in rows] == [(1, 8, 2), (1, 8, 4), (2, 16, 2), (2, 16, 4)]
+    configs = [(r["blocks"], r["channels"], r["batch_size"]) for r in rows]
+    assert configs == [(1, 8, 2), (1, 8, 4), (2, 16, 2), (2, 16, 4)]
     assert all(r["predicted_gib"] > 0 and r["measured_gib"] is None for r in rows)
     assert rows[3]["predicted_gib"] > rows[0]["predicted_gib"]
     assert "no CUDA" in result["note"] and result["calibration"]["judged"] == 0
@@ -73,8 +74,12 @@ def test_the_compile_and_memory_gpu_script_smoke_runs_every_section(bare, tmp_pa
     assert regional["speedup_vs_eager"] > 0 and not big["target_met"] and "table" in big["profile"]
     small = json.loads((out / "b8_graphs.json").read_text())
     assert small["rows"][2]["variant"].endswith("(warm compile cache)")
+    assert small["resume"]["status"] == "completed" and small["resume"]["resumed_epochs"] == [2]
+    assert small["resume"]["exact"] and small["resume"]["compile_seconds"] > 0  # on CPU: bit for bit
+    assert small["rows"][1]["val_mse_vs_eager"] < 1e-4
     assert small["auto_study_trial"]["resolved"] == "" and small["auto_study_trial"]["status"] == "pruned"
     memory = json.loads((out / "memory.json").read_text())
-    assert all(r["predicted_gib"] > 0 and r["measured_gib"] is None for r in memory["rows"] + memory["eval_256"]["rows"])
+    rows = memory["rows"] + memory["eval_256"]["rows"]
+    assert all(r["predicted_gib"] > 0 and r["measured_gib"] is None for r in rows)
     rung = json.loads((out / "packed_rung.json").read_text())
     assert rung["packed"]["statuses"] == ["pruned"] and rung["packed"]["oom"] == 0 and rung["speedup"] > 0

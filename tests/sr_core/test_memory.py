@@ -112,7 +112,8 @@ def test_gpu_fractions_pack_small_launch_bound_trials_and_keep_the_sum_under_the
         assert packed == 1 or packed * (int(gib * GIB * (1 + ALLOCATOR_RESERVE_FRACTION)) + CUDA_CONTEXT_BYTES) <= H100
 
 
-@pytest.mark.parametrize("kwargs,name", [({"compute_share": 0.0}, "compute_share"), ({"compute_share": 1.5}, "compute_share"),
+@pytest.mark.parametrize("kwargs,name", [({"compute_share": 0.0}, "compute_share"),
+                                         ({"compute_share": 1.5}, "compute_share"),
                                          ({"device_bytes": 0}, "device_bytes"), ({"steps": (0, 2)}, "steps")])
 def test_gpu_fraction_names_the_bad_argument(kwargs, name):
     args = {"predicted_bytes": GIB, "device_bytes": H100, "compute_share": 0.5, **kwargs}
