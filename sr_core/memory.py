@@ -7,7 +7,7 @@ weights are held). It is measured, not guessed: sr_core.memory_trace runs the tr
 evaluation and best-weights copy on the real network, on CPU, and accounts every storage and every
 tensor saved for backward. Sizes are polynomials in the width c, the batch b and the eval batch e
 (`MONOMIALS`), so five tiny traces (`POINTS`, c <= 5) give exact integer coefficients for any width
-and batch: a fit costs ~1 s at 24 blocks, once per (arch, blocks, precision, layout), and each
+and batch: a fit costs 1-2 s at 24 blocks, once per (arch, blocks, precision, layout), and each
 prediction after it microseconds. A fit that is not exact raises instead of predicting.
 
 The parts (`MemoryPrediction`, bytes):
