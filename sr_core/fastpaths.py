@@ -13,7 +13,9 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
-COMPILE_MODES = ("", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# "" eager; "auto" picks per trial; "regional" compiles each residual block; the rest are torch.compile
+# modes for the whole net (sr_core.compilation).
+COMPILE_MODES = ("", "auto", "regional", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass(frozen=True)
@@ -41,9 +43,10 @@ class FastPaths:
     amp: bool = True
     # Validation images per forward pass (under inference_mode). The reference uses 64.
     eval_batch: int = 256
-    # "" trains eagerly; otherwise a torch.compile mode for the training forward and backward.
-    # "reduce-overhead" adds CUDA graphs: the remedy when small nets are launch-bound.
-    compile: str = ""
+    # "" trains eagerly; otherwise how the training forward and backward are compiled. "auto": CUDA
+    # graphs ("reduce-overhead") on CUDA for launch-bound trials long enough to win back the compile
+    # (measured 2.7-3.4x at b8 c64 on an H100), eager everywhere else (sr_core.compilation).
+    compile: str = "auto"
     # Write epoch N's checkpoint in a background thread during epoch N+1 and announce it with epoch
     # N+1's report (`checkpoint/epoch`). Off: written before the report of its own epoch. The caller
     # must expect the lag, so it is opt-in (see sr_core.checkpoint).
@@ -64,7 +67,7 @@ class FastPaths:
     @classmethod
     def reference(cls) -> FastPaths:
         """Every fast path off: the plain trainer."""
-        return cls(**{f.name: False for f in fields(cls) if f.type == "bool"}, eval_batch=64)
+        return cls(**{f.name: False for f in fields(cls) if f.type == "bool"}, eval_batch=64, compile="")
 
     def without(self, name: str) -> FastPaths:
         """This set with one boolean switch off (for ablations)."""
@@ -134,13 +137,6 @@ def set_flags(cudnn_benchmark: bool, cudnn_tf32: bool, matmul_precision: str) ->
             torch.set_float32_matmul_precision(matmul_precision)
     except RuntimeError as exc:
         warnings.warn(f"could not set the TF32/cudnn.benchmark flags ({exc}); training without them")
-
-
-def compiled(model: torch.nn.Module, mode: str):
-    """The callable the training step runs: the model itself, or a torch.compile of it."""
-    if not mode:
-        return model
-    return torch.compile(model) if mode == "default" else torch.compile(model, mode=mode)
 
 
 class FiniteWatch:

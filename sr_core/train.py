@@ -7,8 +7,10 @@ cosine schedule from `lr` to `eta_min`, gradient-norm clipping, early stopping o
 autocast on CUDA where the GPU has it natively (else fp16 with a GradScaler), fp32 on CPU.
 
 Speed. The fast paths (channels_last, TF32, cudnn.benchmark, fused Adam, batches drawn on the device,
-a lagged divergence check, big eval batches, optional torch.compile, background checkpoints) are
-switches of `FastPaths` (sr_core.fastpaths), each measured on and off by `sr-search bench train`.
+a lagged divergence check, big eval batches, torch.compile, background checkpoints) are switches of
+`FastPaths` (sr_core.fastpaths), each measured on and off by `sr-search bench train`. Compiling
+(sr_core.compilation) defaults to "auto": CUDA graphs for launch-bound trials on CUDA, else eager; a
+compiled session reports its compile time once, as `compile_seconds` in its first epoch's report.
 Inside an epoch's step loop nothing waits for the GPU: the host only queues work. The epoch's one
 sync point is reading its mean loss; evaluation has one more.
 
@@ -37,13 +39,13 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from sr_core import checkpoint, fastpaths
+from sr_core import checkpoint, compilation, fastpaths
 from sr_core.augment import augment_batch, augment_batch_host, epoch_draws, make_generator
 from sr_core.checkpoint import BEST_FILE, CHECKPOINT_FILE, ENDED_FILE, CheckpointPolicy, CheckpointWriter
 from sr_core.data import SRData, SRPairs
 from sr_core.evaluate import METRICS as VAL_METRICS
 from sr_core.evaluate import evaluate
-from sr_core.fastpaths import FastPaths, FiniteWatch, backend_flags, compiled
+from sr_core.fastpaths import FastPaths, FiniteWatch, backend_flags
 from sr_core.faults import Fault, inject, parse_fault
 from sr_core.models import build_model
 from sr_core.pixels import to_float
@@ -77,6 +79,7 @@ class _Trial:
     amp_dtype: torch.dtype | None = None  # autocast dtype; None = fp32
     model: torch.nn.Module | None = None
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None  # the model, or its torch.compile
+    clock: compilation.CompileClock = field(default_factory=compilation.CompileClock)  # compile time
     optimizer: torch.optim.Optimizer | None = None
     scaler: torch.amp.GradScaler | None = None
     gen: torch.Generator | None = None
@@ -148,6 +151,8 @@ def train_trial(config: TrialConfig, data: SRData, *, device: str | torch.device
         finally:
             if trial.writer is not None:
                 trial.writer.wait()  # every checkpoint started is on disk before we return (or raise)
+            if trial.fast.compile:  # a reused process (Ray's actor reuse) keeps no graphs of this trial
+                compilation.release()
     if out_of_memory is not None:
         # Outside the except block: the traceback (and the activations its frames hold) is gone.
         _release(trial)
@@ -158,7 +163,11 @@ def train_trial(config: TrialConfig, data: SRData, *, device: str | torch.device
 
 def _set_up(trial: _Trial, data: SRData) -> None:
     """Model, optimizer and the data on the device (each of which can run out of memory)."""
-    config, device, fast = trial.config, trial.device, trial.fast
+    config, device = trial.config, trial.device
+    n_train = len(data.train)
+    trial.per_epoch = min(config.epoch_samples or n_train, n_train)
+    trial.steps_per_epoch = math.ceil(trial.per_epoch / config.batch_size)
+    fast = trial.fast = compilation.resolve(trial.fast, device, config, trial.per_epoch)
     # Seed only what this trial owns: init under a forked global RNG (callers' RNG untouched), and a
     # private generator for shuffling and augmentation whose state goes into every checkpoint.
     with torch.random.fork_rng(devices=[]):
@@ -167,7 +176,8 @@ def _set_up(trial: _Trial, data: SRData) -> None:
     inject(trial.fault, "to_device", 0)
     layout = torch.channels_last if fast.channels_last else torch.preserve_format
     trial.model = model.to(device, memory_format=layout)
-    trial.forward = compiled(trial.model, fast.compile)
+    trial.forward = compilation.compile_model(trial.model, fast.compile)
+    trial.clock = compilation.CompileClock(device if fast.compile else None)  # None: nothing to time
     adam_options = {"fused": True} if fast.fused_adam else {}
     trial.optimizer = torch.optim.Adam(trial.model.parameters(), lr=config.lr, **adam_options)
     trial.amp_dtype = fastpaths.amp_dtype(device, fast.amp)  # asked once: the step loop reads it often
@@ -177,9 +187,6 @@ def _set_up(trial: _Trial, data: SRData) -> None:
     # no loader, no decoding, no copy per batch.
     trial.train_lr, trial.train_hr = data.train.lr.to(device), data.train.hr.to(device)
     trial.val = SRPairs(data.val.lr.to(device), data.val.hr.to(device), data.val.names)
-    n_train = len(data.train)
-    trial.per_epoch = min(config.epoch_samples or n_train, n_train)
-    trial.steps_per_epoch = math.ceil(trial.per_epoch / config.batch_size)
 
 
 def _resume(trial: _Trial, ckpt_dir: Path) -> None:
@@ -223,8 +230,9 @@ def _run_epoch(trial: _Trial, on_epoch: OnEpoch | None) -> None:
     t0 = time.perf_counter()
     train_mse = _train_epoch(trial, epoch)
     train_seconds = time.perf_counter() - t0
-    val_metrics = evaluate(trial.model, trial.val, trial.device, trial.amp_dtype, trial.fault, epoch,
-                           batch_size=fast.eval_batch, channels_last=fast.channels_last)
+    with compilation.eager():  # compiled blocks too: one graph per training shape, none for eval
+        val_metrics = evaluate(trial.model, trial.val, trial.device, trial.amp_dtype, trial.fault, epoch,
+                               batch_size=fast.eval_batch, channels_last=fast.channels_last)
     # A perfect image has PSNR inf: that is not a divergence. A non-finite MSE is.
     if not (math.isfinite(train_mse) and math.isfinite(val_metrics["val/mse"])):
         which = "train" if not math.isfinite(train_mse) else "val"
@@ -246,7 +254,7 @@ def _run_epoch(trial: _Trial, on_epoch: OnEpoch | None) -> None:
         _checkpoint(trial)  # before the report that announces it
     # The callback also sees the best epoch so far (best/val_mse, best/epoch, ...): a search that
     # stops this trial from outside still knows what it achieved.
-    announced = {}
+    announced = trial.clock.report()  # {"compile_seconds": ...} once per compiled session
     if trial.writer is not None:
         trial.writer.wait()  # async: epoch-1's write, which had a whole epoch to finish
         announced["checkpoint/epoch"] = trial.writer.done_epoch
@@ -270,11 +278,13 @@ def _train_epoch(trial: _Trial, epoch: int) -> float:
     loss_sum = torch.zeros((), device=trial.device)
     watch = FiniteWatch(trial.device, _NAN_CHECK_EVERY, lagged=trial.fast.lagged_nan_check)
     poison = 1.0
+    trial.clock.start()
     for i, (lr_img, hr_img) in enumerate(_batches(trial)):
         if i == 0 and inject(trial.fault, "train", epoch):
             poison = math.nan  # the injected NaN flows through the real divergence check
         lr = lr_at(first_step + i, trial.total_steps, trial.config)
         loss = _train_step(trial, lr_img, hr_img, lr, poison)
+        trial.clock.step_done()
         loss_sum += loss * len(lr_img)
         if watch.diverged(loss_sum, i):
             break  # diverged: no point finishing the epoch

@@ -5,12 +5,6 @@ import statistics
 
 import pytest
 
-from _bare import bare_runner
-
-
-@pytest.fixture
-def bare(tmp_path):
-    return bare_runner(tmp_path)
 
 
 def test_the_blocker_blocks(bare):

@@ -3,12 +3,6 @@ import json
 
 import pytest
 
-from _bare import bare_runner
-
-
-@pytest.fixture
-def bare(tmp_path):
-    return bare_runner(tmp_path)
 
 
 @pytest.mark.slow
