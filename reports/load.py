@@ -16,10 +16,7 @@ import pandas as pd
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from .schema import EPOCH_METRICS, EXPERIMENT, STUDY_METRICS
-# Summary metric -> trials column holding the best epoch's value (what the saved weights give).
-BEST = {"best/val_mse": "val/mse", "best/val_psnr": "val/psnr", "best/val_ssim": "val/ssim",
-        "best/train_mse": "train/mse", "best/epoch": "best_epoch"}  # fmt: skip
+from .schema import BEST_COLUMNS, EPOCH_METRICS, EXPERIMENT, STUDY_METRICS
 
 
 class ReportError(ValueError):
@@ -107,7 +104,7 @@ def _trial_row(run: Run, parent: Run) -> dict:
     # fields) and its shape figures (schema.TRIAL_SHAPE_PARAMS). The arch comes from its tag.
     row.update({k: v for k, v in params.items() if k not in row})
     row["max_epochs"] = row.pop("epochs", None)
-    for src, dst in BEST.items():
+    for src, dst in BEST_COLUMNS.items():
         row[dst] = metrics.get(src, math.nan)
     row["epochs_run"] = metrics.get("epochs_run", math.nan)
     wall = metrics.get("wall_seconds", math.nan)
@@ -129,8 +126,8 @@ def _fill_from_history(trials: pd.DataFrame, history: pd.DataFrame) -> pd.DataFr
         return trials
     best = scored.loc[scored.groupby("run_id")["val/mse"].idxmin()].set_index("run_id")
     known = trials["run_id"].isin(best.index)
-    for col, src in (("val/mse", "val/mse"), ("val/psnr", "val/psnr"), ("val/ssim", "val/ssim"),
-                     ("train/mse", "train/mse"), ("best_epoch", "epoch")):  # fmt: skip
+    for col in BEST_COLUMNS.values():
+        src = "epoch" if col == "best_epoch" else col
         missing = trials[col].isna() & known
         if missing.any():
             trials.loc[missing, col] = trials.loc[missing, "run_id"].map(best[src]).astype(float)

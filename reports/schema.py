@@ -11,8 +11,11 @@ EXPERIMENT = "sr-search"
 # MLflow 3 opens an experiment on its GenAI overview unless it is marked as model training.
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
+#: The val metrics of every epoch: the study's own (RGB, no border crop) and the papers' (Y of BT.601
+#: YCbCr, `scale` pixels cropped from each border); see docs/tracking-schema.md.
+VAL_METRICS = ("val/mse", "val/psnr", "val/ssim", "val/psnr_y", "val/ssim_y")
 #: Logged every epoch of a trial, with step = epoch (1-based).
-EPOCH_METRICS = ("train/mse", "val/mse", "val/psnr", "val/ssim", "lr", "epoch_seconds", "images_per_s")
+EPOCH_METRICS = ("train/mse", *VAL_METRICS, "lr", "epoch_seconds", "images_per_s")
 #: The study run's own metrics (no step).
 STUDY_METRICS = (
     "estimate/grid_size", "estimate/trials", "estimate/flops_total", "estimate/device_hours",
@@ -37,6 +40,10 @@ STATUSES = UNFINISHED + ENDED
 # -- the best trial ------------------------------------------------------------------------------
 #: The search objective unless a study names another logged metric ([search] metric, mode).
 OBJECTIVE, OBJECTIVE_MODE = "val/mse", "min"
+
+
+#: Summary metric of a trial (its best epoch's value) -> the report's column for it.
+BEST_COLUMNS = {**{f"best/{m.replace('/', '_')}": m for m in ("train/mse", *VAL_METRICS)}, "best/epoch": "best_epoch"}
 
 
 def summary_key(metric: str) -> str:

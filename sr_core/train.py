@@ -28,29 +28,30 @@ checkpoint_budget` allows (sr_core.checkpoint.CheckpointPolicy); the epoch a tri
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Collection
 from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 
-from sr_core import checkpoint, compilation, fastpaths
+from sr_core import compilation, fastpaths
 from sr_core.augment import augment_batch, augment_batch_host, epoch_draws, make_generator
 from sr_core.checkpoint import BEST_FILE, CHECKPOINT_FILE, ENDED_FILE, CheckpointPolicy, CheckpointWriter
 from sr_core.data import SRData, SRPairs
 from sr_core.evaluate import METRICS as VAL_METRICS
 from sr_core.evaluate import evaluate
 from sr_core.fastpaths import FastPaths, FiniteWatch, backend_flags
-from sr_core.faults import Fault, inject, parse_fault
+from sr_core.faults import inject, parse_fault
 from sr_core.models import build_model
 from sr_core.pixels import to_float
 from sr_core.trial_config import (STATUSES, TrialConfig, TrialResult, best_metrics, config_from_dict,
                                   lr_at)
+from sr_core.trial_state import (RunningTrial, checkpoint_due, release, resume, save_checkpoint,
+                                 save_ended)
 
 __all__ = ["BEST_FILE", "CHECKPOINT_FILE", "ENDED_FILE", "FastPaths", "STATUSES", "TrialConfig",
            "TrialResult", "best_metrics", "config_from_dict", "evaluate", "lr_at", "train_trial"]
@@ -65,64 +66,10 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-# -- the trial's state while it runs ---------------------------------------------------------------
-@dataclass
-class _Trial:
-    """Everything one trial holds while it trains. Private: train_trial is the only way in."""
-    config: TrialConfig
-    device: torch.device
-    fast: FastPaths
-    fault: Fault | None
-    started: float  # perf_counter at the start of this session
-    writer: CheckpointWriter | None = None  # None: no checkpoint folder
-    policy: CheckpointPolicy = field(default_factory=CheckpointPolicy)
-    amp_dtype: torch.dtype | None = None  # autocast dtype; None = fp32
-    model: torch.nn.Module | None = None
-    forward: Callable[[torch.Tensor], torch.Tensor] | None = None  # the model, or its torch.compile
-    clock: compilation.CompileClock = field(default_factory=compilation.CompileClock)  # compile time
-    optimizer: torch.optim.Optimizer | None = None
-    scaler: torch.amp.GradScaler | None = None
-    gen: torch.Generator | None = None
-    train_lr: torch.Tensor | None = None
-    train_hr: torch.Tensor | None = None
-    val: SRPairs | None = None
-    per_epoch: int = 0
-    steps_per_epoch: int = 0
-    history: list[dict[str, float]] = field(default_factory=list)
-    best: dict[str, float] = field(default_factory=dict)
-    best_weights: dict[str, torch.Tensor] | None = None  # on the device until the trial returns
-    best_unsaved: bool = False  # best_weights changed since best.pt was last written
-    bad_epochs: int = 0
-    prior_seconds: float = 0.0  # wall time of earlier sessions of this trial (before a resume)
-    next_epoch: int = 1
-    status: str | None = None  # set when the trial ends
-    reason: str = ""
-
-    @property
-    def rng(self) -> str:
-        """Where the trial's random numbers are drawn: part of what a resume must match."""
-        return f"device:{self.device.type}" if self.fast.device_rng else "host"
-
-    @property
-    def total_steps(self) -> int:
-        return self.steps_per_epoch * self.config.epochs
-
-    @property
-    def seconds(self) -> float:
-        return self.prior_seconds + time.perf_counter() - self.started
-
-    def end(self, status: str, reason: str = "") -> None:
-        self.status, self.reason = status, reason
-
-    def result(self) -> TrialResult:
-        weights = None if self.best_weights is None else _cpu_state(self.best_weights)
-        return TrialResult(self.status or "completed", self.best, self.history, len(self.history),
-                           self.seconds, weights, self.reason)
-
-
 def train_trial(config: TrialConfig, data: SRData, *, device: str | torch.device | None = None,
                 on_epoch: OnEpoch | None = None, checkpoint_dir: str | os.PathLike | None = None,
-                fast_paths: FastPaths | None = None) -> TrialResult:
+                fast_paths: FastPaths | None = None, checkpoint_at: Collection[int] = (),
+                checkpoint_policy: CheckpointPolicy | None = None) -> TrialResult:
     """Train one config; return how it ended, its history, its best epoch and the best weights.
 
     `on_epoch(report)` is called after every epoch with the epoch's metrics plus the best so far
@@ -131,19 +78,23 @@ def train_trial(config: TrialConfig, data: SRData, *, device: str | torch.device
     return stops the trial as `pruned`. With `checkpoint_dir` the trial checkpoints every epoch and
     resumes from the folder's checkpoint when there is one. `fast_paths` switches the fast paths
     (default: `FastPaths()`, every one that measured faster, checkpoints written synchronously).
+    `checkpoint_at` names epochs whose checkpoint is written whatever the policy says (a search that
+    pauses trials at these epochs resumes them from there); `checkpoint_policy` replaces the one
+    built from `FastPaths.checkpoint_budget`.
     """
     device = torch.device(device) if device is not None else default_device()
     fast = fastpaths.for_trial(fast_paths if fast_paths is not None else FastPaths(), device, config.channels)
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    trial = _Trial(config, device, fast, parse_fault(config.fault), time.perf_counter(),
-                   writer=CheckpointWriter(ckpt_dir, fast.async_checkpoint) if ckpt_dir else None,
-                   policy=CheckpointPolicy(fast.checkpoint_budget))
+    trial = RunningTrial(config, device, fast, parse_fault(config.fault), time.perf_counter(),
+                         writer=CheckpointWriter(ckpt_dir, fast.async_checkpoint) if ckpt_dir else None,
+                         policy=checkpoint_policy or CheckpointPolicy(fast.checkpoint_budget),
+                         checkpoint_at=frozenset(checkpoint_at))
     out_of_memory = None
     with backend_flags(fast, device):
         try:
             _set_up(trial, data)
             if ckpt_dir is not None:
-                _resume(trial, ckpt_dir)
+                resume(trial, ckpt_dir)
             while trial.status is None:
                 _run_epoch(trial, on_epoch)
         except torch.OutOfMemoryError as exc:
@@ -155,13 +106,13 @@ def train_trial(config: TrialConfig, data: SRData, *, device: str | torch.device
                 compilation.release()
     if out_of_memory is not None:
         # Outside the except block: the traceback (and the activations its frames hold) is gone.
-        _release(trial)
+        release(trial)
         trial.end("oom", f"out of memory at epoch {trial.next_epoch}: {out_of_memory}"[:500])
-        _save_ended(trial)
+        save_ended(trial)
     return trial.result()
 
 
-def _set_up(trial: _Trial, data: SRData) -> None:
+def _set_up(trial: RunningTrial, data: SRData) -> None:
     """Model, optimizer and the data on the device (each of which can run out of memory)."""
     config, device = trial.config, trial.device
     n_train = len(data.train)
@@ -189,42 +140,7 @@ def _set_up(trial: _Trial, data: SRData) -> None:
     trial.val = SRPairs(data.val.lr.to(device), data.val.hr.to(device), data.val.names)
 
 
-def _resume(trial: _Trial, ckpt_dir: Path) -> None:
-    """Continue from the folder's checkpoint; an ended trial is restored as ended (nothing to run)."""
-    if (ckpt_dir / BEST_FILE).exists():
-        trial.best_weights = checkpoint.load(ckpt_dir / BEST_FILE)["state_dict"]
-    ended = checkpoint.read_ended(ckpt_dir)
-    if ended is not None:
-        _check_config(ended["config"], trial.config, ckpt_dir)
-        trial.history, trial.best, trial.prior_seconds = ended["history"], ended["best"], ended["seconds"]
-        trial.end(ended["status"], ended["reason"])
-        trial.started = time.perf_counter()
-        return
-    if not (ckpt_dir / CHECKPOINT_FILE).exists():
-        return
-    state = checkpoint.load(ckpt_dir / CHECKPOINT_FILE)
-    _check_config(state["config"], trial.config, ckpt_dir)
-    if state.get("rng", "host") != trial.rng:
-        raise ValueError(f"checkpoint in {ckpt_dir} drew its random numbers on {state.get('rng', 'host')}, "
-                         f"this trial draws them on {trial.rng}: resume it with the same FastPaths.device_rng "
-                         "on the same kind of device")
-    trial.model.load_state_dict(state["model"])
-    trial.optimizer.load_state_dict(state["optimizer"])
-    trial.scaler.load_state_dict(state["scaler"])
-    trial.gen.set_state(state["generator"])
-    trial.next_epoch, trial.history, trial.best = state["epoch"] + 1, state["history"], state["best"]
-    trial.bad_epochs, trial.prior_seconds = state["bad_epochs"], state["seconds"]
-    if trial.writer is not None:
-        trial.writer.done_epoch = trial.policy.announced_epoch = state["epoch"]
-    trial.started = time.perf_counter()
-
-
-def _check_config(saved: dict, config: TrialConfig, ckpt_dir: Path) -> None:
-    if saved != dataclasses.asdict(config):
-        raise ValueError(f"checkpoint in {ckpt_dir} belongs to another config: {saved}")
-
-
-def _run_epoch(trial: _Trial, on_epoch: OnEpoch | None) -> None:
+def _run_epoch(trial: RunningTrial, on_epoch: OnEpoch | None) -> None:
     """Train and evaluate one epoch, keep the best, checkpoint, report; end the trial when it must."""
     epoch, config, fast = trial.next_epoch, trial.config, trial.fast
     t0 = time.perf_counter()
@@ -237,7 +153,7 @@ def _run_epoch(trial: _Trial, on_epoch: OnEpoch | None) -> None:
     if not (math.isfinite(train_mse) and math.isfinite(val_metrics["val/mse"])):
         which = "train" if not math.isfinite(train_mse) else "val"
         trial.end("diverged", f"non-finite {which} MSE at epoch {epoch}")
-        _save_ended(trial)
+        save_ended(trial)
         return
     report = {"epoch": epoch, "train/mse": train_mse, **val_metrics,
               "lr": lr_at((epoch - 1) * trial.steps_per_epoch, trial.total_steps, config),
@@ -250,8 +166,8 @@ def _run_epoch(trial: _Trial, on_epoch: OnEpoch | None) -> None:
     elif trial.bad_epochs >= config.patience:
         trial.end("early_stopped", f"val/mse did not improve for {config.patience} epochs")
     trial.policy.trained_for(report["epoch_seconds"])
-    if not fast.async_checkpoint and _checkpoint_due(trial):
-        _checkpoint(trial)  # before the report that announces it
+    if not fast.async_checkpoint and checkpoint_due(trial):
+        save_checkpoint(trial)  # before the report that announces it
     # The callback also sees the best epoch so far (best/val_mse, best/epoch, ...): a search that
     # stops this trial from outside still knows what it achieved.
     announced = trial.clock.report()  # {"compile_seconds": ...} once per compiled session
@@ -265,13 +181,13 @@ def _run_epoch(trial: _Trial, on_epoch: OnEpoch | None) -> None:
         trial.end("pruned", f"stopped by the search after epoch {epoch}")
     if announced.get("checkpoint/epoch", 0) > trial.policy.announced_epoch:  # the caller got a new one
         trial.policy.announced(announced["checkpoint/epoch"], time.perf_counter() - t0)
-    if fast.async_checkpoint and _checkpoint_due(trial):  # (after the report: its cost is known now)
-        _checkpoint(trial)  # written during the next epoch, announced by its report
+    if fast.async_checkpoint and checkpoint_due(trial):  # (after the report: its cost is known now)
+        save_checkpoint(trial)  # written during the next epoch, announced by its report
     elif trial.status == "pruned":
-        _save_ended(trial)
+        save_ended(trial)
 
 
-def _train_epoch(trial: _Trial, epoch: int) -> float:
+def _train_epoch(trial: RunningTrial, epoch: int) -> float:
     """One pass over `per_epoch` shuffled, augmented samples; the mean train MSE (inf/nan if it blew up)."""
     trial.model.train()
     first_step = (epoch - 1) * trial.steps_per_epoch
@@ -291,7 +207,7 @@ def _train_epoch(trial: _Trial, epoch: int) -> float:
     return loss_sum.item() / trial.per_epoch  # sync point, once per epoch
 
 
-def _batches(trial: _Trial):
+def _batches(trial: RunningTrial):
     """The epoch's (lr, hr) float batches on the device: shuffled, and augmented when configured."""
     config, fast, b = trial.config, trial.fast, trial.config.batch_size
     n_train = len(trial.train_lr)
@@ -312,7 +228,7 @@ def _batches(trial: _Trial):
         yield lr_img, hr_img
 
 
-def _train_step(trial: _Trial, lr_img: torch.Tensor, hr_img: torch.Tensor, lr: float,
+def _train_step(trial: RunningTrial, lr_img: torch.Tensor, hr_img: torch.Tensor, lr: float,
                 poison: float) -> torch.Tensor:
     """Forward, backward, clip, Adam; the loss as a device scalar. Nothing here waits for the GPU
     unless a fast path is off (plain Adam under a GradScaler reads its inf check on the host)."""
@@ -332,11 +248,7 @@ def _train_step(trial: _Trial, lr_img: torch.Tensor, hr_img: torch.Tensor, lr: f
     return loss.detach()
 
 
-def _cpu_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
-
-
-def _keep_best(trial: _Trial, report: dict[str, float]) -> bool:
+def _keep_best(trial: RunningTrial, report: dict[str, float]) -> bool:
     """Track the best epoch by val/mse; True when this epoch is the new best."""
     if trial.best and report["val/mse"] >= trial.best["val/mse"]:
         trial.bad_epochs += 1
@@ -349,55 +261,3 @@ def _keep_best(trial: _Trial, report: dict[str, float]) -> bool:
     return True
 
 
-def _checkpoint_due(trial: _Trial) -> bool:
-    return trial.writer is not None and (trial.status is not None or trial.policy.due())
-
-
-def _checkpoint(trial: _Trial) -> None:
-    """Hand this epoch's state to the writer (which writes now, or in the background)."""
-    t0 = time.perf_counter()
-    config = dataclasses.asdict(trial.config)
-    state = {"config": config, "epoch": trial.next_epoch - 1, "rng": trial.rng,
-             "model": trial.model.state_dict(), "optimizer": trial.optimizer.state_dict(),
-             "scaler": trial.scaler.state_dict(), "generator": trial.gen.get_state(),
-             "history": list(trial.history), "best": trial.best, "bad_epochs": trial.bad_epochs,
-             "seconds": trial.seconds}
-    trial.writer.save(trial.next_epoch - 1, state, best=_unsaved_best(trial),
-                      ended=_ended_record(trial) if trial.status is not None else None)
-    # Synchronous: the write itself. Background: the write overlaps training but slows it (it competes
-    # for the host), so it is charged as if it blocked (the previous write's time; this one is running).
-    trial.policy.wrote(max(time.perf_counter() - t0, trial.writer.write_seconds))
-
-
-def _unsaved_best(trial: _Trial) -> dict | None:
-    """best.pt's content when the best weights changed since it was last written, else None."""
-    if not trial.best_unsaved:
-        return None
-    trial.best_unsaved = False
-    return {"config": dataclasses.asdict(trial.config), "state_dict": trial.best_weights}
-
-
-def _ended_record(trial: _Trial) -> dict[str, Any]:
-    return {"config": dataclasses.asdict(trial.config), "status": trial.status, "reason": trial.reason,
-            "history": list(trial.history), "best": trial.best, "seconds": trial.seconds}
-
-
-def _save_ended(trial: _Trial) -> None:
-    """Record how the trial ended, so a resume (or a retry) does not run it again."""
-    if trial.writer is None:
-        return
-    trial.writer.wait()  # after any checkpoint still being written
-    best = _unsaved_best(trial)  # a best epoch after the last checkpoint: its weights are not lost
-    if best is not None:
-        checkpoint.write_best(trial.writer.folder, best)
-    checkpoint.write_ended(trial.writer.folder, _ended_record(trial))
-
-
-def _release(trial: _Trial) -> None:
-    """Drop everything the trial holds on the device and give the memory back (after an OOM)."""
-    if trial.best_weights is not None:
-        trial.best_weights = _cpu_state(trial.best_weights)  # a copy out needs no device memory
-    trial.model = trial.forward = trial.optimizer = trial.scaler = None
-    trial.train_lr = trial.train_hr = trial.val = None
-    if trial.device.type == "cuda":
-        torch.cuda.empty_cache()

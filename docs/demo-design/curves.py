@@ -3,7 +3,7 @@
     PYTHONPATH=. python docs/demo-design/curves.py JOBS.json OUT_DIR [--workers N] [--cache FILE]
                                                    [--deadline SECONDS]
 
-JOBS.json: a list of {"name": str, "lr_kernels": "mix" | one kernel of sr_core.ops.LR_KERNELS,
+JOBS.json: a list of {"name": str, "lr_kernels": "mix" | one kernel of sr_core.resize.LR_KERNELS,
 "bicubic_skip": bool (default true), "train_exclude": [photo, ...] (default none), "config":
 {TrialConfig fields}}. Writes OUT_DIR/NAME.json (the config, status, per-epoch
 history, seconds) and OUT_DIR/NAME.pt (best weights, as sr_core.infer.save_weights) for every job.
@@ -30,7 +30,8 @@ _START = time.time()
 
 
 def _data(lr_kernels: str, exclude: tuple[str, ...] = ()):
-    from sr_core.data import LR_KERNELS, SRPairs, downscale_with, load_cached, load_dataset
+    from sr_core.data import SRPairs, load_cached, load_dataset
+    from sr_core.resize import LR_KERNELS, downscale_with
     key = (lr_kernels, exclude)
     if key not in _DATA:
         data = load_cached(_CACHE[0]) if _CACHE else load_dataset("embedded", progress=lambda line: None)

@@ -20,7 +20,9 @@ import time
 import torch
 
 from sr_core import metrics
-from sr_core.data import SRPairs, bicubic_upscale, load_cached, to_float
+from sr_core.data import SRPairs, load_cached
+from sr_core.pixels import to_float
+from sr_core.resize import bicubic_upscale
 from sr_core.models import build_model
 from sr_core.train import TrialConfig, evaluate, train_trial
 

@@ -8,9 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import math
-import statistics
 import sys
 import tempfile
 from pathlib import Path

@@ -128,7 +128,8 @@ def _log_trial(client: MlflowClient, exp: str, parent: str, study: str, t: Trial
         metrics += [Metric(k, float(x), now + 100, 0) for k, x in summary.items()]
     client.log_batch(rid, metrics=metrics, params=[Param(k, str(v)) for k, v in params.items()])
     if t.status != "running":
-        client.set_terminated(rid, "FAILED" if t.status in ("oom", "diverged") else "FINISHED")
+        # As docs/tracking-schema.md (and search.tracking.set_status): only `failed` is MLflow's FAILED.
+        client.set_terminated(rid, "FAILED" if t.status == "failed" else "FINISHED")
     return rid
 
 

@@ -11,6 +11,8 @@ import pytest
 
 from test_reports_render import open_in_chromium, render_status
 
+pytestmark = pytest.mark.slow  # the README's demo end to end, and headless Chromium
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

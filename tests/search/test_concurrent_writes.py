@@ -7,6 +7,8 @@ import pytest
 
 from _driver import Driver, child_env, epochs_logged, optuna_study, run_cli, runs, write_study
 
+pytestmark = pytest.mark.slow  # a real study of four trials at once
+
 EPOCHS = 200
 
 

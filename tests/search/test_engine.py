@@ -15,6 +15,8 @@ from search.cli import main
 from sr_core.trial_config import LOGGED_FIELDS
 from reports.schema import EXPERIMENT
 
+pytestmark = pytest.mark.slow  # real Ray, Optuna and MLflow, and an MLflow server
+
 STUDY = """
 [study]
 name = "tiny"

@@ -6,13 +6,13 @@ a Ctrl-C (SIGINT to the driver's whole process group, as a terminal sends it), a
 (as `kill` or a scheduler sends it), and two quick Ctrl-Cs (the second stops at once; `sr-search status`
 then repairs what was left running, as after kill -9).
 """
-import re
 import signal
-import time
 
 import pytest
 
 from _driver import Driver, child_env, epochs_logged, first_epochs_after, last_epochs, run_cli, runs, write_study
+
+pytestmark = pytest.mark.slow  # the real CLI in a child process, stopped and resumed
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +38,9 @@ def stopped_three_ways(tmp_path_factory):
     d = Driver(args + ["--resume"], env)
     d.wait_for(r"\] epoch +\d+ ")
     d.ctrl_c()
-    time.sleep(0.1)
-    t0 = time.monotonic()
+    d.wait_for(r"stopping the running trials")  # the first Ctrl-C is being handled
     d.ctrl_c()
-    out["twice"] = {"code": d.finish(timeout=60), "seconds": time.monotonic() - t0, "text": d.text,
-                    "runs": _snapshot(workdir)}
+    out["twice"] = {"code": d.finish(timeout=60), "text": d.text, "runs": _snapshot(workdir)}
     out["status"] = run_cli(["status", "--study", "stop", "--workdir", str(workdir)], env)
     out["repaired"] = _snapshot(workdir)
 
@@ -77,8 +75,10 @@ def test_a_signal_stops_the_study_honestly(stopped_three_ways, how, code, name):
 
 def test_a_second_ctrl_c_stops_at_once_and_nothing_is_left_running(stopped_three_ways):
     twice = stopped_three_ways["twice"]
-    assert twice["code"] == 130 and twice["seconds"] < 10, twice["text"]
-    assert "again: stopping now" in twice["text"]
+    assert twice["code"] == 130, twice["text"]
+    # At once: the second signal's handler ends the process on the spot, so the command line never
+    # gets to print its resume hint (the graceful path's last words), and `status` repairs the rest.
+    assert "again: stopping now" in twice["text"] and "Resume with:" not in twice["text"]
     # Whatever the graceful stop had not tagged yet, `status` (no driver alive) repaired.
     code, text = stopped_three_ways["status"]
     assert code == 0, text
@@ -108,7 +108,8 @@ def test_each_interrupted_trial_lost_at_most_one_epoch(stopped_three_ways, stop,
     # after the double Ctrl-C, `status` may be what tagged the trials interrupted
     tags = stopped_three_ways["repaired"] if stop == "twice" else stopped_three_ways[stop]["runs"]
     interrupted = [n for n, (s, _, _) in tags["trials"].items() if s == "interrupted"]
-    for name in interrupted:
-        if name in after and name in before:
-            assert after[name] >= before[name], (name, before[name], after[name])
-    assert any(n in after for n in interrupted)
+    # Every trial that was stopped mid-run reported epochs before and continues after: it resumes at
+    # its last reported epoch or later (a replayed epoch is printed, never logged twice).
+    resumed = [n for n in interrupted if n in before]
+    assert resumed and set(resumed) <= set(after), (resumed, after)
+    assert all(after[n] >= before[n] for n in resumed), (before, after)

@@ -14,6 +14,8 @@ import pytest
 from _driver import (Driver, child_env, epochs_logged, first_epochs_after, last_epochs, optuna_study,
                      run_cli, runs, write_study)
 
+pytestmark = pytest.mark.slow  # the real CLI in a child process, killed and resumed
+
 KILLS = ("prepare", "trial_closed", "mid-trial", "report")
 
 
@@ -102,7 +104,7 @@ def test_the_trial_killed_mid_epoch_lost_at_most_one_epoch(killed_four_times):
 def test_status_after_a_kill_repairs_the_runs_left_running(killed_four_times):
     mid = killed_four_times["log"]["mid-trial"]
     code, text = mid["status"]
-    assert code == 0 and f"repaired 1 run(s) left running" in text, text
+    assert code == 0 and "repaired 1 run(s) left running" in text, text
     assert mid["after_status"][mid["victim"]] == ("interrupted", "KILLED")
     assert all(state != "RUNNING" for _, state in mid["after_status"].values())
 
@@ -121,9 +123,8 @@ def test_asha_kept_pruning_after_the_resumes_and_optuna_agrees(killed_four_times
     assert statuses == {tid: t.data.tags["status"] for tid, t in trials.items()}
     started_late = [t for t in trials.values() if t.info.start_time > k["log"]["trial_closed"]["time"]]
     assert any(t.data.tags["status"] == "pruned" for t in started_late)
-    for t in study.trials:
-        if t.user_attrs["status"] == "pruned":
-            assert t.state.name == "PRUNED" and t.intermediate_values
+    pruned = [t for t in study.trials if t.user_attrs["status"] == "pruned"]
+    assert pruned and all(t.state.name == "PRUNED" and t.intermediate_values for t in pruned)
 
 
 def test_nothing_is_left_behind(killed_four_times):

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import subprocess
-import time
 
 import optuna
 import pytest
@@ -135,11 +134,11 @@ def test_without_address_a_study_starts_its_own_ray_even_after_a_cluster_was_sto
     address = re.search(r"ray start --address='([^']+)'", started.stdout + started.stderr).group(1)
     kill_marked(f"SR_TEST_CLUSTER={env['SR_TEST_CLUSTER']}")  # the cluster is gone; its address stays known
     study = write_study(tmp_path, "alone", blocks=(0,), lrs=(1e-3,), epochs=1, cpus=1)
-    t0 = time.monotonic()
+    # (run_cli's timeout is the hang guard: joining the stopped cluster would wait forever)
     code, out = run_cli(["run", "--study", str(study), "--workdir", str(tmp_path / "w"), "--tflops", "1",
                          "--no-report"], {**env, "RAY_ADDRESS": address}, timeout=240)
     assert code == 0, out
-    assert "1 node(s)" in out and "(local)" in out and time.monotonic() - t0 < 240
+    assert "1 node(s)" in out and "(local)" in out
 
 
 def _trial_processes(marker: bytes) -> list[int]:

@@ -88,7 +88,7 @@ def test_the_eval_batch_sets_the_peak_of_every_residual_config_at_batch_16():
 
 
 def test_the_real_h100_oom_is_predicted_not_to_fit_and_the_study_grid_fits():
-    """search.gpu_oom: refiner b24 c712 at batch 512 ran out of memory on the H100 (67.9 GiB allocated,
+    """search.bench.gpu_oom: refiner b24 c712 at batch 512 ran out of memory on the H100 (67.9 GiB allocated,
     11.1 GiB more asked for)."""
     oom = predict_memory("refiner", 24, 712, 512, train_images=512, val_images=64)
     ok, reason = fits(oom, H100)

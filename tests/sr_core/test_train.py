@@ -1,5 +1,4 @@
 import dataclasses
-import shutil
 
 import pytest
 import torch
@@ -7,7 +6,7 @@ import torch
 from sr_core.pixels import to_float
 from sr_core.resize import bicubic_upscale
 from sr_core import metrics
-from sr_core.train import CHECKPOINT_FILE, TrialConfig, lr_at, train_trial
+from sr_core.train import CHECKPOINT_FILE, TrialConfig, train_trial
 
 FAST = TrialConfig(arch="residual", blocks=1, channels=8, lr=1e-3, eta_min=1e-5, epochs=3,
                    batch_size=8, patience=5, seed=1)

@@ -5,6 +5,8 @@ import statistics
 
 import pytest
 
+pytestmark = pytest.mark.slow  # benchmarks that train in subprocesses
+
 
 
 def test_the_blocker_blocks(bare):

@@ -3,7 +3,6 @@ journal file), and read back with Optuna's API."""
 import math
 
 import optuna
-import pytest
 from optuna.trial import TrialState
 
 from search.tune.optuna_store import OptunaRecorder, OptunaTarget

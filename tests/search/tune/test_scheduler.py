@@ -6,7 +6,7 @@ import optuna
 import pytest
 from ray.tune.schedulers import TrialScheduler
 
-from search.tune.optuna_store import RAY_TRIAL_ID, OptunaRecorder, OptunaTarget
+from search.tune.optuna_store import RAY_TRIAL_ID, OptunaRecorder
 from search.tune.scheduler import PersistentASHA
 
 
