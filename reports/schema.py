@@ -33,8 +33,10 @@ FINISHED = ("completed", "early_stopped")
 WITH_WEIGHTS = FINISHED + ("pruned",)
 #: Ended for good: a resume never runs them again.
 ENDED = WITH_WEIGHTS + ("diverged", "oom", "failed")
-#: Not ended: `running` while a driver runs it, `interrupted` when the driver stopped (resumable).
-UNFINISHED = ("running", "interrupted")
+#: Not ended: `running` while a driver runs it, `paused` while it waits at a rung of a synchronous
+#: schedule (it resumes from that epoch if it is among the best there), `interrupted` when the driver
+#: stopped (resumable).
+UNFINISHED = ("running", "paused", "interrupted")
 STATUSES = UNFINISHED + ENDED
 
 # -- the best trial ------------------------------------------------------------------------------

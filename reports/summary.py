@@ -13,8 +13,9 @@ import pandas as pd
 
 from . import analysis as an
 from .load import RunData
+from .schema import ENDED, UNFINISHED
 
-STATUS_ORDER = ("completed", "early_stopped", "pruned", "diverged", "oom", "failed", "running")
+STATUS_ORDER = ENDED + UNFINISHED
 
 
 def fmt(value, spec: str = ".4g", missing: str = "—") -> str:
@@ -154,6 +155,6 @@ def interrupted_banner(data: RunData) -> str:
     if open_studies.empty:
         return ""
     names = ", ".join(f"{escape(str(r['study']))} ({escape(str(r['status']))})" for _, r in open_studies.iterrows())
-    unfinished = int(data.trials["status"].isin(["running", "interrupted"]).sum())
+    unfinished = int(data.trials["status"].isin(UNFINISHED).sum())
     return (f'<p class="unavailable">Not final: {names}. {unfinished} trial(s) have not ended; the figures '
             "show what was recorded so far. `sr-search run --study NAME --resume` continues it.</p>")

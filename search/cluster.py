@@ -102,15 +102,20 @@ def trial_resources(study: Study, cluster: Cluster) -> tuple[dict[str, float], i
     """What each trial asks Ray for, and how many run at once on this cluster.
 
     A GPU study on a cluster without GPUs runs its trials on CPU unchanged. `gpus_per_trial` below 1
-    packs several trials on one GPU (Ray's bookkeeping; the trials share its memory).
+    packs several trials on one GPU (Ray's bookkeeping; the trials share its memory). Under a
+    synchronous schedule Tune's concurrency limit cannot be used (it counts paused trials as running),
+    so `max_concurrent` there reserves each trial a larger share of the CPUs instead (the trial still
+    runs on `cpus_per_trial` threads).
     """
     per_trial = {"cpu": min(study.resources.cpus_per_trial, cluster.cpus),
                  "gpu": study.resources.gpus_per_trial if cluster.gpus > 0 else 0.0}
     fits = math.floor(cluster.cpus / per_trial["cpu"] + 1e-9)
     if per_trial["gpu"] > 0:
         fits = min(fits, math.floor(cluster.gpus / per_trial["gpu"] + 1e-9))
-    concurrency = study.resources.max_concurrent or max(fits, 1)
-    return per_trial, min(concurrency, max(study.num_trials, 1))
+    concurrency = min(study.resources.max_concurrent or max(fits, 1), max(study.num_trials, 1))
+    if study.schedule == "halving" and study.resources.max_concurrent and concurrency < fits:
+        per_trial["cpu"] = max(per_trial["cpu"], cluster.cpus / concurrency)
+    return per_trial, concurrency
 
 
 def measure_trial_device(per_trial: dict[str, float]) -> tuple[str, float]:

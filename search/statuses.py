@@ -16,7 +16,8 @@ def closing_status(last_result: Mapping[str, Any] | None, max_epochs: int) -> tu
     """(status, reason) of a trial that Tune reports complete (not errored).
 
     A trial ends itself with a closing report (`final`) naming its status. A trial completed without
-    one was stopped from outside by the scheduler: pruned at a rung.
+    one was stopped from outside by the scheduler: pruned at a rung (ASHA stops it there; a synchronous
+    schedule stops it once it will never resume).
     """
     last = last_result or {}
     if last.get("final"):

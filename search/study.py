@@ -9,7 +9,10 @@ A study file has these tables; every field is optional except `[space]`:
                  a list (choices), or for lr/eta_min a table {low, high, log} (tpe/random only)
     [train]      TrialConfig's fixed fields (epochs, batch_size, grad_clip, patience, augment,
                  epoch_samples), with TrialConfig's defaults
-    [pruner]     kind ("asha" | "none"), grace_period, reduction_factor
+    [pruner]     kind ("auto" | "halving" | "asha" | "none"; auto: halving for a grid, asha for the
+                 samplers that learn from finished trials), grace_period (the first rung), reduction_factor,
+                 insure (halving: also keep the best trial of each value of this [space] key, e.g.
+                 "blocks", at every rung), audit (pruned trials resumed to the full budget afterwards)
     [resources]  cpus_per_trial, gpus_per_trial (fractions pack trials on a GPU), max_concurrent
                  (0 = as many as fit), max_failures (restarts of a trial whose process died)
     [faults]     test-only: run name = fault spec (see sr_core.faults), to inject a fault into
@@ -37,7 +40,7 @@ from sr_core.models import check_model_args
 from sr_core.trial_config import TrialConfig, fields_in
 
 SAMPLERS = ("grid", "tpe", "random")
-PRUNERS = ("asha", "none")
+PRUNERS = ("auto", "halving", "asha", "none")
 SPACE_KEYS = tuple(f.name for f in fields_in("space"))
 #: What a study may optimise: the val metrics every epoch logs.
 METRICS = tuple(m for m in EPOCH_METRICS if m.startswith("val/"))
@@ -71,9 +74,20 @@ class Search:
 
 @dataclass(frozen=True)
 class Pruner:
-    kind: str = "asha"
-    grace_period: int = 2
+    kind: str = "auto"  # halving (search.tune.scheduler.SyncHalving) for a grid, asha otherwise
+    grace_period: int = 2  # the first rung's epoch
     reduction_factor: int = 3
+    insure: str = ""  # halving: a [space] key whose every value keeps its best trial at each rung
+    audit: int = 0  # pruned trials that resume to the full budget after the search (the pruning audit)
+
+
+def halving_rungs(first_rung: int, reduction_factor: int, max_epochs: int) -> list[int]:
+    """The epochs synchronous successive halving compares trials at: the first rung, then each the
+    last times the reduction factor, capped at max_epochs (as Ray's HyperBand bracket computes them)."""
+    rungs = [first_rung]
+    while rungs[-1] < max_epochs:
+        rungs.append(int(min(rungs[-1] * reduction_factor, max_epochs)))
+    return rungs
 
 
 @dataclass(frozen=True)
@@ -99,6 +113,15 @@ class Study:
     faults: dict[str, str] = field(default_factory=dict)  # test-only: run name -> fault spec
 
     @property
+    def schedule(self) -> str:
+        """The pruner that runs: "halving", "asha" or "none". A grid is known up front, so it is
+        halved synchronously (measured: BENCHMARKS.md, bench search); TPE and random learn from
+        finished trials, which a synchronous schedule would hold back until its last rung."""
+        if self.pruner.kind != "auto":
+            return self.pruner.kind
+        return "halving" if self.search.sampler == "grid" else "asha"
+
+    @property
     def grid_size(self) -> int | None:
         """Distinct configs in the space; None when a range makes it continuous."""
         if any(isinstance(v, Range) for v in self.space.values()):
@@ -115,6 +138,13 @@ class Study:
         for key in SPACE_KEYS:
             points = [{**p, key: v} for p in points for v in self.space[key]]
         return points
+
+    def rungs(self) -> list[int]:
+        """The epochs at which a synchronous schedule pauses trials (each is checkpointed, whatever
+        the trainer's checkpoint budget says, so a paused trial resumes exactly there); [] otherwise."""
+        if self.schedule != "halving":
+            return []
+        return halving_rungs(self.pruner.grace_period, self.pruner.reduction_factor, self.train.epochs)
 
     def trial_constants(self) -> dict[str, Any]:
         """What every trial of the study shares: the [train] fields and the seed."""
@@ -175,6 +205,8 @@ _RULES = {  # field -> (type, predicate, what the predicate requires), for the t
     "kind": (str, lambda v: v in PRUNERS, f"one of {PRUNERS}"),
     "grace_period": (int, lambda v: v >= 1, ">= 1"),
     "reduction_factor": (int, lambda v: v >= 2, ">= 2"),
+    "insure": (str, lambda v: v in ("", *SPACE_KEYS), f"empty or one of {SPACE_KEYS}"),
+    "audit": (int, lambda v: v >= 0, ">= 0"),
     "cpus_per_trial": (float, lambda v: v > 0, "> 0"),
     "gpus_per_trial": (float, lambda v: v >= 0, ">= 0"),
     "max_concurrent": (int, lambda v: v >= 0, ">= 0"),
@@ -268,7 +300,7 @@ def _check_consistency(study: Study, where: str) -> None:
     max_eta = etas.high if isinstance(etas, Range) else max(etas)
     if max_eta > min_lr:
         raise _fail(where, "[space].eta_min", f"must not exceed the smallest lr ({max_eta} > {min_lr})")
-    if study.pruner.kind == "asha" and study.pruner.grace_period >= study.train.epochs:
+    if study.pruner.kind != "none" and study.pruner.grace_period >= study.train.epochs:
         raise _fail(where, "[pruner].grace_period",
                     f"must be below [train].epochs ({study.pruner.grace_period} >= {study.train.epochs}),"
                     " or set [pruner].kind = \"none\"")

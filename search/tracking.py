@@ -116,8 +116,8 @@ def set_status(client: MlflowClient, run_id: str, status: str, reason: str | Non
     elif reason is not None and "reason" in client.get_run(run_id).data.tags:
         client.delete_tag(run_id, "reason")  # e.g. a resumed trial that was interrupted, now completed
     client.set_tag(run_id, "status", status)
-    if status == "running":
-        client.update_run(run_id, status="RUNNING")
+    if status in ("running", "paused"):  # a paused trial waits to be resumed: MLflow's SCHEDULED
+        client.update_run(run_id, status="RUNNING" if status == "running" else "SCHEDULED")
     else:
         state = {"interrupted": "KILLED", "failed": "FAILED"}.get(status, "FINISHED")
         client.set_terminated(run_id, state)
@@ -166,6 +166,11 @@ def create_trial_run(client: MlflowClient, experiment_id: str, parent_run_id: st
     log_params(client, run_id, {**{k: config[k] for k in LOGGED_FIELDS},
                                 "n_params": params_count(*shape), "flops_per_image": flops_per_image(*shape)})
     return run_id
+
+
+def run_status(client: MlflowClient, run_id: str) -> str:
+    """A run's `status` tag (docs/tracking-schema.md)."""
+    return client.get_run(run_id).data.tags.get("status", "")
 
 
 def log_epoch(client: MlflowClient, run_id: str, epoch: int, result: Mapping[str, Any],

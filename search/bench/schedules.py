@@ -1,166 +1,185 @@
-"""`sr-search bench search`: ASHA against the full grid on the embedded data, over several seeds.
+"""`sr-search bench search`: search schedules replayed on recorded learning curves (bench curves), with
+Ray's own scheduler objects deciding (search/bench/replay.py), against training the full grid.
 
-Every config of the grid is trained to the end once per seed (its real learning curve), then Ray's own
-AsyncHyperBandScheduler decides on those curves in the order Optuna's grid sampler hands the trials
-out, 2 at a time. A trial's curve does not depend on whether it is pruned later, so this is what ASHA
-would do, at a fraction of the cost of running both.
+    sr-search bench search                                  # the shipped curves, every schedule
+    sr-search bench search --curves F.json.gz ... --json OUT
+
+For each schedule, curves file (one seed) and number of parallel slots: the share of the grid's
+epochs trained (`epochs_fraction`), the share of its compute (`compute_fraction`: epochs weighted by
+each config's FLOPs per image; for the residual proxy, by the real residual config it stands for),
+the regret of the best finished trial against the grid's best val/mse, whether the grid's winner
+finished (`winner_finished`) and where it ranked, and the wall time. Schedules compared: today's
+asynchronous ASHA, synchronous successive halving (search.tune.scheduler.SyncHalving, on Ray's
+HyperBandScheduler) over several first rungs and reduction factors, and its insured variant that also
+keeps the best trial of each depth at every rung (wide nets start slower: their curves cross).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import statistics
 import sys
-import tempfile
+from importlib import resources
 from pathlib import Path
-from types import SimpleNamespace
 
 from search.bench.output import envelope, table, write_json
 
+SLOTS = (1, 4, 8)
+HALVING = [(r0, eta) for r0 in (1, 3, 5, 9) for eta in (2, 3, 4)]  # (first rung, reduction factor)
 
-def _search_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--study", default="demo", help="the grid and training of this study (default demo)")
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--epochs", type=int, help="override [train].epochs")
-    p.add_argument("--epoch-samples", type=int, help="override [train].epoch_samples (images per epoch)")
-    p.add_argument("--grace", type=int, help="override [pruner].grace_period")
-    p.add_argument("--rf", type=int, help="override [pruner].reduction_factor")
-    p.add_argument("--concurrency", type=int, default=2, help="trials at once in the replay (default 2)")
-    p.add_argument("--processes", type=int, default=2, help="processes training the grid (default 2)")
-    p.add_argument("--curves", type=Path, help="keep the measured curves here (JSON per seed) and reuse them")
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    name: str
+    kind: str  # "asha" | "halving"
+    first_rung: int
+    reduction_factor: int
+    insure_by: str = ""
+
+    def make(self, n_trials: int, max_epochs: int):
+        if self.kind == "asha":
+            from ray.tune.schedulers import AsyncHyperBandScheduler
+            return AsyncHyperBandScheduler(time_attr="epoch", metric="val/mse", mode="min", max_t=max_epochs,
+                                           grace_period=self.first_rung, reduction_factor=self.reduction_factor,
+                                           brackets=1, stop_last_trials=False)
+        from search.tune.scheduler import SyncHalving
+        return SyncHalving(None, n_trials, max_epochs, self.first_rung, self.reduction_factor,
+                           insure_by=self.insure_by)
+
+
+def schedules(study, max_epochs: int) -> list[Schedule]:
+    """ASHA as the study has it, then halving over HALVING (first rungs below max_epochs), plain and
+    insured by depth."""
+    out = [Schedule(f"asha g{study.pruner.grace_period} rf{study.pruner.reduction_factor}", "asha",
+                    study.pruner.grace_period, study.pruner.reduction_factor)]
+    for r0, eta in HALVING:
+        if r0 < max_epochs:
+            out.append(Schedule(f"halving r{r0} eta{eta}", "halving", r0, eta))
+            out.append(Schedule(f"halving r{r0} eta{eta} +best/depth", "halving", r0, eta, "blocks"))
+    return out
+
+
+def shipped_curves() -> list[Path]:
+    folder = resources.files("search.bench").joinpath("curves")
+    return sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith(".json.gz"))
+
+
+def _arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--curves", type=Path, nargs="+", help="curves files of bench curves (default: the shipped ones)")
+    p.add_argument("--slots", default=",".join(map(str, SLOTS)), help="parallel slots to replay with (default 1,4,8)")
+    p.add_argument("--only", help="comma-separated schedule names (default: all)")
     p.add_argument("--json", metavar="FILE", help="write every figure as JSON")
 
 
-def _run_search(args) -> int:
-    from search.study import load_study
-    study = load_study(args.study)
-    train = {k: v for k, v in (("epochs", args.epochs),) if v is not None}
-    study = study.with_overrides(**train) if train else study
-    grace = args.grace or study.pruner.grace_period
-    rf = args.rf or study.pruner.reduction_factor
-    epoch_samples = args.epoch_samples if args.epoch_samples is not None else study.train.epoch_samples
-    seeds = []
-    for seed in range(args.seeds):
-        curves = _grid_curves(study, seed, epoch_samples, args.processes, args.curves)
-        seeds.append({"seed": seed, **replay(study, curves, seed, grace, rf, args.concurrency)})
-        print(f"seed {seed}: " + json.dumps({k: v for k, v in seeds[-1].items() if k != "trials"}), flush=True)
-    result = {**envelope("search", "cpu", sys.argv), "study": study.name, "grace_period": grace,
-              "reduction_factor": rf, "epochs": study.train.epochs, "epoch_samples": epoch_samples,
-              "seeds": seeds, **_spread(seeds, "epochs_fraction"), **_spread(seeds, "regret")}
-    print(f"\nbench search: {study.name}, {study.grid_size} configs x {study.train.epochs} epochs, "
-          f"ASHA grace {grace} rf {rf}, {args.concurrency} at a time, {args.seeds} seeds\n")
-    print(table(seeds, [("seed", "seed", "d"), ("grid_best", "grid best val/mse", ".6f"),
-                        ("asha_best", "ASHA best", ".6f"), ("regret", "regret", ".2%"),
-                        ("epochs_fraction", "epochs", ".1%"), ("finished", "finished", "d")]))
-    print(f"\nepochs_fraction {result['epochs_fraction']:.1%} (max {result['epochs_fraction_max']:.1%})   "
-          f"regret {result['regret']:.2%} (max {result['regret_max']:.2%})")
+def _run(args) -> int:
+    slots = [int(s) for s in args.slots.split(",")]
+    files = args.curves or shipped_curves()
+    if not files or min(slots) < 1:
+        raise ValueError(f"need curves files and slots >= 1, got {files=} {slots=}")
+    rows = []
+    for path in files:
+        rows += replay_file(path, slots, set(args.only.split(",")) if args.only else None)
+    result = {**envelope("search", "cpu", sys.argv), "rows": rows, "summary": summary(rows)}
+    print(format_rows(result["summary"]))
     if args.json:
         write_json(args.json, result)
     return 0
 
 
-def _spread(rows: list[dict], key: str) -> dict:
-    values = [r[key] for r in rows]
-    return {key: statistics.mean(values), f"{key}_min": min(values), f"{key}_max": max(values),
-            f"{key}_stdev": statistics.pstdev(values)}
+def replay_file(path: Path, slots: list[int], only: set[str] | None) -> list[dict]:
+    """Every schedule on one curves file, at each slot count: one row each."""
+    from search.bench.curves import load_curves
+    from search.bench.replay import Replay, summarise
+    recorded = load_curves(path)
+    study, curves = curve_set(recorded)
+    rows = []
+    for schedule in schedules(study, recorded["epochs"]):
+        if only and schedule.name not in only:
+            continue
+        for n_slots in slots:
+            outcome = Replay(schedule.make(len(curves), recorded["epochs"]), curves, n_slots).run()
+            rows.append({"curves": Path(path).name, "study": recorded["study"], "seed": recorded["seed"],
+                         "schedule": schedule.name, "slots": n_slots, **summarise(curves, outcome)})
+        print(f"{Path(path).name} seed {recorded['seed']}: {schedule.name}: "
+              f"compute {rows[-1]['compute_fraction']:.1%}, regret {rows[-1]['regret']:.2%}", flush=True)
+    return rows
 
 
-def _grid_curves(study, seed: int, epoch_samples: int, processes: int, keep: Path | None) -> dict:
-    """Every grid config trained to its end with this seed: run name -> per-epoch val/mse and seconds."""
-    path = keep / f"{study.name}-seed{seed}.json" if keep else None
-    if path and path.exists():
-        return json.loads(path.read_text())
-    from concurrent.futures import ProcessPoolExecutor
-    import multiprocessing as mp
-
-    from search.engine import prepare
-    from search.workdir import Workdir
-    with tempfile.TemporaryDirectory(prefix="sr-bench-search-") as tmp:
-        cache = prepare(study, Workdir(Path(tmp)), log=lambda *a: None).path
-        seeded = dataclasses.replace(study, search=dataclasses.replace(study.search, seed=seed),
-                                     train=dataclasses.replace(study.train, epoch_samples=epoch_samples))
-        jobs = [seeded.trial_config(point) for point in seeded.grid()]
-        with ProcessPoolExecutor(processes, mp_context=mp.get_context("spawn")) as pool:
-            curves = dict(pool.map(_train_one, [(job, str(cache)) for job in jobs]))
-    if path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(curves))
-    return curves
+def curve_set(recorded: dict):
+    """(the recorded study, its curves in the grid sampler's order, each weighted by the FLOPs per image
+    of the config it stands for: the real residual config for the residual proxy, its own otherwise)."""
+    from search.study import load_study, parse_study
+    study = parse_study(recorded["study_text"], recorded["study"], recorded["study"])
+    study = dataclasses.replace(study, search=dataclasses.replace(study.search, seed=recorded["seed"]))
+    real = load_study("residual") if recorded["study"] == "residual-proxy" else None
+    curves = []
+    for name in grid_order(study):
+        c = recorded["configs"][name]
+        curves.append(_curve(name, c, study, real))
+    return study, curves
 
 
-def _train_one(job_and_cache) -> tuple[str, dict]:
-    import torch
+def _curve(name: str, c: dict, study, real):
+    from search.bench.replay import Curve
+    from sr_core.models import flops_per_image
+    if real is None:
+        weight = c["flops_per_image"]
+    else:
+        i, j = study.space["blocks"].index(c["blocks"]), study.space["channels"].index(c["channels"])
+        weight = flops_per_image("residual", real.space["blocks"][i], real.space["channels"][j])
+    config = {"arch": c["arch"], "blocks": c["blocks"], "channels": c["channels"], "lr": c["lr"]}
+    return Curve(name, config, c["val_mse"], c["seconds"], weight, c["status"] == "completed")
 
-    from sr_core.data import load_cached
-    from sr_core.train import train_trial
-    config, cache = job_and_cache
-    torch.set_num_threads(1)
-    result = train_trial(config, load_cached(cache), device="cpu")
-    return config.run_name, {"val_mse": [h["val/mse"] for h in result.history], "status": result.status,
-                             "seconds": [h["epoch_seconds"] for h in result.history]}
 
-
-def grid_order(study, seed: int) -> list[str]:
-    """The run names in the order Optuna's grid sampler hands them out for this seed."""
+def grid_order(study) -> list[str]:
+    """The run names in the order Optuna's grid sampler hands them out for the study's seed."""
     import optuna
 
     from search.tracking import run_name
     from search.tune.searcher import make_sampler, optuna_space
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    grid = dataclasses.replace(study, search=dataclasses.replace(study.search, seed=seed))
-    s = optuna.create_study(sampler=make_sampler(grid))
+    sampled = optuna.create_study(sampler=make_sampler(study))
     names = []
-    for i in range(grid.num_trials):
-        t = s.ask(optuna_space(grid))
-        names.append(run_name(t.params))
-        if i < grid.num_trials - 1:  # the grid sampler stops the study after the last: not outside optimize()
-            s.tell(t, 0.0)
+    for i in range(study.num_trials):
+        trial = sampled.ask(optuna_space(study))
+        names.append(run_name(trial.params))
+        if i < study.num_trials - 1:  # the grid sampler stops the study after the last: not outside optimize()
+            sampled.tell(trial, 0.0)
     return names
 
 
-def replay(study, curves: dict, seed: int, grace: int, rf: int, concurrency: int) -> dict:
-    """Ray's AsyncHyperBandScheduler on the measured curves, `concurrency` trials at a time in the
-    grid sampler's order, each epoch taking its measured seconds. Returns epochs used and regret."""
-    import heapq
-
-    from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
-    asha = AsyncHyperBandScheduler(time_attr="epoch", metric="val/mse", mode="min", max_t=study.train.epochs,
-                                   grace_period=grace, reduction_factor=rf, brackets=1, stop_last_trials=False)
-    queue = grid_order(study, seed)
-    running: list[tuple[float, int, str, int]] = []  # (time its next epoch ends, tiebreak, name, epoch index)
-    clock, order, ran, pruned = 0.0, 0, {}, set()
-
-    def start(name: str, at: float) -> None:
-        nonlocal order
-        asha.on_trial_add(None, SimpleNamespace(trial_id=name))
-        heapq.heappush(running, (at + curves[name]["seconds"][0], order, name, 0))
-        order += 1
-
-    while queue and len(running) < concurrency:
-        start(queue.pop(0), 0.0)
-    while running:
-        clock, _, name, i = heapq.heappop(running)
-        ran[name] = i + 1
-        trial = SimpleNamespace(trial_id=name)
-        decision = asha.on_trial_result(None, trial, {"epoch": i + 1, "val/mse": curves[name]["val_mse"][i]})
-        if decision == TrialScheduler.STOP and i + 1 < len(curves[name]["val_mse"]):
-            pruned.add(name)
-        elif i + 1 < len(curves[name]["val_mse"]):
-            heapq.heappush(running, (clock + curves[name]["seconds"][i + 1], order, name, i + 1))
-            order += 1
-            continue
-        asha.on_trial_complete(None, trial, {"epoch": i + 1, "val/mse": curves[name]["val_mse"][i]})
-        if queue:
-            start(queue.pop(0), clock)
-    full = sum(len(c["val_mse"]) for c in curves.values())
-    finished = [n for n in ran if n not in pruned]
-    grid_best = min(min(c["val_mse"]) for c in curves.values())  # every config trained to its end
-    asha_best = min(min(curves[n]["val_mse"][: ran[n]]) for n in finished)
-    return {"grid_best": grid_best, "asha_best": asha_best, "regret": asha_best / grid_best - 1,
-            "epochs_fraction": sum(ran.values()) / full, "finished": len(finished), "trials": len(curves),
-            "wall_s": clock}
+def summary(rows: list[dict]) -> list[dict]:
+    """Per study and schedule, over seeds (and slots for what slots do not change): means and worst."""
+    out = []
+    keys = sorted({(r["study"], r["schedule"]) for r in rows}, key=lambda k: (k[0], _order(k[1])))
+    for study, name in keys:
+        mine = [r for r in rows if (r["study"], r["schedule"]) == (study, name)]
+        one_slot = [r for r in mine if r["slots"] == min(x["slots"] for x in mine)]
+        row = {"study": study, "schedule": name, "seeds": len({r["seed"] for r in mine})}
+        for key in ("compute_fraction", "epochs_fraction", "regret"):
+            values = [r[key] for r in one_slot]
+            row[key], row[f"{key}_max"] = statistics.mean(values), max(values)
+        row["winner_finished"] = sum(r["winner_finished"] for r in one_slot) / len(one_slot)
+        for n_slots in sorted({r["slots"] for r in mine}):
+            row[f"wall_s_{n_slots}"] = statistics.mean(r["wall_s"] for r in mine if r["slots"] == n_slots)
+        out.append(row)
+    return out
 
 
-SUBCOMMAND = ("ASHA against the full grid over seeds: epochs used and regret of ASHA's best",
-              _search_arguments, _run_search)
+def _order(name: str) -> tuple:
+    return (not name.startswith("asha"), name)
+
+
+def format_rows(rows: list[dict]) -> str:
+    walls = sorted({int(k.split("_")[-1]) for r in rows for k in r if k.startswith("wall_s_")})
+    columns = [("study", "study", ""), ("schedule", "schedule", ""), ("seeds", "seeds", "d"),
+               ("compute_fraction", "compute", ".1%"), ("compute_fraction_max", "max", ".1%"),
+               ("epochs_fraction", "epochs", ".1%"), ("regret", "regret", ".2%"), ("regret_max", "max", ".2%"),
+               ("winner_finished", "winner finished", ".0%")]
+    columns += [(f"wall_s_{s}", f"wall s at {s}", ",.0f") for s in walls]
+    return "bench search: schedules replayed on recorded curves (compute: FLOP-weighted share of the full grid)\n\n" \
+        + table(rows, columns)
+
+
+SUBCOMMAND = ("search schedules replayed on recorded learning curves: compute, regret, the winner",
+              _arguments, _run)

@@ -19,7 +19,7 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 from ray import tune
 
-from reports.schema import WITH_WEIGHTS, summary_key
+from reports.schema import ENDED, WITH_WEIGHTS, summary_key
 from search import tracking
 from search.redaction import TRACKING_ENV, resolve
 from search.statuses import closing_status
@@ -52,9 +52,10 @@ class StudyCallback(tune.Callback):
         self._runs: dict[str, str] = {}
         self._logged: dict[str, int] = {}
         self._nodes: dict[str, str] = {}
+        self._paused: dict[str, int] = {}  # trial id -> the epoch it was paused at
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_client": None, "_runs": {}, "_logged": {}, "_nodes": {}}
+        return {**self.__dict__, "_client": None, "_runs": {}, "_logged": {}, "_nodes": {}, "_paused": {}}
 
     @property
     def client(self) -> MlflowClient:
@@ -65,7 +66,10 @@ class StudyCallback(tune.Callback):
     # -- Tune hooks -----------------------------------------------------------------------------
     def on_trial_start(self, iteration, trials, trial, **info):
         tracking.set_status(self.client, self._run_id(trial), "running", reason="")
-        self.progress.event(trials, f"start  {tracking.run_name(trial.config)}")
+        self.optuna.set_attrs(trial.config[OPTUNA_NUMBER], status="running", reason="")
+        resumed = self._paused.pop(trial.trial_id, None)
+        self.progress.event(trials, f"{'resume' if resumed else 'start '} {tracking.run_name(trial.config)}"
+                            + (f" (kept at the rung of epoch {resumed})" if resumed else ""))
 
     on_trial_restore = on_trial_start
 
@@ -92,6 +96,19 @@ class StudyCallback(tune.Callback):
             self._nodes[trial.trial_id] = result["node_id"]
         self.optuna.report(trial.config[OPTUNA_NUMBER], epoch, result[self.metric])
         self.progress.result(trials, trial, result, replayed)
+
+    def on_step_end(self, iteration, trials, **info):
+        """Tune has no hook for a pause: a trial a synchronous schedule paused at a rung shows up
+        PAUSED here (once per pause). It is `paused`, not pruned: it may resume from that epoch."""
+        for trial in trials:
+            epoch = int((trial.last_result or {}).get("epoch", 0))
+            if trial.status == "PAUSED" and self._paused.get(trial.trial_id) != epoch:
+                self._paused[trial.trial_id] = epoch
+                reason = f"waiting at the rung of epoch {epoch}"
+                tracking.set_status(self.client, self._run_id(trial), "paused", reason)
+                self.optuna.set_attrs(trial.config[OPTUNA_NUMBER], status="paused", reason=reason)
+                self.progress.event(trials, f"paused {tracking.run_name(trial.config)} at epoch {epoch}")
+                pause_point("trial_paused")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._close(trial, trials, *closing_status(trial.last_result, self.max_epochs))
@@ -121,6 +138,10 @@ class StudyCallback(tune.Callback):
 
     def _close(self, trial, trials, status: str, reason: str) -> None:
         run_id = self._run_id(trial)
+        if tracking.run_status(self.client, run_id) in ENDED:
+            # Closed already, by a driver whose last Tune snapshot missed it: the first story stands.
+            self.progress.closed(trials, trial, tracking.run_status(self.client, run_id), _summary(trial))
+            return
         summary = _summary(trial)
         tracking.log_values(self.client, run_id, summary)
         if status in WITH_WEIGHTS and trial.checkpoint is not None:

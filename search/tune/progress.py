@@ -63,7 +63,7 @@ class Progress:
     def event(self, trials, text: str) -> None:
         counts: dict[str, int] = {}
         for t in trials:
-            key = self.statuses.get(t.trial_id) or ("running" if t.status == "RUNNING" else None)
+            key = self.statuses.get(t.trial_id) or {"RUNNING": "running", "PAUSED": "paused"}.get(t.status)
             if key:
                 counts[key] = counts.get(key, 0) + 1
         parts = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))

@@ -11,8 +11,11 @@ Ray's private scheduler state is touched only through search/tune/ray_internals.
 """
 from __future__ import annotations
 
-from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
+from ray.tune.schedulers import AsyncHyperBandScheduler, HyperBandScheduler, TrialScheduler
 
+from reports.schema import ENDED
+
+from search.study import halving_rungs
 from search.tune import ray_internals as ray_private
 from search.tune.optuna_store import RAY_TRIAL_ID, OptunaTarget
 
@@ -73,3 +76,156 @@ class PersistentASHA(AsyncHyperBandScheduler):
 
     def on_trial_remove(self, tune_controller, trial) -> None:
         ray_private.asha_forget(self, trial.trial_id)
+
+
+class _GroupBy:
+    """A trial's group for the insured rule: the value of one config key (picklable, unlike a lambda)."""
+
+    def __init__(self, key: str):
+        self.key = key
+
+    def __call__(self, trial) -> object:
+        return trial.config.get(self.key)
+
+
+DECISIONS_ATTR = "sync_decisions"  # the Optuna study's user attr holding every rung decision
+
+
+class SyncHalving(HyperBandScheduler):
+    """Synchronous successive halving over a whole grid, on Ray's HyperBandScheduler and its bracket.
+
+    Every trial runs to the first rung and is PAUSED there (Ray checkpoints it and frees its slot);
+    when all n have reached it (or ended), the best 1/reduction_factor (plus, with `insure_by`, the
+    best of each value of that config key, e.g. each depth) are resumed from the checkpoint of that
+    epoch, the rest are stopped for good; and so on at every rung up to max_epochs, where the
+    survivors end by themselves. Unlike ASHA no trial is promoted before the field is complete, which
+    is what a fixed grid known up front allows.
+
+    A rung is decided between Tune's steps (in `choose_trial_to_run`), once every live trial has
+    reached it and none is still running or being saved: the last trial to arrive is paused like the
+    others, so its epoch is recorded by the driver's callback before any decision can end a trial.
+    Each decision is written to the Optuna study (user attr `sync_decisions`) before Ray acts on it,
+    and after a restart (Tune rebuilds the scheduler from the pickle of the start) the first trial
+    added reloads them: rungs decided stay decided, trials cut stay cut (a cut trial Tune brings back
+    is stopped at once), survivors compare at the values they had at the milestone, and trials that
+    were waiting at a rung wait again instead of training past it. Ray's private state is reached only
+    through search/tune/ray_internals.py.
+    """
+
+    def __init__(self, target: OptunaTarget, n_trials: int, max_epochs: int, first_rung: int,
+                 reduction_factor: int, metric: str = "val/mse", mode: str = "min", insure_by: str = ""):
+        if not 1 <= first_rung < max_epochs:
+            raise ValueError(f"first_rung must be in [1, max_epochs), got {first_rung=} {max_epochs=}")
+        if n_trials < 1 or reduction_factor < 2:
+            raise ValueError(f"need n_trials >= 1 and reduction_factor >= 2, got {n_trials=} {reduction_factor=}")
+        super().__init__(time_attr=TIME_ATTR, metric=metric, mode=mode, max_t=max_epochs,
+                         reduction_factor=reduction_factor, stop_last_trials=True)
+        self.target, self.max_epochs, self.metric_name = target, max_epochs, metric
+        self.milestones = halving_rungs(first_rung, reduction_factor, max_epochs)
+        self.bracket = ray_private.RungBracket(n_trials, first_rung, max_epochs, reduction_factor,
+                                               group_of=_GroupBy(insure_by) if insure_by else None)
+        self._cut: set[str] = set()  # trial ids cut at a rung (from Optuna after a restart)
+        self._ended: set[str] = set()  # trial ids Optuna holds as ended
+        self._to_stop: list = []  # cut trials that Tune brought back
+        self._loaded = target is None  # replays (bench search) have no Optuna study
+
+    # -- Tune's hooks -------------------------------------------------------------------------
+    def on_trial_add(self, tune_controller, trial) -> None:
+        self._load()
+        ray_private.hyperband_map(self)[trial] = (self.bracket, 0)
+        if trial.status in (ray_private.TERMINATED, ray_private.ERROR):
+            self.bracket.count_added(trial)
+            return
+        if trial.trial_id in self._ended or trial.trial_id in self._cut:
+            # Ended (or cut at a rung) before a restart that Tune's last snapshot missed: it comes back
+            # PENDING, so it is held and stopped at the first chance, before it can train again.
+            self.bracket.count_added(trial)
+            ray_private.hold_restored(trial)
+            self._to_stop.append(trial)
+            return
+        last = trial.last_result if trial.last_result and TIME_ATTR in trial.last_result else None
+        self.bracket.admit(trial, last)  # a restored trial comes back with its last result
+        if last is not None and int(last[TIME_ATTR]) >= self.bracket.milestone:
+            ray_private.hold_restored(trial)  # it was waiting at the rung: it waits again
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        if trial not in self.bracket.live():
+            return TrialScheduler.STOP
+        self.bracket.note(trial, result, self.metric_name)
+        if int(result.get(TIME_ATTR, 0)) >= self.max_epochs:
+            # The last epoch: the trial ends by itself, with its own closing report (completed).
+            self.bracket.cleanup_trial(trial)
+            return TrialScheduler.CONTINUE
+        self.bracket.update_trial_stats(trial, result)
+        return TrialScheduler.CONTINUE if self.bracket.continue_trial(trial) else TrialScheduler.PAUSE
+
+    def on_trial_remove(self, tune_controller, trial) -> None:
+        if trial in self.bracket.live():
+            self.bracket.cleanup_trial(trial)  # the next decision may now be due: choose_trial_to_run
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        self.on_trial_remove(tune_controller, trial)
+
+    def on_trial_error(self, tune_controller, trial) -> None:
+        self.on_trial_remove(tune_controller, trial)
+
+    def choose_trial_to_run(self, tune_controller):
+        while self._to_stop:
+            tune_controller.stop_trial(self._to_stop.pop())
+        if self._decision_due():
+            self._decide(tune_controller)
+        for trial in self.bracket.live():
+            if trial.status == ray_private.PAUSED and self.bracket.marked_to_unpause(trial):
+                return trial
+            if trial.status == ray_private.PENDING and self.bracket.last_time(trial) < self.bracket.milestone:
+                return trial
+        return None
+
+    # -- the rung decision --------------------------------------------------------------------
+    def _decision_due(self) -> bool:
+        settled = all(t.status in (ray_private.PAUSED, ray_private.PENDING) and not t.is_saving
+                      for t in self.bracket.live())
+        return self.bracket.halvings_left > 0 and settled and self.bracket.cur_iter_done()
+
+    def _decide(self, tune_controller) -> None:
+        """Ray's bracket halves the field (search.tune.ray_internals.RungBracket), the decision is kept
+        in Optuna, then the losers are stopped and the survivors marked to resume."""
+        good, bad = self.bracket.successive_halving(self._metric, ray_private.hyperband_metric_op(self))
+        self._keep(self.bracket.decisions[-1])
+        ray_private.hyperband_stopped(self, len(bad))
+        for trial in bad:
+            self.bracket.cleanup_trial(trial)
+            tune_controller.stop_trial(trial)
+        for trial in good:
+            self.bracket.unpause(trial)
+
+    def _keep(self, decision: tuple[int, list[str], list[str]]) -> None:
+        self._cut.update(decision[2])
+        if self.target is None:
+            return
+        backend = self.target.backend
+        study_id = backend.get_study_id_from_name(self.target.study_name)
+        kept = backend.get_study_user_attrs(study_id).get(DECISIONS_ATTR, [])
+        backend.set_study_user_attr(study_id, DECISIONS_ATTR, [*kept, list(decision)])
+
+    def _load(self) -> None:
+        """Once per process: the rungs decided, the trials cut or ended, and the values at each
+        milestone, from the Optuna study (what a restarted driver knows of the last one)."""
+        if self._loaded:
+            return
+        self._loaded = True
+        backend = self.target.backend
+        decisions = backend.get_study_user_attrs(backend.get_study_id_from_name(self.target.study_name)).get(
+            DECISIONS_ATTR, [])
+        self.bracket.replay_decisions([m for m, _, _ in decisions])
+        self.bracket.decisions = [tuple(d) for d in decisions]
+        self._cut = {tid for _, _, cut in decisions for tid in cut}
+        for trial in self.target.trials():
+            ray_id = trial.user_attrs.get(RAY_TRIAL_ID)
+            if ray_id is None:
+                continue
+            if trial.user_attrs.get("status") in ENDED:
+                self._ended.add(ray_id)
+            for milestone in self.milestones:
+                if milestone in trial.intermediate_values:
+                    self.bracket.at_rung.setdefault(ray_id, {})[milestone] = trial.intermediate_values[milestone]

@@ -93,7 +93,8 @@ def run_trial(config: dict[str, Any], data: dict[str, np.ndarray], study: Study)
             persisted = report.get("checkpoint/epoch")
             return True  # ASHA stops a trial from outside (tune.report then exits the thread)
 
-        closing, persist = _train(trial_config(study, config), data, scratch, on_epoch)
+        # A synchronous schedule pauses trials at its rungs: those epochs are always checkpointed.
+        closing, persist = _train(trial_config(study, config), data, scratch, on_epoch, study.rungs())
         # The closing report repeats the last epoch number, so ASHA (time attribute = epoch) sees
         # nothing new. It carries the checkpoint only when the ending was not already persisted with
         # the last epoch's report (diverged, oom): a resume then knows not to run the trial again.
@@ -105,11 +106,12 @@ def run_trial(config: dict[str, Any], data: dict[str, np.ndarray], study: Study)
             torch.cuda.empty_cache()   # memory this one cached back to the GPU
 
 
-def _train(config: TrialConfig, data: dict, scratch: Path, on_epoch) -> tuple[dict, bool]:
+def _train(config: TrialConfig, data: dict, scratch: Path, on_epoch,
+           checkpoint_at: list[int]) -> tuple[dict, bool]:
     """Run the trial; (closing report, whether the checkpoint folder changed since the last report)."""
     try:
         result = train_trial(config, _srdata(data), device=default_device(), on_epoch=on_epoch,
-                             checkpoint_dir=scratch)
+                             checkpoint_dir=scratch, checkpoint_at=checkpoint_at)
     except Exception as exc:  # the trial's own bug or bad state: recorded, never retried
         where = traceback.extract_tb(exc.__traceback__)[-1]
         reason = f"{type(exc).__name__}: {exc} ({Path(where.filename).name}:{where.lineno})"

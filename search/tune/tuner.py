@@ -16,19 +16,23 @@ from search.study import Study
 from search.tune.callback import StudyCallback, TrackingTarget
 from search.tune.optuna_store import OptunaTarget
 from search.tune.progress import Progress
-from search.tune.scheduler import PersistentASHA
+from search.tune.scheduler import PersistentASHA, SyncHalving
 from search.tune.searcher import StudySearcher, make_sampler, optuna_space
 from search.tune.trainable import CPUS_KEY, SCRATCH_KEY, data_arrays, run_trial
 from sr_core.data import SRData
 
 # Tune reads these when the Tuner is made (the engine puts them in the driver's environment).
 TUNE_ENV = {
-    # Save the experiment state often, so a kill -9 loses at most a couple of seconds of bookkeeping.
-    "TUNE_GLOBAL_CHECKPOINT_S": "2",
+    # Snapshot the experiment state every step of Tune's loop. A kill -9 then loses at most one step
+    # of bookkeeping, and never a trial that already ran an epoch (with a 2 s period, trials created
+    # in the last 2 s were lost and re-created with duplicate configs), nor the checkpoint the
+    # snapshot names (Tune deletes a superseded checkpoint at once: with two kept and a snapshot
+    # every step, the one named is always still there).
+    "TUNE_GLOBAL_CHECKPOINT_S": "0",
     # The closing report (how a trial ended) carries no val/mse, on purpose.
     "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
     "RAY_AIR_NEW_OUTPUT": "0",
-    # num_to_keep=1 makes Tune snapshot the experiment after every checkpoint, which is what a
+    # CheckpointConfig(num_to_keep) makes Tune snapshot the experiment after every checkpoint, which is what a
     # crash-safe resume wants; its warning about that would print once per epoch.
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
     # search.interrupts is the only SIGINT listener of the driver (Tune's would print Tuner.restore).
@@ -54,10 +58,13 @@ def optuna_target(study: Study, state: StudyState) -> OptunaTarget:
 
 
 def make_scheduler(study: Study, target: OptunaTarget) -> tune.schedulers.TrialScheduler:
-    if study.pruner.kind == "asha":
-        return PersistentASHA(target, study.train.epochs, study.pruner.grace_period,
-                              study.pruner.reduction_factor, metric=study.search.metric,
-                              mode=study.search.direction)
+    p, metric, mode = study.pruner, study.search.metric, study.search.direction
+    if study.schedule == "halving":
+        return SyncHalving(target, study.num_trials, study.train.epochs, p.grace_period, p.reduction_factor,
+                           metric=metric, mode=mode, insure_by=p.insure)
+    if study.schedule == "asha":
+        return PersistentASHA(target, study.train.epochs, p.grace_period, p.reduction_factor, metric=metric,
+                              mode=mode)
     return tune.schedulers.FIFOScheduler()
 
 
@@ -90,9 +97,14 @@ def _new_tuner(setup: TuneSetup, trainable) -> tune.Tuner:
                              Progress(study.num_trials, study.train.epochs, state.estimate_seconds))
     return tune.Tuner(
         trainable,
-        param_space={**study.trial_constants(), CPUS_KEY: setup.per_trial["cpu"], SCRATCH_KEY: state.optuna_study},
+        param_space={**study.trial_constants(), CPUS_KEY: min(study.resources.cpus_per_trial, setup.per_trial["cpu"]),
+                     SCRATCH_KEY: state.optuna_study},
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=make_scheduler(study, target),
-                                    num_samples=study.num_trials, max_concurrent_trials=setup.concurrency,
+                                    num_samples=study.num_trials,
+                                    # Tune's concurrency limiter counts paused trials as running, so a
+                                    # synchronous schedule would wait forever for trials it never makes:
+                                    # there the trials' resources bound how many run at once.
+                                    max_concurrent_trials=None if study.schedule == "halving" else setup.concurrency,
                                     # One worker process serves trial after trial: no process start and
                                     # no torch import per trial (measured: 10.5 -> 2.3 slot-seconds of
                                     # overhead per trial, `sr-search bench overhead`).
@@ -104,5 +116,9 @@ def _new_tuner(setup: TuneSetup, trainable) -> tune.Tuner:
             # Retries are for processes that died (a node lost, the OS's OOM killer): they resume
             # from the last epoch checkpoint. A trial's own exception is reported, not retried.
             failure_config=tune.FailureConfig(max_failures=study.resources.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+            # Two, not one: Tune deletes a trial's older checkpoint as soon as a newer one is
+            # registered but snapshots the experiment at the end of the step, so after a kill -9 in
+            # between the snapshot names the older one (seen with one kept: "Could not recover from
+            # checkpoint as it does not exist on storage anymore" for a trial paused at a rung).
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
     )

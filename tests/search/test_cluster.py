@@ -51,11 +51,13 @@ sampler = "grid"
 cpus_per_trial = {cpus}
 gpus_per_trial = {gpus}
 max_concurrent = {most}
+[pruner]
+kind = "{kind}"
 """
 
 
-def _resources(cpus, gpus, most, cluster):
-    study = parse_study(_STUDY.format(cpus=cpus, gpus=gpus, most=most), "test", "t")
+def _resources(cpus, gpus, most, cluster, kind="asha"):
+    study = parse_study(_STUDY.format(cpus=cpus, gpus=gpus, most=most, kind=kind), "test", "t")
     return trial_resources(study, cluster)
 
 
@@ -74,3 +76,9 @@ def test_fractional_gpus_pack_trials_and_the_scarcer_resource_decides():
 
 def test_max_concurrent_caps_what_fits():
     assert _resources(1, 0, 3, Cluster(cpus=8, gpus=0, nodes=1, address="local"))[1] == 3
+
+
+def test_under_a_synchronous_schedule_max_concurrent_reserves_cpus_instead_of_limiting_tune():
+    cluster = Cluster(cpus=8, gpus=0, nodes=1, address="local")
+    assert _resources(1, 0, 2, cluster, kind="halving") == ({"cpu": 4.0, "gpu": 0.0}, 2)  # 8 CPUs / 2 at once
+    assert _resources(1, 0, 0, cluster, kind="halving") == ({"cpu": 1, "gpu": 0.0}, 6)  # as many as fit

@@ -1,9 +1,11 @@
 """kill -9 of the driver at every kind of moment, then --resume: nothing finished is lost or run again.
 
-One study (8 trials, one at a time, ASHA) is killed four times: during data preparation, between two
+One study (8 trials, one at a time) is killed four times: during data preparation, between two
 trials, in the middle of a trial, and while the report is being written; each time a fresh driver
 resumes it. The driver's test hook (SR_SEARCH_PAUSE_AT) holds it at the named point so the kill lands
-exactly there; the mid-trial kill lands after an epoch's report.
+exactly there; the mid-trial kill lands after an epoch's report. It runs under each schedule: ASHA,
+and synchronous halving, where the other trials wait paused at a rung while one runs, the first trial
+to close is one cut at a rung decision, and the decisions must survive the kills.
 """
 import os
 import re
@@ -23,11 +25,11 @@ def _args(study, workdir, *extra):
     return ["run", "--study", str(study), "--workdir", str(workdir), "--tflops", "1", *extra]
 
 
-@pytest.fixture(scope="module")
-def killed_four_times(tmp_path_factory):
-    root = tmp_path_factory.mktemp("kills")
+@pytest.fixture(scope="module", params=["asha", "halving"])
+def killed_four_times(tmp_path_factory, request):
+    root = tmp_path_factory.mktemp(f"kills-{request.param}")
     study = write_study(root, "crash", blocks=(0, 1), channels=(4, 8), lrs=(1e-2, 1e-6), epochs=4,
-                        pruner="asha", cpus=1, concurrent=1)
+                        pruner=request.param, cpus=1, concurrent=1)
     workdir = root / "w"
     log = {}
 
@@ -88,7 +90,7 @@ def test_trials_that_ended_before_a_kill_were_not_run_again(killed_four_times):
     trials = runs(k["workdir"])
     for point in ("trial_closed", "mid-trial", "report"):
         killed_at = k["log"][point]["time"]
-        ended_before = re.findall(r"\] (?:completed|pruned|early_stopped) (\S+)", k["log"][point]["text"])
+        ended_before = re.findall(r"\] (?:completed|pruned|early_stopped) +(\S+)", k["log"][point]["text"])
         assert ended_before, point
         for t in (t for t in trials if t.info.run_name in ended_before):
             assert all(ts <= killed_at for _, ts in epochs_logged(k["workdir"], t.info.run_id)), (point, t.info.run_name)
@@ -115,16 +117,41 @@ def test_the_report_is_written_only_by_the_run_that_finished(killed_four_times):
     assert (k["workdir"] / "reports" / "crash.html").exists()
 
 
-def test_asha_kept_pruning_after_the_resumes_and_optuna_agrees(killed_four_times):
+def test_optuna_agrees_with_mlflow_on_every_trial(killed_four_times):
     k = killed_four_times
     trials = {t.data.tags["trial_id"]: t for t in runs(k["workdir"])}
     study = optuna_study(k["workdir"], "crash")
     statuses = {t.user_attrs["ray_trial_id"]: t.user_attrs["status"] for t in study.trials}
     assert statuses == {tid: t.data.tags["status"] for tid, t in trials.items()}
-    started_late = [t for t in trials.values() if t.info.start_time > k["log"]["trial_closed"]["time"]]
-    assert any(t.data.tags["status"] == "pruned" for t in started_late)
     pruned = [t for t in study.trials if t.user_attrs["status"] == "pruned"]
     assert pruned and all(t.state.name == "PRUNED" and t.intermediate_values for t in pruned)
+
+
+@pytest.mark.parametrize("killed_four_times", ["asha"], indirect=True)
+def test_asha_kept_pruning_after_the_resumes(killed_four_times):
+    k = killed_four_times
+    trials = {t.data.tags["trial_id"]: t for t in runs(k["workdir"])}
+    started_late = [t for t in trials.values() if t.info.start_time > k["log"]["trial_closed"]["time"]]
+    assert any(t.data.tags["status"] == "pruned" for t in started_late)
+
+
+@pytest.mark.parametrize("killed_four_times", ["halving"], indirect=True)
+def test_halving_decided_each_rung_once_and_kept_its_decisions_across_the_kills(killed_four_times):
+    k = killed_four_times
+    trials = {t.data.tags["trial_id"]: t for t in runs(k["workdir"])}
+    decisions = optuna_study(k["workdir"], "crash").user_attrs["sync_decisions"]
+    assert [m for m, _, _ in decisions] == [1, 2]  # rungs at epochs 1, 2 (and 4, where trials end)
+    cut = set()
+    for milestone, kept, dropped in decisions:
+        assert not set(kept) & cut  # nobody comes back once cut
+        assert len(kept) == -(-(len(kept) + len(dropped)) // 2)  # the best half, rounded up
+        for tid in dropped:  # cut there: trained exactly to that rung, pruned in MLflow
+            assert trials[tid].data.tags["status"] == "pruned"
+            assert trials[tid].data.metrics["epochs_run"] == milestone
+        cut |= set(dropped)
+    # the survivors of the last decision ran to the end by themselves
+    completed = {tid for tid, t in trials.items() if t.data.tags["status"] == "completed"}
+    assert completed == set(decisions[-1][1]) and all(trials[t].data.metrics["epochs_run"] == 4 for t in completed)
 
 
 def test_nothing_is_left_behind(killed_four_times):

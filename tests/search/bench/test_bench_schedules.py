@@ -1,59 +1,58 @@
-"""`bench search`'s replay: Ray's own ASHA scheduler deciding on given learning curves."""
+"""`bench search`'s replay: Ray's own schedulers deciding on given learning curves, driven as Tune
+drives them (search/bench/replay.py), and what it reports of a schedule."""
 import pytest
 
-from search.bench.schedules import replay
-from search.study import parse_study
-
-GRID = """
-[study]
-name = "replay"
-[search]
-sampler = "grid"
-seed = 0
-[space]
-arch = "residual"
-blocks = [1, 2]
-channels = [4, 8]
-lr = [1e-3]
-eta_min = 1e-5
-[train]
-epochs = 8
-[pruner]
-kind = "asha"
-grace_period = 2
-reduction_factor = 2
-[resources]
-cpus_per_trial = 1
-gpus_per_trial = 0
-"""
+from search.bench.replay import Curve, Replay, summarise
+from search.bench.schedules import Schedule
 
 
-def _curves(study, finals: dict) -> dict:
-    """Straight-line curves from 1.0 down to each config's final val/mse, 1 s per epoch."""
-    names = [study.trial_config(c).run_name for c in study.grid()]
-    return {n: {"val_mse": [1.0 + (finals[n] - 1.0) * e / 8 for e in range(1, 9)], "seconds": [1.0] * 8,
-                "status": "completed"} for n in names}
+def _curves(finals: dict, epochs: int = 9) -> list[Curve]:
+    """Straight lines from 1.0 down to each config's final val/mse, 1 s per epoch; weight = blocks + 1."""
+    return [Curve(name, {"blocks": blocks}, [1.0 + (final - 1.0) * e / epochs for e in range(1, epochs + 1)],
+                  [1.0] * epochs, float(blocks + 1)) for name, (blocks, final) in finals.items()]
 
 
-def test_replay_prunes_the_losers_and_keeps_the_winner():
-    study = parse_study(GRID, "test", "replay")
-    finals = {"residual_b1_c4_lr0.001_eta1e-05": 0.9, "residual_b1_c8_lr0.001_eta1e-05": 0.5,
-              "residual_b2_c4_lr0.001_eta1e-05": 0.7, "residual_b2_c8_lr0.001_eta1e-05": 0.1}
-    out = replay(study, _curves(study, finals), seed=0, grace=2, rf=2, concurrency=1)
-    assert out["grid_best"] == pytest.approx(0.1)
-    assert out["asha_best"] == pytest.approx(0.1) and out["regret"] == pytest.approx(0.0)
-    assert out["epochs_fraction"] < 1.0  # some epochs saved: at least one loser stopped at a rung
-    assert 1 <= out["finished"] < 4
+FINALS = {f"t{i}": (i % 3, final) for i, final in enumerate([0.9, 0.5, 0.7, 0.1, 0.8, 0.6, 0.95, 0.3, 0.85])}
 
 
-def test_replay_regret_counts_a_pruned_winner():
-    """A late bloomer (worst early, best at the end) that ASHA cuts: regret against the full grid."""
-    study = parse_study(GRID, "test", "replay")
-    curves = _curves(study, {"residual_b1_c4_lr0.001_eta1e-05": 0.5, "residual_b1_c8_lr0.001_eta1e-05": 0.5,
-                             "residual_b2_c4_lr0.001_eta1e-05": 0.5, "residual_b2_c8_lr0.001_eta1e-05": 0.5})
-    late = "residual_b2_c8_lr0.001_eta1e-05"
-    curves[late]["val_mse"] = [2.0] * 6 + [0.2, 0.1]
-    out = replay(study, curves, seed=0, grace=2, rf=2, concurrency=1)
-    assert out["grid_best"] == pytest.approx(0.1)
-    if out["asha_best"] > 0.1:  # the late bloomer was cut at a rung
-        assert out["regret"] == pytest.approx(out["asha_best"] / 0.1 - 1)
+def test_halving_trains_every_config_to_the_first_rung_then_a_third_of_them_further():
+    curves = _curves(FINALS)
+    outcome = Replay(Schedule("h", "halving", 1, 3).make(9, 9), curves, slots=2).run()
+    # rungs at 1, 3, 9: 9 trials x 1 epoch, the best 3 to epoch 3, the best 1 to the end
+    assert sorted(outcome.trained.values()) == [1] * 6 + [3, 3, 9]
+    assert outcome.trained["t3"] == 9 and outcome.ended["t3"] == "finished"  # the grid's winner
+    figures = summarise(curves, outcome)
+    assert figures["epochs_fraction"] == pytest.approx((6 + 6 + 9) / 81)
+    weights = {c.name: c.weight for c in curves}
+    spent = sum(outcome.trained[n] * weights[n] for n in weights)
+    assert figures["compute_fraction"] == pytest.approx(spent / sum(9 * w for w in weights.values()))
+    assert figures["regret"] == 0.0 and figures["winner_finished"] and figures["winner_rank_among_finished"] == 1
+
+
+def test_the_insured_variant_keeps_the_best_of_each_depth_at_every_rung():
+    outcome = Replay(Schedule("h", "halving", 1, 3, "blocks").make(9, 9), _curves(FINALS), slots=1).run()
+    at_three = {n for n, k in outcome.trained.items() if k >= 3}
+    best_per_depth = {"t3", "t1", "t5"}  # depth 0: t3 (0.1); depth 1: t1 (0.5); depth 2: t5 (0.6)
+    assert best_per_depth <= at_three and outcome.trained["t7"] >= 3  # t7 (0.3) is in the top third
+
+
+def test_a_late_bloomer_cut_at_a_rung_is_regret_against_the_full_grid():
+    curves = _curves({"a": (0, 0.5), "b": (1, 0.4), "late": (2, 0.5)})
+    curves[2].val_mse = [2.0] * 7 + [0.2, 0.1]  # worst early, best at the end
+    figures = summarise(curves, Replay(Schedule("h", "halving", 3, 3).make(3, 9), curves, slots=1).run())
+    assert figures["winner"] == "late" and not figures["winner_finished"]
+    assert figures["found"] == "b" and figures["regret"] == pytest.approx(0.4 / 0.1 - 1)
+
+
+def test_asha_promotes_whoever_reaches_a_rung_first_and_never_pauses():
+    curves = _curves(FINALS)
+    outcome = Replay(Schedule("a", "asha", 1, 3).make(9, 9), curves, slots=1).run()
+    assert set(outcome.ended.values()) <= {"finished", "pruned"} and outcome.trained["t0"] == 9  # first: it goes on
+
+
+def test_wall_time_shrinks_with_slots_and_decisions_do_not_change():
+    curves = _curves(FINALS)
+    one = Replay(Schedule("h", "halving", 1, 3).make(9, 9), curves, slots=1).run()
+    four = Replay(Schedule("h", "halving", 1, 3).make(9, 9), curves, slots=4).run()
+    assert one.trained == four.trained and one.wall_s == sum(one.trained.values())
+    assert four.wall_s < one.wall_s

@@ -1,0 +1,141 @@
+"""Ray's own schedulers deciding on recorded learning curves, trial by trial as Tune would drive them.
+
+A `Replay` plays Tune's part for a scheduler object (AsyncHyperBandScheduler, search.tune's
+SyncHalving): trials start in the grid sampler's order on `slots` parallel slots, the scheduler picks
+paused trials to resume (`choose_trial_to_run`) and otherwise the next pending one starts (as Tune
+starts pending trials eagerly); each epoch takes its recorded seconds and reports its recorded val/mse
+to `on_trial_result`; CONTINUE trains the next epoch, PAUSE frees the slot (the trial resumes later
+from that epoch: nothing is trained twice), STOP ends it; a trial stopped while paused goes through
+`stop_trial` as in Tune. A trial's curve does not depend on what the scheduler does to others, so
+this is what the scheduler would have spent and found, at the cost of recording the curves once.
+"""
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field
+
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import TrialScheduler
+
+
+@dataclass
+class Curve:
+    """One config's recorded epochs (early stopping already applied) and the cost weight of an epoch."""
+    name: str
+    config: dict
+    val_mse: list[float]
+    seconds: list[float]
+    weight: float  # FLOPs per image of the config this curve stands for
+    completed: bool = True  # ran to its last epoch (False: early-stopped at the end of val_mse)
+
+
+@dataclass(eq=False)
+class ReplayTrial:
+    """What Ray's schedulers read of a trial."""
+    trial_id: str
+    config: dict
+    status: str = Trial.PENDING
+    last_result: dict = field(default_factory=dict)
+    is_saving: bool = False
+    trained: int = 0  # epochs trained
+    ended: str = ""  # "finished" or "pruned" once it ended
+
+    def __hash__(self) -> int:
+        return hash(self.trial_id)
+
+
+@dataclass
+class Outcome:
+    trained: dict[str, int]  # name -> epochs trained
+    ended: dict[str, str]  # name -> finished | pruned
+    wall_s: float
+
+
+class Replay:
+    def __init__(self, scheduler, curves: list[Curve], slots: int, metric: str = "val/mse"):
+        self.scheduler, self.slots, self.metric = scheduler, slots, metric
+        self.curves = {c.name: c for c in curves}
+        self.trials = [ReplayTrial(c.name, c.config) for c in curves]  # in the sampler's order
+        self.running: list[tuple[float, int, str]] = []  # (time its epoch ends, tiebreak, trial id)
+        self.by_id = {t.trial_id: t for t in self.trials}
+        self.clock, self._order = 0.0, 0
+
+    # -- what Tune's controller offers a scheduler --------------------------------------------
+    def get_trials(self) -> list[ReplayTrial]:
+        return self.trials
+
+    def stop_trial(self, trial: ReplayTrial) -> None:
+        if trial.status in (Trial.PAUSED, Trial.PENDING):
+            self.scheduler.on_trial_remove(self, trial)
+        self._end(trial, "pruned")
+
+    # -- the loop -----------------------------------------------------------------------------
+    def run(self) -> Outcome:
+        for trial in self.trials:
+            self.scheduler.on_trial_add(self, trial)
+        while True:
+            self._fill_slots()
+            if not self.running:
+                break
+            self.clock, _, trial_id = heapq.heappop(self.running)
+            self._epoch_done(self.by_id[trial_id])
+        left = [t.trial_id for t in self.trials if not t.ended]
+        if left:
+            raise RuntimeError(f"the replay stalled with {len(left)} trials neither running nor ended: {left[:3]}")
+        return Outcome({t.trial_id: t.trained for t in self.trials}, {t.trial_id: t.ended for t in self.trials},
+                       self.clock)
+
+    def _fill_slots(self) -> None:
+        while len(self.running) < self.slots:
+            trial = self.scheduler.choose_trial_to_run(self)
+            if trial is None:
+                trial = next((t for t in self.trials if t.status == Trial.PENDING), None)
+            if trial is None or trial.status not in (Trial.PENDING, Trial.PAUSED):
+                return
+            trial.status = Trial.RUNNING
+            self._next_epoch(trial)
+
+    def _next_epoch(self, trial: ReplayTrial) -> None:
+        heapq.heappush(self.running, (self.clock + self.curves[trial.trial_id].seconds[trial.trained],
+                                      self._order, trial.trial_id))
+        self._order += 1
+
+    def _epoch_done(self, trial: ReplayTrial) -> None:
+        curve = self.curves[trial.trial_id]
+        trial.trained += 1
+        epoch = trial.trained
+        trial.last_result = {"epoch": epoch, self.metric: curve.val_mse[epoch - 1]}
+        decision = self.scheduler.on_trial_result(self, trial, trial.last_result)
+        if epoch == len(curve.val_mse) or decision == TrialScheduler.STOP:
+            # Its last epoch (or early stop), or the scheduler stopped it: Tune completes it.
+            self.scheduler.on_trial_complete(self, trial, trial.last_result)
+            self._end(trial, "finished" if epoch == len(curve.val_mse) else "pruned")
+        elif decision == TrialScheduler.PAUSE:
+            trial.status = Trial.PAUSED
+        else:
+            self._next_epoch(trial)
+
+    def _end(self, trial: ReplayTrial, how: str) -> None:
+        trial.status, trial.ended = Trial.TERMINATED, trial.ended or how
+
+
+def summarise(curves: list[Curve], outcome: Outcome) -> dict:
+    """What a schedule spent and found, against the full grid (every config to its end)."""
+    by_name = {c.name: c for c in curves}
+    full_epochs = sum(len(c.val_mse) for c in curves)
+    full_compute = sum(len(c.val_mse) * c.weight for c in curves)
+    spent = sum(outcome.trained.values())
+    compute = sum(outcome.trained[c.name] * c.weight for c in curves)
+    grid_best = {c.name: min(c.val_mse) for c in curves}
+    winner = min(grid_best, key=grid_best.get)
+    seen = {n: min(by_name[n].val_mse[:k]) for n, k in outcome.trained.items() if k}
+    finished = [n for n, how in outcome.ended.items() if how == "finished"]
+    found = min(finished, key=lambda n: seen[n]) if finished else None
+    rank = 1 + sum(1 for n in finished if seen[n] < seen[winner]) if winner in finished else None
+    return {"epochs_fraction": spent / full_epochs, "compute_fraction": compute / full_compute,
+            "regret": seen[found] / grid_best[winner] - 1 if found else math.inf,
+            "grid_best": grid_best[winner], "found_best": seen[found] if found else None,
+            "winner": winner, "found": found, "winner_finished": winner in finished,
+            "winner_rank_among_finished": rank, "winner_epochs": outcome.trained[winner],
+            "finished": len(finished), "trials": len(curves), "wall_s": outcome.wall_s}

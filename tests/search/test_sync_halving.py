@@ -1,0 +1,69 @@
+"""A real study under synchronous successive halving (real Ray, Optuna journal, MLflow sqlite): trials
+pause at each rung and the best resume from the epoch they paused at; `paused` is a status of its own
+while they wait, in MLflow, Optuna and `sr-search status` (held there by the driver's test hook, then
+killed: a paused trial stays paused, it is not "interrupted", and --resume goes on); each epoch is
+logged once; and the two stores tell the same story at the end."""
+import pytest
+
+from _driver import Driver, child_env, epochs_logged, optuna_study, run_cli, runs, write_study
+
+pytestmark = pytest.mark.slow  # a real study through the CLI
+
+
+@pytest.fixture(scope="module")
+def halved(tmp_path_factory):
+    root = tmp_path_factory.mktemp("halving")
+    study = write_study(root, "halved", blocks=(0, 1), channels=(4, 8), lrs=(1e-2, 1e-3), epochs=4,
+                        pruner="halving", cpus=1)  # rungs at epochs 1, 2 and 4; 2 trials at a time
+    workdir, env = root / "w", child_env(root)
+    args = ["run", "--study", str(study), "--workdir", str(workdir), "--tflops", "1", "--no-report"]
+    d = Driver(args, child_env(root, SR_SEARCH_PAUSE_AT="trial_paused"))
+    d.wait_for(r"paused at trial_paused")  # the driver stops right after it marked the first trial paused
+    paused_in_mlflow = {r.info.run_name: (r.data.tags["status"], r.info.status) for r in runs(workdir)}
+    optuna_paused = [t.user_attrs.get("status") for t in optuna_study(workdir, "halved").trials]
+    d.kill_9()
+    after_kill = run_cli(["status", "--study", "halved", "--workdir", str(workdir)], env)
+    d = Driver(args + ["--resume"], env)
+    code = d.finish()
+    return {"code": code, "text": d.text, "workdir": workdir, "status": after_kill, "paused": paused_in_mlflow,
+            "optuna_paused": optuna_paused}
+
+
+def test_the_study_ends_with_the_survivors_completed_and_the_rest_pruned(halved):
+    assert halved["code"] == 0, halved["text"]
+    trials = runs(halved["workdir"])
+    statuses = sorted(t.data.tags["status"] for t in trials)
+    assert statuses == ["completed"] * 2 + ["pruned"] * 6  # 8 -> 4 at epoch 1 -> 2 at epoch 2 -> the end
+    assert sorted(int(t.data.metrics["epochs_run"]) for t in trials) == [1, 1, 1, 1, 2, 2, 4, 4]
+
+
+def test_a_waiting_trial_is_paused_in_mlflow_optuna_and_status_and_stays_so_after_a_kill(halved):
+    assert list(halved["paused"].values()) == [("paused", "SCHEDULED")]  # MLflow's own state for "waiting"
+    # Optuna: the paused one (RUNNING, with the status attr); any trial after it was asked for but
+    # had not started (no status yet)
+    first, *later = halved["optuna_paused"]
+    assert first == "paused" and all(status is None for status in later)
+    code, text = halved["status"]
+    assert code == 0 and "paused" in text and "waiting at the rung of epoch 1" in text, text
+    assert "repaired" not in text  # nothing was running when the driver died: nothing to repair
+
+
+def test_survivors_resume_from_the_epoch_they_paused_at_and_each_epoch_is_logged_once(halved):
+    text = halved["text"]
+    assert "resume" in text and "(kept at the rung of epoch 1)" in text and "(kept at the rung of epoch 2)" in text
+    for t in runs(halved["workdir"]):
+        steps = [e for e, _ in epochs_logged(halved["workdir"], t.info.run_id)]
+        assert steps == list(range(1, int(t.data.metrics["epochs_run"]) + 1)), t.info.run_name
+
+
+
+def test_optuna_tells_the_same_story_and_holds_the_rung_decisions(halved):
+    trials = {t.data.tags["trial_id"]: t for t in runs(halved["workdir"])}
+    study = optuna_study(halved["workdir"], "halved")
+    for t in study.trials:
+        run = trials[t.user_attrs["ray_trial_id"]]
+        assert t.user_attrs["status"] == run.data.tags["status"]
+        assert t.state.name == {"completed": "COMPLETE", "pruned": "PRUNED"}[run.data.tags["status"]]
+        assert sorted(t.intermediate_values) == list(range(1, int(run.data.metrics["epochs_run"]) + 1))
+    decisions = study.user_attrs["sync_decisions"]
+    assert [(m, len(kept), len(cut)) for m, kept, cut in decisions] == [(1, 4, 4), (2, 2, 2)]
