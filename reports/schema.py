@@ -77,6 +77,8 @@ EVAL_METRICS = ("psnr_y", "ssim_y", "psnr")
 #: in a metric name: the key says `self_ensemble`, tables and the report say "+".
 BICUBIC, SELF_ENSEMBLE = "bicubic", "self_ensemble"
 ENSEMBLE_SUFFIX = "+"
+#: Forwards of the x8 self-ensemble (sr_core.dihedral.NUM_OPS): its FLOPs per image are 8 forwards'.
+ENSEMBLE_FORWARDS = 8
 #: Tags on each run evaluated on a folder: the LR kernel, the image count and whether the latest
 #: evaluation made the ensemble figures ("true"/"false"; older ones may linger as metrics).
 EVAL_TAGS = ("lr_kernel", "images", SELF_ENSEMBLE)
