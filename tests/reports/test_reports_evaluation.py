@@ -98,3 +98,17 @@ def test_a_study_never_evaluated_has_no_such_section_and_its_report_is_unchanged
     _, html = residual_report
     assert "Benchmark folders" not in html and "figure-evaluation" not in html
     assert 'id="section-11"' in html and 'id="section-12"' not in html  # ends with the samples, as before
+
+
+@pytest.mark.slow  # headless Chromium
+def test_the_evaluated_report_draws_every_figure_in_chromium(evaluated, tmp_path):
+    from test_reports_render import open_in_chromium, render_status
+
+    uri, _, _ = evaluated
+    page = build_report(uri, [STUDY], tmp_path / "r.html")
+    html = page.read_text(encoding="utf-8")
+    dom, requested = open_in_chromium(page, tmp_path)
+    status, errors = render_status(dom)
+    assert status["errors"] == 0, errors
+    assert status["figures"] == status["rendered"] == html.count('class="plotly-graph-div"')
+    assert 'id="figure-evaluation"' in html and requested == []

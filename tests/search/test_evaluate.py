@@ -17,7 +17,7 @@ from reports import load_runs
 from reports.evaluation import load_evaluations
 from sr_core.benchmark_photos import write_benchmark
 from sr_core.infer import load_model, upscale
-from sr_core.matlab_resize import matlab_downscale, matlab_upscale, mod_crop
+from sr_core.matlab_resize import matlab_downscale, matlab_upscale
 
 pytestmark = pytest.mark.slow  # a real study through Ray, then two evaluations
 

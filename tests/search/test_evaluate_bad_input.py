@@ -1,6 +1,5 @@
 """`sr-search evaluate`'s bad input through the real CLI on a real MLflow store: exit 2, one message
 naming the file (or the pick), and nothing logged: no eval/* metric, tag or artifact on any run."""
-import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image

@@ -2,7 +2,6 @@
 first, papers' "+" rows, per-image averaging, aligned), the metric keys, and how a folder is read."""
 import math
 
-import numpy as np
 import pytest
 import torch
 from mlflow.utils.validation import validate_param_and_metric_name
