@@ -21,6 +21,7 @@ from plotly.offline import get_plotlyjs
 from . import analysis as an
 from . import figures as fg
 from . import summary as sm
+from .evaluation import Evaluations, evaluation_body, load_evaluations
 from .load import RunData, load_artifact, load_runs
 
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
@@ -185,7 +186,15 @@ def samples_section(number: int, data: RunData, png: bytes | None) -> Section:
     return Section(number, heading, body, caption)
 
 
-def render_page(data: RunData, samples_png: bytes | None) -> str:
+def evaluation_section(number: int, evaluations: Evaluations | None) -> list[Section]:
+    """The benchmark-folder section (`sr-search evaluate`), or none for a study never evaluated."""
+    if evaluations is None or evaluations.empty:
+        return []
+    body, caption = evaluation_body(evaluations, _figure_html)
+    return [Section(number, "Benchmark folders, scored as papers score them", body, caption)]
+
+
+def render_page(data: RunData, samples_png: bytes | None, evaluations: Evaluations | None = None) -> str:
     """The full HTML document for already-loaded data."""
     t, h, s = data.trials, data.history, data.studies
     sections = [Section(1, "Runs (click a header to sort)", runs_table_html(t))]
@@ -202,6 +211,7 @@ def render_page(data: RunData, samples_png: bytes | None) -> str:
     ]
     sections += [_figure_section(i, heading, make) for i, (heading, make) in enumerate(makers, start=2)]
     sections.append(samples_section(len(sections) + 1, data, samples_png))
+    sections += evaluation_section(len(sections) + 1, evaluations)
 
     names = ", ".join(s["study"])
     body = "".join(
@@ -262,5 +272,5 @@ def build_report(tracking_uri: str, studies: Sequence[str], out: str | os.PathLi
     best = an.best_trial(data.trials)
     png = load_artifact(tracking_uri, best["run_id"], "samples.png") if best is not None else None
     path = Path(out)
-    write_atomic(path, render_page(data, png))
+    write_atomic(path, render_page(data, png, load_evaluations(tracking_uri, data)))
     return path.resolve()

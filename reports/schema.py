@@ -68,3 +68,60 @@ def best_position(statuses: Sequence[str], values: Sequence[float], mode: str = 
         if sign * float(value) < best_value:
             best, best_value = i, sign * float(value)
     return best
+
+
+# -- evaluation on benchmark folders (`sr-search evaluate`) -----------------------------------------
+#: Each the mean over a folder's images of a per-image figure: PSNR and SSIM on Y (BT.601, `scale`
+#: pixels cropped from each border), PSNR on RGB (no crop); the SR output rounded to 8 bits first.
+EVAL_METRICS = ("psnr_y", "ssim_y", "psnr")
+#: Figures besides a trial's own forward: the bicubic baseline (on the study run) and the x8
+#: self-ensemble (on the trial run). Papers print the ensemble with a "+" suffix, which MLflow refuses
+#: in a metric name: the key says `self_ensemble`, tables and the report say "+".
+BICUBIC, SELF_ENSEMBLE = "bicubic", "self_ensemble"
+ENSEMBLE_SUFFIX = "+"
+#: Forwards of the x8 self-ensemble (sr_core.dihedral.NUM_OPS): its FLOPs per image are 8 forwards'.
+ENSEMBLE_FORWARDS = 8
+#: Tags on each run evaluated on a folder: the LR kernel, the image count and whether the latest
+#: evaluation made the ensemble figures ("true"/"false"; older ones may linger as metrics).
+EVAL_TAGS = ("lr_kernel", "images", SELF_ENSEMBLE)
+#: What a folder may be called: its name is part of metric keys (MLflow allows letters, digits, _ . - /).
+EVAL_FOLDER_PATTERN = r"[A-Za-z0-9_.-]+"
+#: The fields of each row of a run's per-image artifact (`eval_artifact`); variant is "" for the
+#: trial's own forward.
+PER_IMAGE_FIELDS = ("image", "height", "width", "variant", *EVAL_METRICS)
+
+
+def eval_key(folder: str, metric: str, variant: str | None = None) -> str:
+    """eval/<folder>/<metric>, or eval/<folder>/<variant>/<metric> for bicubic and self_ensemble."""
+    return "/".join(["eval", folder, *([variant] if variant else []), metric])
+
+
+def parse_eval_key(key: str) -> tuple[str, str | None, str] | None:
+    """(folder, variant or None, metric) of an `eval_key`; None for any other key."""
+    parts = key.split("/")
+    if parts[0] != "eval" or parts[-1] not in EVAL_METRICS:
+        return None
+    if len(parts) == 3:
+        return parts[1], None, parts[2]
+    if len(parts) == 4 and parts[2] in (BICUBIC, SELF_ENSEMBLE):
+        return parts[1], parts[2], parts[3]
+    return None
+
+
+def eval_tag(folder: str, what: str) -> str:
+    """eval/<folder>/<what> for `what` in EVAL_TAGS."""
+    if what not in EVAL_TAGS:
+        raise ValueError(f"what must be one of {EVAL_TAGS}, got {what=}")
+    return f"eval/{folder}/{what}"
+
+
+def eval_artifact(folder: str) -> str:
+    """The run's per-image figures on a folder: a JSON list of PER_IMAGE_FIELDS rows."""
+    return f"eval/{folder}.json"
+
+
+def eval_label(run_name: str, variant: str | None) -> str:
+    """How tables name a row: `bicubic`, the run name, or the run name with papers' "+" for the ensemble."""
+    if variant == BICUBIC:
+        return BICUBIC
+    return run_name + (ENSEMBLE_SUFFIX if variant == SELF_ENSEMBLE else "")

@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     dash.add_argument("--port", type=int, default=8080)
     dash.add_argument("--storage", help="the study's Optuna storage URL, when it holds a password")
     _predict_parser(sub)
+    _evaluate_parser(sub)
     add_bench_parser(sub)
     return parser
 
@@ -84,6 +85,43 @@ def _predict_parser(sub) -> None:
     predict.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     _workdir_args(predict)
 
+
+EVALUATE_HELP = """\
+Score a study's models on full-size benchmark folders the way SR papers do, so the figures can be
+set beside published ones: HR mod-cropped to a multiple of 4, LR by MATLAB's bicubic imresize,
+whole-image inference, PSNR-Y and SSIM-Y (Y of BT.601 YCbCr, 4 pixels cropped from each border,
+mean over images) and RGB PSNR, after the bicubic baseline on the same LR. The table is printed and
+logged to each trial's MLflow run as eval/<folder>/psnr_y, ssim_y, psnr (the ensemble as
+eval/<folder>/self_ensemble/..., bicubic on the study run as eval/<folder>/bicubic/...), and the
+report gets a section of its own. Bad input (an unreadable image, an empty folder, an LR/ file
+without its HR) exits 2 naming the file, with nothing logged.
+
+Write the benchmark folder that ships with sr-search (4 scikit-image photos at full size) with:
+  python -m sr_core.benchmark_photos DIR [--lr]"""
+
+
+def _evaluate_parser(sub) -> None:
+    ev = sub.add_parser("evaluate", help="score a study's best (or top) models on full-size benchmark folders "
+                                         "with papers' conventions (PSNR-Y, SSIM-Y, x8 self-ensemble as +)",
+                        description=EVALUATE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ev.add_argument("--study", required=True, help="the study's name (its latest run in the tracking store)")
+    ev.add_argument("--trials", nargs="+", default=["best"], metavar="PICK",
+                    help="best (the study's best trial, as `run` names it), top:K (the K best trials that ran "
+                         "to their end, by the study's metric), or run names (pruned trials too); default: best")
+    ev.add_argument("--data", nargs="+", required=True, type=Path, metavar="DIR",
+                    help="benchmark folders of full-size HR images (.png/.jpg/.jpeg/.bmp, any size, gray "
+                         "included); the folder's name keys its figures, e.g. Set5 -> eval/Set5/psnr_y")
+    ev.add_argument("--self-ensemble", action="store_true",
+                    help="also score each trial's x8 rot90/flip ensemble: a second row, labelled NAME+")
+    ev.add_argument("--lr-kernel", choices=("matlab", "pil", "given"), default="matlab",
+                    help="how the LR is made: matlab (MATLAB's bicubic imresize, the papers' LR; default), pil "
+                         "(Pillow's bicubic), given (read DIR/LR/NAME.*, exactly 1/4 of the mod-cropped HR)")
+    ev.add_argument("--tile", type=int, metavar="PX",
+                    help="upscale in tiles of PX LR pixels (exact: tiles overlap by the net's receptive "
+                         "radius); default: the largest whose activations fit 8 GiB")
+    ev.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    ev.add_argument("--no-report", action="store_true", help="do not rewrite the study's HTML report")
+    _workdir_args(ev)
 
 
 def _resume_command(args) -> str:
@@ -194,8 +232,29 @@ def _cmd_predict(args) -> int:
     return 0
 
 
+def _cmd_evaluate(args) -> int:
+    from search.errors import StudyError
+    from search.workdir import Workdir
+    if args.tile is not None and args.tile < 1:
+        raise StudyError(f"--tile {args.tile}: a tile is at least 1 LR pixel")
+    workdir = Workdir(args.workdir)
+    if not args.tracking_uri and not (workdir.root / "mlflow.db").exists():
+        raise StudyError(f"no runs of study {args.study!r}: {workdir.root} has no MLflow store")
+    from search.evaluate import EvalOptions, evaluate_study
+    from search.eval_table import format_table
+    uri = workdir.tracking_uri(args.tracking_uri)
+    options = EvalOptions(data=tuple(args.data), trials=tuple(args.trials), self_ensemble=args.self_ensemble,
+                          lr_kernel=args.lr_kernel, tile=args.tile, device=args.device)
+    rows = evaluate_study(uri, args.study, options)
+    print(format_table(rows, args.lr_kernel), flush=True)
+    if not args.no_report:
+        from search.closing import write_report
+        write_report(uri, [args.study], workdir.report_path(args.study))
+    return 0
+
+
 COMMANDS = {"run": _cmd_run, "status": _cmd_status, "report": _cmd_report, "ui": _cmd_ui,
-            "dashboard": _cmd_dashboard, "predict": _cmd_predict, "bench": run_bench}
+            "dashboard": _cmd_dashboard, "predict": _cmd_predict, "evaluate": _cmd_evaluate, "bench": run_bench}
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -214,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     # MLflow prints "View run ... at URL" for every run it ends: noise in our progress, and the URL
     # would carry a tracking password.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    # ...and a progress bar for every artifact it downloads (a trial's best.pt for predict, evaluate).
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     args = build_parser().parse_args(argv)

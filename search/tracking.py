@@ -4,11 +4,12 @@ which the report reads with.
 
 The parent run is the study; each Tune trial is a child run tagged `mlflow.parentRunId` (MLflow's
 nesting only works inside one process). The driver's Tune callback (search/tune/callback.py) calls
-the trial functions here; `run`, `status` and `predict` call the study ones.
+the trial functions here; `run`, `status`, `predict` and `evaluate` call the study ones.
 """
 from __future__ import annotations
 
 import base64
+import json
 import math
 import time
 import urllib.error
@@ -18,11 +19,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from mlflow.entities import Metric, Param, RunStatus
+from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
 from reports.schema import (EPOCH_METRICS, EXPERIMENT, EXPERIMENT_TAGS, OBJECTIVE, OBJECTIVE_MODE,
-                            best_position, summary_key)
+                            best_position, eval_artifact, summary_key)
 from search.errors import StudyError, TrackingError
 from search.redaction import mask
 from sr_core.models import flops_per_image, params_count
@@ -226,10 +227,7 @@ def study_objective(client: MlflowClient, parent_run_id: str) -> tuple[str, str]
 def best_study_trial(client: MlflowClient, study: str) -> dict[str, Any]:
     """The latest run of `study`'s best trial by the one rule, as `run` and the report name it;
     a StudyError when there is no such study or no trial finished."""
-    found = latest_study_run(client, study)
-    if found is None:
-        raise StudyError(f"no runs of study {study!r} in this tracking store; run it first "
-                         f"(sr-search run --study {study})")
+    found = require_study_run(client, study)
     best = best_of(study_trials(client, *found), *study_objective(client, found[1]))
     if best is None:
         raise StudyError(f"study {study!r} has no trial that ran to its end (completed or early_stopped) yet")
@@ -247,6 +245,15 @@ def latest_study_run(client: MlflowClient, study: str) -> tuple[str, str] | None
     return (exp.experiment_id, runs[0].info.run_id) if runs else None
 
 
+def require_study_run(client: MlflowClient, study: str) -> tuple[str, str]:
+    """`latest_study_run`, or a StudyError saying how to make one."""
+    found = latest_study_run(client, study)
+    if found is None:
+        raise StudyError(f"no runs of study {study!r} in this tracking store; run it first "
+                         f"(sr-search run --study {study})")
+    return found
+
+
 def study_metric(client: MlflowClient, run_id: str, key: str) -> float | None:
     return client.get_run(run_id).data.metrics.get(key)
 
@@ -254,3 +261,21 @@ def study_metric(client: MlflowClient, run_id: str, key: str) -> float | None:
 def download(client: MlflowClient, run_id: str, path: str, into: str | Path) -> str:
     """A run's artifact, downloaded into a folder; its local path."""
     return client.download_artifacts(run_id, path, str(into))
+
+
+def has_artifact(client: MlflowClient, run_id: str, path: str) -> bool:
+    """Whether a run holds the artifact `path` (e.g. a trial's best.pt), without downloading it."""
+    folder = str(Path(path).parent) if Path(path).parent != Path(".") else None
+    return path in {a.path for a in client.list_artifacts(run_id, folder)}
+
+
+# -- benchmark evaluations (sr-search evaluate) ------------------------------------------------------
+def log_evaluation(client: MlflowClient, run_id: str, folder: str, means: Mapping[str, float],
+                   tags: Mapping[str, str], per_image: Iterable[Mapping[str, Any]]) -> None:
+    """One run's figures on one benchmark folder (docs/tracking-schema.md, "Evaluations"): the folder
+    means as metrics (keys `reports.schema.eval_key`), what they were made with as tags, and every
+    image's figures as the artifact eval/<folder>.json, which the report's per-image table reads.
+    A later evaluation of the same folder overwrites all three."""
+    log_values(client, run_id, means)
+    client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+    client.log_text(run_id, json.dumps(list(per_image), indent=1), eval_artifact(folder))

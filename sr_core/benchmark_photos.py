@@ -11,9 +11,12 @@ The photos are chosen for what a paper-style evaluation must get right, not for 
 They are not a held-out test of quality: chelsea, coffee and retina are also in the "embedded"
 training data (sr_core.data), so figures on them measure fit, and are not comparable to Set5/Set14.
 Only camera is outside it. Use them to check the pipeline offline; report Set5 and friends.
+
+    python -m sr_core.benchmark_photos DIR [--lr]    # writes DIR/*.png (and DIR/LR/*.png)
 """
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
@@ -71,3 +74,20 @@ def write_lr(folder: str | os.PathLike, scale: int = SCALE) -> list[Path]:
         paths.append(folder / LR_FOLDER / f"{name}.png")
         _write_png(paths[-1], lr[..., 0] if gray else lr)
     return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sr_core.benchmark_photos",
+                                     description="Write the shipped benchmark folder (scikit-image's chelsea, "
+                                                 "coffee_crop, camera, retina at full size) for sr-search evaluate.")
+    parser.add_argument("folder", help="where to write NAME.png (made if missing)")
+    parser.add_argument("--lr", action="store_true",
+                        help="also write FOLDER/LR/NAME.png, MATLAB's bicubic x1/4 (for --lr-kernel given)")
+    args = parser.parse_args(argv)
+    paths = write_benchmark(args.folder) + (write_lr(args.folder) if args.lr else [])
+    print(f"wrote {len(paths)} images to {Path(args.folder).resolve()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -7,7 +7,7 @@ import pathlib
 import numpy as np
 from PIL import Image, ImageOps
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")  # BMP: some copies of Set14 and B100 ship as .bmp
 
 
 class DataError(ValueError):

@@ -1,5 +1,6 @@
 """MATLAB's ``imresize(img, 1/scale, 'bicubic')``, the resize that made the LR images of the SR
-benchmarks (Set5, Set14, B100, Urban100, Manga109), and ``mod_crop``, the crop papers apply first.
+benchmarks (Set5, Set14, B100, Urban100, Manga109), ``mod_crop``, the crop papers apply first, and
+``matlab_upscale``, MATLAB's ``imresize(lr, scale, 'bicubic')``: the "Bicubic" row of their tables.
 
 What MATLAB does (``imresize.m``; the numpy port ``fatheral/matlab_imresize``, which follows it line by
 line, reports zero difference from R2015b's output for both uint8 and double images):
@@ -8,6 +9,7 @@ line, reports zero difference from R2015b's output for both uint8 and double ima
 - output pixel x (1-based) samples input position u = x/scale + (1 - 1/scale)/2 (corners aligned);
 - taps outside the image are mirrored with the edge pixel repeated (d c b a | a b c d | d c b a), and
   each output pixel's weights are normalised to sum to 1;
+- when enlarging the kernel is not stretched (4 taps), the same rules otherwise;
 - the output size is ceil(size/scale): a 451-pixel side gives 113 (mod-crop first, so HR = 4 x LR);
 - rows first, then columns, and a uint8 image stays uint8 between the two passes: each pass saturates
   to 0..255 and rounds half away from zero.
@@ -123,3 +125,11 @@ def matlab_downscale_float(img: torch.Tensor, scale: int = SCALE) -> torch.Tenso
     no clamping (bicubic overshoots at edges, as in MATLAB)."""
     _check(img, scale, "matlab_downscale_float", "float", img.is_floating_point())
     return _resize(img, 1 / scale, round_each_pass=False)
+
+
+def matlab_upscale(img: torch.Tensor, scale: int = SCALE) -> torch.Tensor:
+    """MATLAB's ``imresize(img, scale, 'bicubic')`` on uint8 [C,H,W] or [N,C,H,W] -> uint8
+    [..., scale*H, scale*W]: the bicubic baseline SR papers report (Set5 x4: 28.42 dB PSNR-Y), which
+    torch's and Pillow's bicubic (a = -0.75 and -0.5, other edges) only approximate."""
+    _check(img, scale, "matlab_upscale", "uint8", img.dtype == torch.uint8)
+    return _resize(img, float(scale), round_each_pass=True).to(torch.uint8)

@@ -15,7 +15,7 @@ from PIL import Image
 from resize_right import interp_methods, resize_right
 from skimage import data as skdata
 
-from sr_core.matlab_resize import matlab_downscale, matlab_downscale_float, mod_crop
+from sr_core.matlab_resize import matlab_downscale, matlab_downscale_float, matlab_upscale, mod_crop
 from sr_core.resize import downscale
 
 # Full size; chelsea (300x451), rocket (427x640) and retina (1411x1411) are not multiples of 4.
@@ -35,13 +35,13 @@ def _matlab_uint8(x: torch.Tensor) -> torch.Tensor:
     return torch.floor(x.clamp(0, 255) + 0.5)
 
 
-def _bicubic_pytorch_pass_by_pass(img: torch.Tensor) -> torch.Tensor:
+def _bicubic_pytorch_pass_by_pass(img: torch.Tensor, scale: float = 0.25) -> torch.Tensor:
     """bicubic-pytorch's 1-D resizes in float64, rows then columns, each rounded to uint8 as MATLAB
     does for a uint8 image (its own imresize rounds once, at the end, in float32)."""
     x = img.double()[:, None]  # [C,1,H,W]: its layout
     h, w = x.shape[-2:]
-    x = _matlab_uint8(bicubic_pytorch.resize_1d(x, -2, size=math.ceil(h / 4), scale=0.25))
-    x = _matlab_uint8(bicubic_pytorch.resize_1d(x, -1, size=math.ceil(w / 4), scale=0.25))
+    x = _matlab_uint8(bicubic_pytorch.resize_1d(x, -2, size=math.ceil(h * scale), scale=scale))
+    x = _matlab_uint8(bicubic_pytorch.resize_1d(x, -1, size=math.ceil(w * scale), scale=scale))
     return x[:, 0].to(torch.uint8)
 
 
@@ -74,6 +74,16 @@ def test_float_output_equals_resize_right_where_the_size_divides(name):
     theirs = resize_right.resize(img.numpy(), scale_factors=[1, 0.25, 0.25],
                                  interp_method=interp_methods.cubic, pad_mode="symmetric")
     assert np.abs(matlab_downscale_float(img).numpy() - theirs).max() < 1e-9
+
+
+@pytest.mark.parametrize("name", ["chelsea", "camera", "coffee"])
+def test_upscaling_the_lr_equals_bicubic_pytorch_to_the_gray_level(name):
+    """The bicubic baseline of a benchmark: MATLAB's imresize(lr, 4) of its LR (odd LR sides included:
+    chelsea's is 75x112, coffee's 100x150)."""
+    lr = matlab_downscale(mod_crop(_photo(name)).contiguous())
+    ours = matlab_upscale(lr)
+    assert ours.dtype == torch.uint8 and ours.shape[-2:] == (4 * lr.shape[-2], 4 * lr.shape[-1])
+    assert torch.equal(ours, _bicubic_pytorch_pass_by_pass(lr, scale=4.0))  # tolerance: 0 gray levels
 
 
 def test_rounding_each_pass_is_what_makes_uint8_differ_from_rounding_once():
