@@ -20,6 +20,7 @@ from plotly.offline import get_plotlyjs
 
 from . import analysis as an
 from . import figures as fg
+from . import figures_effects as fe
 from . import summary as sm
 from .load import RunData, load_artifact, load_runs
 
@@ -190,10 +191,10 @@ def render_page(data: RunData, samples_png: bytes | None) -> str:
     t, h, s = data.trials, data.history, data.studies
     sections = [Section(1, "Runs (click a header to sort)", runs_table_html(t))]
     makers: Sequence[tuple[str, Callable[[], go.Figure]]] = [
-        ("Refiner vs residual at equal size", lambda: fg.arch_comparison(t, h, s)),
+        ("Refiner vs residual at equal size", lambda: fe.arch_comparison(t, h, s)),
         ("Training progress of the best trial", lambda: fg.best_progress(t, h)),
-        ("Depth effect", lambda: fg.depth_effect(t, history=h, studies=s)),
-        ("Width effect", lambda: fg.width_effect(t, history=h, studies=s)),
+        ("Depth effect", lambda: fe.depth_effect(t, history=h, studies=s)),
+        ("Width effect", lambda: fe.width_effect(t, history=h, studies=s)),
         ("All trials' validation curves", lambda: fg.all_curves(t, h, s)),
         ("Cost vs quality (Pareto)", lambda: fg.pareto(t)),
         ("Scaling fit", lambda: fg.scaling_fit(t)),
