@@ -19,9 +19,11 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
 from . import analysis as an
+from . import comparison_html as ch
 from . import figures as fg
 from . import figures_effects as fe
 from . import summary as sm
+from .comparison import Comparison, load_comparison
 from .load import RunData, load_artifact, load_runs
 
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
@@ -186,7 +188,16 @@ def samples_section(number: int, data: RunData, png: bytes | None) -> Section:
     return Section(number, heading, body, caption)
 
 
-def render_page(data: RunData, samples_png: bytes | None) -> str:
+def comparison_section(number: int, comparison: Comparison | str) -> Section:
+    """The same crops across trials (reports.comparison); `comparison` is the reason when there is none."""
+    heading = "The same crops across trials, beside bicubic and HR"
+    if isinstance(comparison, str):
+        return Section(number, heading, _unavailable(comparison))
+    return Section(number, heading, ch.comparison_body(comparison))
+
+
+def render_page(data: RunData, samples_png: bytes | None,
+                comparison: Comparison | str = "no comparison crops were loaded") -> str:
     """The full HTML document for already-loaded data."""
     t, h, s = data.trials, data.history, data.studies
     sections = [Section(1, "Runs (click a header to sort)", runs_table_html(t))]
@@ -203,6 +214,7 @@ def render_page(data: RunData, samples_png: bytes | None) -> str:
     ]
     sections += [_figure_section(i, heading, make) for i, (heading, make) in enumerate(makers, start=2)]
     sections.append(samples_section(len(sections) + 1, data, samples_png))
+    sections.append(comparison_section(len(sections) + 1, comparison))
 
     names = ", ".join(s["study"])
     body = "".join(
@@ -216,7 +228,7 @@ def render_page(data: RunData, samples_png: bytes | None) -> str:
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>sr-search report: {escape(names)}</title>
-<style>{CSS}</style>
+<style>{CSS}{ch.CSS}</style>
 <script>{ERROR_HOOK}</script>
 <script type="text/javascript">{get_plotlyjs()}</script>
 </head><body>
@@ -262,6 +274,10 @@ def build_report(tracking_uri: str, studies: Sequence[str], out: str | os.PathLi
     data = load_runs(tracking_uri, studies)
     best = an.best_trial(data.trials)
     png = load_artifact(tracking_uri, best["run_id"], "samples.png") if best is not None else None
+    try:
+        comparison: Comparison | str = load_comparison(data)
+    except fg.FigureUnavailable as exc:
+        comparison = str(exc)
     path = Path(out)
-    write_atomic(path, render_page(data, png))
+    write_atomic(path, render_page(data, png, comparison))
     return path.resolve()

@@ -1,4 +1,5 @@
-"""The report opens in real headless Chromium: every figure draws, no JS error, no network request."""
+"""The report opens in real headless Chromium: every figure draws, every image loads, no JS error, no
+network request; the runs table sorts and a comparison crop enlarges on click."""
 
 import json
 import os
@@ -31,6 +32,18 @@ window.addEventListener('load', function () { setTimeout(function () {
   col('val/mse').click(); var desc = first(), descLast = last();
   col('name').click(); var byName = first();
   document.body.setAttribute('data-sort-probe', [asc, desc, descLast, byName].join(','));
+}, 100); });
+</script>"""
+
+
+# Clicks the first trial's prediction of the first crop and records what the enlarged view shows.
+ZOOM_PROBE = """<script>
+window.addEventListener('load', function () { setTimeout(function () {
+  var cell = document.querySelector('#crops-table tbody tr').cells[3];
+  cell.querySelector('img.crop').click();
+  var big = Array.prototype.slice.call(document.querySelectorAll('#crop-zoom img'));
+  document.body.setAttribute('data-zoom-probe', big.map(function (i) {
+    return i.naturalWidth + 'x' + i.width + ':' + i.parentNode.textContent; }).join('|'));
 }, 100); });
 </script>"""
 
@@ -70,7 +83,8 @@ def test_two_study_report_renders_every_figure_without_errors_or_requests(two_st
     path, html = two_study_report
     dom, requested = open_in_chromium(path, tmp_path)
     status, errors = render_status(dom)
-    assert status == {"figures": 9, "rendered": 9, "images": 1, "loaded": 1, "errors": 0}, errors
+    # images: the samples grid, and 3 crops x (HR, bicubic and its error map, 5 trials and theirs)
+    assert status == {"figures": 9, "rendered": 9, "images": 40, "loaded": 40, "errors": 0}, errors
     assert html.count('class="plotly-graph-div"') == status["figures"]
     assert requested == []
 
@@ -81,8 +95,25 @@ def test_one_arch_report_renders_and_its_table_sorts_on_click(residual_report, t
     page.write_text(html.replace("</body>", SORT_PROBE + "</body>"), encoding="utf-8")
     dom, requested = open_in_chromium(page, tmp_path)
     status, errors = render_status(dom)
-    assert status == {"figures": 8, "rendered": 8, "images": 1, "loaded": 1, "errors": 0}, errors
+    assert status == {"figures": 8, "rendered": 8, "images": 34, "loaded": 34, "errors": 0}, errors  # 4 trials
     assert requested == []
     probe = re.search(r'data-sort-probe="([^"]*)"', dom).group(1).split(",")
     assert probe == ["residual_b4_c32_lr0.001", "residual_b4_c8_lr0.001", "residual_b8_c64_lr0.001",
                      "residual_b2_c16_lr0.001"]  # fmt: skip
+
+
+def test_a_comparison_crop_enlarges_beside_its_error_map_and_the_hr_on_click(two_study_report, tmp_path):
+    _, html = two_study_report
+    page = tmp_path / "zoom.html"
+    page.write_text(html.replace("</body>", ZOOM_PROBE + "</body>"), encoding="utf-8")
+    dom, requested = open_in_chromium(page, tmp_path)
+    status, errors = render_status(dom)
+    assert status["errors"] == 0, errors
+    assert requested == []
+    shown = re.search(r'data-zoom-probe="([^"]*)"', dom).group(1).split("|")
+    assert len(shown) == 3  # the prediction, its error map, the HR
+    sizes = [s.split(":", 1)[0].split("x") for s in shown]
+    assert all(natural == "128" and int(width) >= 256 for natural, width in sizes)  # loaded, enlarged
+    labels = [s.split(":", 1)[1] for s in shown]
+    assert [label.rsplit(" (x", 1)[0] for label in labels] == [
+        "residual_b4_c32_lr0.001 on edges", "error map of residual_b4_c32_lr0.001 on edges", "HR of edges"]
