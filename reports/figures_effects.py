@@ -66,9 +66,14 @@ def _panel_title(panel: Panel, budget: int | None) -> str:
 
 
 def _finish_panels(fig: go.Figure, title: str, caption: str, panels: tuple[Panel, ...], budget: int | None,
-                   **meta) -> go.Figure:
+                   why: str, **meta) -> go.Figure:
     """finish(), with what the panels measure against (meta "baseline") and the budget (meta
-    "budget_epoch"); a second line of panel titles at an equal budget gets its room."""
+    "budget_epoch"). At an equal budget the title and the caption say so, and `why`; the second line
+    of the panel titles gets its room."""
+    if budget is not None:
+        title += f", all at epoch {budget} (equal budget)"
+        caption += (f" Equal budget: {why}, so every trial is compared at epoch {budget}, the first ASHA rung, "
+                    "which pruned trials reached too; this is quality after equal training, not final quality.")
     fig = finish(fig, title, caption, budget_epoch=budget, baseline="bicubic" if panels is GAIN_PANELS else None, **meta)
     if budget is not None:
         fig.update_layout(margin_t=110)
@@ -122,12 +127,8 @@ def arch_comparison(trials: pd.DataFrame, history: pd.DataFrame | None = None,
         f"{wins} of {len(wide)}; on average {a} − {b} = {(wide[a] - wide[b]).mean():+.2f} dB."
     )
     title = f"{' vs '.join(a.capitalize() for a in archs)} at equal blocks and channels"
-    if budget is not None:
-        title += f", all at epoch {budget} (equal budget)"
-        caption += (f" Equal budget: not every size finished for every architecture, so each trial is "
-                    f"compared at epoch {budget}, the first ASHA rung, which pruned trials reached too; "
-                    "this is quality after equal training, not final quality.")
-    return _finish_panels(fig, title, caption, panels, budget, sizes=list(wide.index))
+    why = "not every size finished for every architecture"
+    return _finish_panels(fig, title, caption, panels, budget, why, sizes=list(wide.index))
 
 
 def _arch_bars(best: pd.DataFrame, panels: tuple[Panel, ...], archs: list[str], budget: int | None) -> go.Figure:
@@ -203,12 +204,8 @@ def _effect(trials: pd.DataFrame, fixed: str, value: int | None, varied: str, la
     default = " (the default: the most coverage)" if value is None else ""
     caption = f"At {fixed} = {chosen}{default}, best lr per point. PSNR change per step — {words}."
     title = f"{varied.capitalize()} effect at {chosen} {fixed}"
-    if budget is not None:
-        title += f", all at epoch {budget} (equal budget)"
-        caption += (f" Equal budget: the finished trials cover fewer than 3 {varied} values at any {fixed}, so "
-                    f"every trial is shown at epoch {budget}, the first ASHA rung, which pruned trials reached "
-                    "too; this is quality after equal training, not final quality.")
-    return _finish_panels(fig, title, caption, panels, budget, **{fixed: int(chosen)})
+    why = f"the finished trials cover fewer than 3 {varied} values at any {fixed}"
+    return _finish_panels(fig, title, caption, panels, budget, why, **{fixed: int(chosen)})
 
 
 def _effect_lines(best: pd.DataFrame, panels: tuple[Panel, ...], varied: str, label: str,
@@ -222,8 +219,7 @@ def _effect_lines(best: pd.DataFrame, panels: tuple[Panel, ...], varied: str, la
             fig.add_scatter(  # one arch's values above its points, the next one's below: they do not collide
                 x=rows[varied], y=rows[panel.column], mode="lines+markers+text", name=arch, hovertext=rows["name"],
                 text=panel.words(rows[panel.column], budget), textposition=("top center", "bottom center")[i % 2],
-                cliponaxis=False,
-                legendgroup=arch, showlegend=col == 1, line_color=arch_color(arch, archs), row=1, col=col,
+                cliponaxis=False, legendgroup=arch, showlegend=col == 1, line_color=arch_color(arch, archs), row=1, col=col,
             )  # fmt: skip
     for col, panel in enumerate(panels, start=1):
         fig.update_yaxes(title_text=panel.label, range=_spread_range(best[panel.column]), row=1, col=col)

@@ -73,6 +73,14 @@ def open_in_chromium(page: Path, workdir: Path) -> tuple[str, list[str]]:
     return proc.stdout, requested
 
 
+def open_with_probe(html: str, probe: str, workdir: Path) -> tuple[str, dict[str, int], str, list[str]]:
+    """The page with a probe script added, loaded headless: (DOM, render status, JS errors, requests)."""
+    page = workdir / "probe.html"
+    page.write_text(html.replace("</body>", probe + "</body>"), encoding="utf-8")
+    dom, requested = open_in_chromium(page, workdir)
+    return dom, *render_status(dom), requested
+
+
 def render_status(dom: str) -> tuple[dict[str, int], str]:
     match = re.search(r'<div id="render-status" data-errors="([^"]*)">([^<]*)</div>', dom)
     assert match, "the render check never ran: " + dom[-2000:]
@@ -90,11 +98,7 @@ def test_two_study_report_renders_every_figure_without_errors_or_requests(two_st
 
 
 def test_one_arch_report_renders_and_its_table_sorts_on_click(residual_report, tmp_path):
-    _, html = residual_report
-    page = tmp_path / "probe.html"
-    page.write_text(html.replace("</body>", SORT_PROBE + "</body>"), encoding="utf-8")
-    dom, requested = open_in_chromium(page, tmp_path)
-    status, errors = render_status(dom)
+    dom, status, errors, requested = open_with_probe(residual_report[1], SORT_PROBE, tmp_path)
     assert status == {"figures": 8, "rendered": 8, "images": 34, "loaded": 34, "errors": 0}, errors  # 4 trials
     assert requested == []
     probe = re.search(r'data-sort-probe="([^"]*)"', dom).group(1).split(",")
@@ -103,11 +107,7 @@ def test_one_arch_report_renders_and_its_table_sorts_on_click(residual_report, t
 
 
 def test_a_comparison_crop_enlarges_beside_its_error_map_and_the_hr_on_click(two_study_report, tmp_path):
-    _, html = two_study_report
-    page = tmp_path / "zoom.html"
-    page.write_text(html.replace("</body>", ZOOM_PROBE + "</body>"), encoding="utf-8")
-    dom, requested = open_in_chromium(page, tmp_path)
-    status, errors = render_status(dom)
+    dom, status, errors, requested = open_with_probe(two_study_report[1], ZOOM_PROBE, tmp_path)
     assert status["errors"] == 0, errors
     assert requested == []
     shown = re.search(r'data-zoom-probe="([^"]*)"', dom).group(1).split("|")
