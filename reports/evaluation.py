@@ -17,6 +17,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from plotly.subplots import make_subplots
 
+from . import figure_base as fb
 from . import figures as fg
 from . import summary as sm
 from .load import RunData, _search, load_artifact
@@ -148,7 +149,7 @@ def evaluation_figure(folders: pd.DataFrame) -> go.Figure:
     caption = ("Each folder's mean over its images, on Y of BT.601 YCbCr with 4 pixels cropped from each border "
                "(papers' convention). Grey: MATLAB's bicubic of the same LR; a diamond: the trial's x8 "
                "self-ensemble (its name with papers' +).")
-    return fg._finish(fig, "Benchmark folders: bicubic against each evaluated trial", caption, height=440)
+    return fb.finish(fig, "Benchmark folders: bicubic against each evaluated trial", caption, height=440)
 
 
 def _table(df: pd.DataFrame, heads: list[str], cells, text_columns: int) -> str:

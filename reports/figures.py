@@ -1,9 +1,5 @@
-"""One function per figure: DataFrames in, a plotly Figure out.
-
-A figure that cannot be drawn raises FigureUnavailable with the reason, which the page shows in
-its place. Words that explain a figure (a verdict, a prediction) ride along in
-`fig.layout.meta["caption"]`; numbers tests check sit next to it in `fig.layout.meta`.
-"""
+"""One function per figure: DataFrames in, a plotly Figure out (the effects of architecture, depth and
+width are in figures_effects.py; what all figures share in figure_base.py)."""
 
 from __future__ import annotations
 
@@ -13,43 +9,11 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from . import analysis as an
+from .figure_base import (MSE, OTHER_COLORS, PSNR, SSIM, STATUS_COLORS, FigureUnavailable, arch_color,
+                          finish, need_finished)
 
-MSE = "val MSE (per pixel, RGB in [0,1])"
-PSNR = "PSNR (dB)"
-SSIM = "SSIM (0-1)"
-VAL_METRICS = (("val/mse", MSE), ("val/psnr", PSNR), ("val/ssim", SSIM))
-ARCH_COLORS = {"residual": "#1f77b4", "refiner": "#ff7f0e"}
-OTHER_COLORS = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
-STATUS_COLORS = {
-    "completed": "#1f77b4", "early_stopped": "#17becf", "pruned": "#d62728", "diverged": "#ff7f0e",
-    "oom": "#8c564b", "failed": "#7f7f7f", "running": "#bcbd22",
-}  # fmt: skip
-
-
-class FigureUnavailable(Exception):
-    """This figure cannot be drawn from the data at hand; str(exc) says why."""
-
-
-def arch_color(arch: str, archs: list[str]) -> str:
-    """Fixed colours for the two known archs, so every figure of a report agrees."""
-    if arch in ARCH_COLORS:
-        return ARCH_COLORS[arch]
-    return OTHER_COLORS[sorted(archs).index(arch) % len(OTHER_COLORS)]
-
-
-def _finish(fig: go.Figure, title: str, caption: str = "", height: int = 420, **meta) -> go.Figure:
-    fig.update_layout(
-        title=title, template="plotly_white", height=height, margin=dict(t=70, l=70, r=30, b=60),
-        meta={"caption": caption, **meta},
-    )  # fmt: skip
-    return fig
-
-
-def _need_finished(trials: pd.DataFrame) -> pd.DataFrame:
-    done = an.finished(trials)
-    if done.empty:
-        raise FigureUnavailable("no trial finished (completed or early_stopped) with a val/mse yet")
-    return done
+__all__ = ["FigureUnavailable", "all_curves", "best_progress", "pareto", "parallel_coordinates",
+           "pruning_validity", "runs_table", "scaling_fit"]
 
 
 def runs_table(trials: pd.DataFrame) -> pd.DataFrame:
@@ -58,81 +22,6 @@ def runs_table(trials: pd.DataFrame) -> pd.DataFrame:
             "val/mse", "val/psnr", "val/ssim", "status", "epochs_run", "max_epochs", "run_id"]  # fmt: skip
     ordered = trials.sort_values(["val/mse", "name"], na_position="last", kind="stable")
     return ordered[cols].reset_index(drop=True)
-
-
-def arch_comparison(trials: pd.DataFrame, history: pd.DataFrame | None = None,
-                    studies: pd.DataFrame | None = None) -> go.Figure:
-    """Figure 2: val mse, psnr, ssim per architecture at each (blocks, channels) every arch has.
-
-    Final quality where every architecture finished the size; otherwise (given the history) every
-    trial at one equal budget, the first ASHA rung's epoch, which pruned trials reached too. The
-    title says which: budgets are never mixed.
-    """
-    archs = sorted(trials["arch"].dropna().unique())
-    if len(archs) < 2:
-        raise FigureUnavailable(
-            f"only one architecture ({', '.join(archs)}) in this report: nothing to compare. "
-            "Put a refiner and a residual study into one report to see this figure."
-        )
-    best = an.best_per_size(an.finished(trials))
-    shared = _shared_sizes(best)
-    budget = None
-    if shared.empty and history is not None and studies is not None:
-        budget = _first_rung(studies, trials)
-        best = an.best_per_size(_at_epoch(trials, history, budget), require_finished=False) if budget else best
-        shared = _shared_sizes(best)
-    if shared.empty:
-        why = "no (blocks, channels) size was finished by every architecture"
-        raise FigureUnavailable(why + (f", nor reached epoch {budget} (the first rung) by each" if budget else ""))
-    best = best.set_index(["blocks", "channels"]).loc[shared].reset_index()
-    best["size"] = "b" + best["blocks"].astype(str) + " c" + best["channels"].astype(str)
-    fig = make_subplots(rows=1, cols=3, subplot_titles=[label for _, label in VAL_METRICS])
-    for arch, rows in best.groupby("arch"):
-        for col, (metric, label) in enumerate(VAL_METRICS, start=1):
-            fig.add_bar(
-                x=rows["size"], y=rows[metric], name=arch, legendgroup=arch, showlegend=col == 1,
-                marker_color=arch_color(arch, archs), hovertext=rows["name"], row=1, col=col,
-            )  # fmt: skip
-            fig.update_yaxes(title_text=label, row=1, col=col)
-            fig.update_xaxes(title_text="size (blocks, channels)", row=1, col=col)
-    fig.update_layout(barmode="group")
-    wide = best.pivot(index="size", columns="arch", values="val/psnr")
-    mean = wide.mean().sort_values(ascending=False)
-    a, b = mean.index[0], mean.index[1]  # a: the arch with the higher mean PSNR
-    wins = int((wide[a] > wide[b]).sum())
-    where = "both finished" if budget is None else f"both reached epoch {budget}"
-    caption = (
-        f"At the {len(wide)} size(s) {where} (best lr per size), {a} has the higher PSNR at "
-        f"{wins} of {len(wide)}; mean PSNR difference {a} − {b}: {(wide[a] - wide[b]).mean():+.2f} dB."
-    )
-    title = f"{' vs '.join(a.capitalize() for a in archs)} at equal blocks and channels"
-    if budget is not None:
-        title += f", all at epoch {budget} (equal budget)"
-        caption += (f" Equal budget: not every size finished for every architecture, so each trial is "
-                    f"compared at epoch {budget}, the first ASHA rung, which pruned trials reached too; "
-                    "this is quality after equal training, not final quality.")
-    return _finish(fig, title, caption, sizes=list(wide.index), budget_epoch=budget)
-
-
-def _shared_sizes(best: pd.DataFrame) -> pd.Index:
-    if best.empty or best["arch"].nunique() < 2:
-        return pd.Index([])
-    sizes = best.groupby(["blocks", "channels"])["arch"].nunique()
-    return sizes[sizes == best["arch"].nunique()].index
-
-
-def _first_rung(studies: pd.DataFrame, trials: pd.DataFrame) -> int | None:
-    grace = pd.to_numeric(studies["grace_period"], errors="coerce").dropna()
-    return int(grace.max()) if not grace.empty else None
-
-
-def _at_epoch(trials: pd.DataFrame, history: pd.DataFrame, epoch: int) -> pd.DataFrame:
-    """Each trial's val metrics at `epoch` (trials that did not reach it are left out)."""
-    at = history[history["epoch"] == epoch].drop_duplicates("run_id", keep="last").set_index("run_id")
-    out = trials[trials["run_id"].isin(at.index)].copy()
-    for metric, _ in VAL_METRICS:
-        out[metric] = out["run_id"].map(at[metric]).astype(float)
-    return out
 
 
 def best_progress(trials: pd.DataFrame, history: pd.DataFrame) -> go.Figure:
@@ -155,75 +44,11 @@ def best_progress(trials: pd.DataFrame, history: pd.DataFrame) -> go.Figure:
     fig.update_yaxes(type="log", row=1, col=1)
     title = f"Training progress of the best trial: {best['name']} ({best['study']}, {best['status']})"
     at = f"epoch {_count(best['best_epoch'])} of {_count(best['epochs_run'])}"
-    return _finish(fig, title, f"Best val/mse {best['val/mse']:.5f} at {at}.", run_id=best["run_id"])
+    return finish(fig, title, f"Best val/mse {best['val/mse']:.5f} at {at}.", run_id=best["run_id"])
 
 
 def _count(value) -> str:
     return f"{value:.0f}" if np.isfinite(value) else "?"
-
-
-def _steps(df: pd.DataFrame, x: str) -> str:
-    """'+0.30 dB from 2→4, +0.10 dB from 4→8 blocks' for one arch's series."""
-    df = df.sort_values(x)
-    xs, ps = df[x].to_numpy(), df["val/psnr"].to_numpy()
-    steps = [f"{ps[i + 1] - ps[i]:+.2f} dB from {xs[i]}→{xs[i + 1]}" for i in range(len(xs) - 1)]
-    return f"{', '.join(steps)} {x}" if steps else "a single point"
-
-
-def _effect(trials: pd.DataFrame, fixed: str, value: int | None, varied: str, label: str,
-            history: pd.DataFrame | None = None, studies: pd.DataFrame | None = None) -> go.Figure:
-    """Final quality of finished trials; when they cover fewer than 3 values of `varied` at any one
-    `fixed` value (and the history is given), every trial at the first ASHA rung's epoch instead,
-    which pruned trials reached too, when that covers more. The title says which: never mixed."""
-    done = _need_finished(trials)
-    pool, budget, covered = done, None, an.coverage(done, fixed, varied)
-    if value is None and history is not None and studies is not None and covered < 3:
-        rung = _first_rung(studies, trials)
-        at = _at_epoch(trials, history, rung) if rung else None
-        if at is not None and an.coverage(at, fixed, varied, False) > covered:
-            pool, budget = at, rung
-    choose = an.default_width if fixed == "channels" else an.default_depth
-    chosen = choose(pool, budget is None) if value is None else value
-    if chosen is None:
-        raise FigureUnavailable(f"no single {fixed} value has finished trials at two or more {varied} values")
-    best = an.best_per_size(pool, require_finished=budget is None)
-    best = best[best[fixed] == chosen]
-    if best[varied].nunique() < 2:
-        raise FigureUnavailable(f"at {fixed} = {chosen}, fewer than two {varied} values finished")
-    archs = sorted(best["arch"].unique())
-    fig = make_subplots(rows=1, cols=3, subplot_titles=[lab for _, lab in VAL_METRICS])
-    for arch, rows in best.groupby("arch"):
-        rows = rows.sort_values(varied)
-        for col, (metric, ylabel) in enumerate(VAL_METRICS, start=1):
-            fig.add_scatter(
-                x=rows[varied], y=rows[metric], mode="lines+markers", name=arch, text=rows["name"],
-                legendgroup=arch, showlegend=col == 1, line_color=arch_color(arch, archs), row=1, col=col,
-            )  # fmt: skip
-            fig.update_yaxes(title_text=ylabel, row=1, col=col)
-            fig.update_xaxes(title_text=label, type="log", tickvals=sorted(best[varied].unique()), row=1, col=col)
-    fig.update_yaxes(type="log", row=1, col=1)
-    words = "; ".join(f"{arch}: {_steps(rows, varied)}" for arch, rows in best.groupby("arch"))
-    default = " (the default: the most coverage)" if value is None else ""
-    caption = f"At {fixed} = {chosen}{default}, best lr per point. PSNR change per step — {words}."
-    title = f"{varied.capitalize()} effect at {chosen} {fixed}"
-    if budget is not None:
-        title += f", all at epoch {budget} (equal budget)"
-        caption += (f" Equal budget: the finished trials cover fewer than 3 {varied} values at any {fixed}, so "
-                    f"every trial is shown at epoch {budget}, the first ASHA rung, which pruned trials reached "
-                    "too; this is quality after equal training, not final quality.")
-    return _finish(fig, title, caption, budget_epoch=budget, **{fixed: int(chosen)})
-
-
-def depth_effect(trials: pd.DataFrame, channels: int | None = None, history: pd.DataFrame | None = None,
-                 studies: pd.DataFrame | None = None) -> go.Figure:
-    """Figure 4: val metrics against blocks at one width (default: the most depth coverage)."""
-    return _effect(trials, "channels", channels, "blocks", "blocks (residual blocks, log scale)", history, studies)
-
-
-def width_effect(trials: pd.DataFrame, blocks: int | None = None, history: pd.DataFrame | None = None,
-                 studies: pd.DataFrame | None = None) -> go.Figure:
-    """Figure 5: val metrics against channels at one depth (default: the most width coverage)."""
-    return _effect(trials, "blocks", blocks, "channels", "channels (feature width, log scale)", history, studies)
 
 
 def _rungs(studies: pd.DataFrame, max_epoch: int) -> list[int]:
@@ -265,12 +90,12 @@ def all_curves(trials: pd.DataFrame, history: pd.DataFrame, studies: pd.DataFram
         caption += f", after epoch(s) {', '.join(map(str, sorted(set(stopped))))}"
     caption += f"; ASHA rungs at epoch(s) {', '.join(map(str, rungs))}." if rungs else "."
     title = "Validation MSE of every trial per epoch (pruned: dashed, ✕ where stopped)"
-    return _finish(fig, title, caption, height=480)
+    return finish(fig, title, caption, height=480)
 
 
 def pareto(trials: pd.DataFrame) -> go.Figure:
     """Figure 7: val/mse against trial wall time and against parameter count; the front is marked."""
-    done = _need_finished(trials)
+    done = need_finished(trials)
     scale, unit = an.time_unit(done["runtime_s"])
     done = done.assign(runtime=done["runtime_s"] / scale)
     archs = sorted(done["arch"].unique())
@@ -300,12 +125,12 @@ def pareto(trials: pd.DataFrame) -> go.Figure:
         "Finished trials only (pruned ones stopped early, so their cost and quality are partial). "
         f"Front by {'; by '.join(words)}."
     )
-    return _finish(fig, "Cost vs quality: the Pareto front", caption, fronts=fronts)
+    return finish(fig, "Cost vs quality: the Pareto front", caption, fronts=fronts)
 
 
 def scaling_fit(trials: pd.DataFrame) -> go.Figure:
     """Figure 8: val/mse against parameters on log-log axes with a fitted power law per arch."""
-    best = an.best_per_size(_need_finished(trials))
+    best = an.best_per_size(need_finished(trials))
     archs = sorted(best["arch"].unique())
     fig, statements, fits = go.Figure(), [], {}
     for arch, rows in best.groupby("arch"):
@@ -333,7 +158,7 @@ def scaling_fit(trials: pd.DataFrame) -> go.Figure:
         " ".join(statements) + " Parameters scale about as width² for these convnets, so doubling width ≈ 4x "
         "parameters. The PSNR equivalent is 10·log10 of the MSE ratio; the per-image mean PSNR moves about alike."
     )
-    return _finish(fig, "Scaling: val/mse against parameters (log-log, best lr per size)", caption, fits=fits)
+    return finish(fig, "Scaling: val/mse against parameters (log-log, best lr per size)", caption, fits=fits)
 
 
 def pruning_validity(trials: pd.DataFrame, history: pd.DataFrame, studies: pd.DataFrame) -> go.Figure:
@@ -364,12 +189,12 @@ def pruning_validity(trials: pd.DataFrame, history: pd.DataFrame, studies: pd.Da
     fig.update_yaxes(title_text="final val MSE (best epoch), log scale", type="log")
     caption = " ".join([c.verdict for c in checks] + reasons)
     title = "Pruning validity: val/mse at the first rung against the final val/mse (trials that ran to the end)"
-    return _finish(fig, title, caption, spearman={c.study: c.rho for c in checks})
+    return finish(fig, title, caption, spearman={c.study: c.rho for c in checks})
 
 
 def parallel_coordinates(trials: pd.DataFrame) -> go.Figure:
     """Figure 10: parallel coordinates over (arch,) blocks, channels, lr and val/mse."""
-    done = _need_finished(trials)
+    done = need_finished(trials)
     if len(done) < 2:
         raise FigureUnavailable("parallel coordinates need at least two finished trials")
     dims = []
@@ -387,6 +212,6 @@ def parallel_coordinates(trials: pd.DataFrame) -> go.Figure:
     line = dict(color=done["val/mse"], colorscale="Viridis", showscale=True, colorbar=dict(title="val MSE"))
     fig = go.Figure(go.Parcoords(dimensions=dims, line=line))
     caption = f"{len(done)} finished trials; darker is a lower (better) val MSE. Drag along an axis to filter."
-    fig = _finish(fig, "Parallel coordinates: blocks, channels, lr and val MSE", caption, height=480)
+    fig = finish(fig, "Parallel coordinates: blocks, channels, lr and val MSE", caption, height=480)
     fig.update_layout(margin=dict(t=120, l=80, r=40))  # room for the axis labels under the title
     return fig

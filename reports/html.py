@@ -19,9 +19,12 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
 from . import analysis as an
+from . import comparison_html as ch
 from . import figures as fg
+from . import figures_effects as fe
 from . import summary as sm
 from .evaluation import Evaluations, evaluation_body, load_evaluations
+from .comparison import Comparison, load_comparison
 from .load import RunData, load_artifact, load_runs
 
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
@@ -194,15 +197,24 @@ def evaluation_section(number: int, evaluations: Evaluations | None) -> list[Sec
     return [Section(number, "Benchmark folders, scored as papers score them", body, caption)]
 
 
-def render_page(data: RunData, samples_png: bytes | None, evaluations: Evaluations | None = None) -> str:
+def comparison_section(number: int, comparison: Comparison | str) -> Section:
+    """The same crops across trials (reports.comparison); `comparison` is the reason when there is none."""
+    heading = "The same crops across trials, beside bicubic and HR"
+    if isinstance(comparison, str):
+        return Section(number, heading, _unavailable(comparison))
+    return Section(number, heading, ch.comparison_body(comparison))
+
+
+def render_page(data: RunData, samples_png: bytes | None, evaluations: Evaluations | None = None,
+                comparison: Comparison | str = "no comparison crops were loaded") -> str:
     """The full HTML document for already-loaded data."""
     t, h, s = data.trials, data.history, data.studies
     sections = [Section(1, "Runs (click a header to sort)", runs_table_html(t))]
     makers: Sequence[tuple[str, Callable[[], go.Figure]]] = [
-        ("Refiner vs residual at equal size", lambda: fg.arch_comparison(t, h, s)),
+        ("Refiner vs residual at equal size", lambda: fe.arch_comparison(t, h, s)),
         ("Training progress of the best trial", lambda: fg.best_progress(t, h)),
-        ("Depth effect", lambda: fg.depth_effect(t, history=h, studies=s)),
-        ("Width effect", lambda: fg.width_effect(t, history=h, studies=s)),
+        ("Depth effect", lambda: fe.depth_effect(t, history=h, studies=s)),
+        ("Width effect", lambda: fe.width_effect(t, history=h, studies=s)),
         ("All trials' validation curves", lambda: fg.all_curves(t, h, s)),
         ("Cost vs quality (Pareto)", lambda: fg.pareto(t)),
         ("Scaling fit", lambda: fg.scaling_fit(t)),
@@ -211,6 +223,7 @@ def render_page(data: RunData, samples_png: bytes | None, evaluations: Evaluatio
     ]
     sections += [_figure_section(i, heading, make) for i, (heading, make) in enumerate(makers, start=2)]
     sections.append(samples_section(len(sections) + 1, data, samples_png))
+    sections.append(comparison_section(len(sections) + 1, comparison))
     sections += evaluation_section(len(sections) + 1, evaluations)
 
     names = ", ".join(s["study"])
@@ -225,7 +238,7 @@ def render_page(data: RunData, samples_png: bytes | None, evaluations: Evaluatio
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>sr-search report: {escape(names)}</title>
-<style>{CSS}</style>
+<style>{CSS}{ch.CSS}</style>
 <script>{ERROR_HOOK}</script>
 <script type="text/javascript">{get_plotlyjs()}</script>
 </head><body>
@@ -271,6 +284,10 @@ def build_report(tracking_uri: str, studies: Sequence[str], out: str | os.PathLi
     data = load_runs(tracking_uri, studies)
     best = an.best_trial(data.trials)
     png = load_artifact(tracking_uri, best["run_id"], "samples.png") if best is not None else None
+    try:
+        comparison: Comparison | str = load_comparison(data)
+    except fg.FigureUnavailable as exc:
+        comparison = str(exc)
     path = Path(out)
-    write_atomic(path, render_page(data, png, load_evaluations(tracking_uri, data)))
+    write_atomic(path, render_page(data, png, load_evaluations(tracking_uri, data), comparison))
     return path.resolve()

@@ -7,7 +7,7 @@ import math
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -16,7 +16,9 @@ import pandas as pd
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from .schema import BEST_COLUMNS, EPOCH_METRICS, EXPERIMENT, STUDY_METRICS
+from .schema import BEST_COLUMNS, CROP_METRICS, EPOCH_METRICS, EXPERIMENT, STUDY_METRICS
+
+CROP_SCORE_COLUMNS = ["run_id", "crop", *CROP_METRICS]
 
 
 class ReportError(ValueError):
@@ -25,12 +27,14 @@ class ReportError(ValueError):
 
 @dataclass(frozen=True)
 class RunData:
-    """Everything a report draws from: one row per trial, per-epoch history, one row per study."""
+    """Everything a report draws from: one row per trial, per-epoch history, one row per study, and
+    one row per trial and comparison crop it logged (its PSNRs on the crop, by the crop's key)."""
 
     trials: pd.DataFrame
     history: pd.DataFrame
     studies: pd.DataFrame
     tracking_uri: str
+    crop_scores: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CROP_SCORE_COLUMNS))
 
 
 def _check_store(tracking_uri: str, names: Sequence[str]) -> None:
@@ -86,6 +90,17 @@ def _history(client: MlflowClient, run: Run) -> list[dict]:
         for m in sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.timestamp):
             rows.setdefault(int(m.step), {"run_id": run.info.run_id, "epoch": int(m.step)})[key] = m.value
     return [rows[e] for e in sorted(rows) if e >= 1]
+
+
+def _crop_scores(run: Run) -> list[dict]:
+    """One row per comparison crop the trial logged metrics for (crops/KEY/psnr, crops/KEY/psnr_y)."""
+    rows: dict[str, dict] = {}
+    for name, value in run.data.metrics.items():
+        head, _, metric = name.rpartition("/")
+        if name.startswith("crops/") and metric in CROP_METRICS:
+            key = head[len("crops/"):]
+            rows.setdefault(key, {"run_id": run.info.run_id, "crop": key})[metric] = value
+    return list(rows.values())
 
 
 def _trial_row(run: Run, parent: Run) -> dict:
@@ -178,7 +193,7 @@ def load_runs(tracking_uri: str, studies: Sequence[str]) -> RunData:
             f"study {_names(unknown)} not found in {tracking_uri} (studies there: {known})"
         )
 
-    trial_rows, history_rows, study_rows, empty = [], [], [], []
+    trial_rows, history_rows, study_rows, crop_rows, empty = [], [], [], [], []
     param_names: set[str] = set()
     for name in names:
         parent = parents[name]
@@ -193,6 +208,7 @@ def load_runs(tracking_uri: str, studies: Sequence[str]) -> RunData:
             param_names.update(run.data.params)
             trial_rows.append(_trial_row(run, parent))
             history_rows.extend(_history(client, run))
+            crop_rows.extend(_crop_scores(run))
     if empty:
         raise ReportError(f"study {_names(empty)} has no trials in {tracking_uri}")
 
@@ -205,7 +221,9 @@ def load_runs(tracking_uri: str, studies: Sequence[str]) -> RunData:
     history = meta.merge(history, on="run_id", how="inner")
     history = history.sort_values(["study", "name", "epoch"], kind="stable").reset_index(drop=True)
     trials = trials.reset_index(drop=True)
-    return RunData(trials=trials, history=history, studies=pd.DataFrame(study_rows), tracking_uri=tracking_uri)
+    crops = pd.DataFrame(crop_rows, columns=CROP_SCORE_COLUMNS).astype({m: float for m in CROP_METRICS})
+    return RunData(trials=trials, history=history, studies=pd.DataFrame(study_rows), tracking_uri=tracking_uri,
+                   crop_scores=crops)
 
 
 def load_artifact(tracking_uri: str, run_id: str, path: str) -> bytes | None:
@@ -217,6 +235,17 @@ def load_artifact(tracking_uri: str, run_id: str, path: str) -> bytes | None:
     with tempfile.TemporaryDirectory() as tmp, _no_progress_bar():
         local = client.download_artifacts(run_id, path, tmp)
         return Path(local).read_bytes()
+
+
+def load_artifact_folder(tracking_uri: str, run_id: str, folder: str) -> dict[str, bytes]:
+    """Every file under one artifact folder of a run, by its path relative to the folder, fetched in
+    one download; empty when the run has no such folder."""
+    client = MlflowClient(tracking_uri=tracking_uri)
+    if not client.list_artifacts(run_id, folder):
+        return {}
+    with tempfile.TemporaryDirectory() as tmp, _no_progress_bar():
+        local = Path(client.download_artifacts(run_id, folder, tmp))
+        return {p.relative_to(local).as_posix(): p.read_bytes() for p in sorted(local.rglob("*")) if p.is_file()}
 
 
 @contextlib.contextmanager

@@ -26,6 +26,26 @@ STUDY_METRICS = (
 #: A trial's params besides its hyperparameters (which are TrialConfig's logged fields).
 TRIAL_SHAPE_PARAMS = ("n_params", "flops_per_image")
 
+# -- comparison crops (search.crops chooses them, reports.comparison lines them up) ----------------
+#: On the study run: the crops' identity (name, key, photo, bicubic PSNRs) and the rule that chose them.
+CROPS_MANIFEST = "crops.json"
+#: Per crop of a trial, logged at its best epoch's weights (step = that epoch).
+CROP_METRICS = ("psnr", "psnr_y")
+
+
+def crop_image(key: str, kind: str = "sr") -> str:
+    """Artifact path of a crop's image: a trial's prediction ("sr", crops/KEY.png, one path in every
+    trial so MLflow's run comparison lines them up), or the study run's "hr" and "bicubic" ones."""
+    if kind not in ("sr", "hr", "bicubic"):
+        raise ValueError(f"kind must be 'sr', 'hr' or 'bicubic', got {kind=}")
+    return f"crops/{key}.png" if kind == "sr" else f"crops/{kind}/{key}.png"
+
+
+def crop_metric(key: str, metric: str) -> str:
+    """A trial's metric on one crop: crops/KEY/psnr, crops/KEY/psnr_y."""
+    return f"crops/{key}/{metric}"
+
+
 # -- statuses: one story in every store ----------------------------------------------------------
 #: Ran to their end: their best value is a final value. Only these can be "the best trial".
 FINISHED = ("completed", "early_stopped")

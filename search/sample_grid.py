@@ -1,50 +1,34 @@
-"""The sample grid logged with each finished trial: columns LR / bicubic / SR / HR, one row per image."""
+"""The sample grid logged with each finished trial: columns LR / bicubic / SR / HR, one row per image.
+
+Its rows are the study's first comparison crops (search.crops): one per scene, the hardest of each,
+so the grid spans several photos instead of the first val patches of one.
+"""
 from __future__ import annotations
 
-import functools
 import os
 
-import numpy as np
-import torch
 from PIL import Image, ImageDraw
 
-from sr_core.data import load_cached
-from sr_core.infer import load_model, upscale
-from sr_core.pixels import to_float, to_uint8
-from sr_core.resize import bicubic_upscale
+from search.crops import bicubic_crops, hr_crops, render_crops, study_crops
+from sr_core.sizes import SCALE
 
 ROWS = 4
 _LABELS = ("LR (nearest)", "bicubic", "SR", "HR")
 
 
-def _to_image(x: torch.Tensor) -> np.ndarray:
-    return to_uint8(x).permute(1, 2, 0).numpy()
-
-
-@functools.lru_cache(maxsize=4)
-def _first_val(data_path: str, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first val images of a data cache, read once per process (every trial's grid uses them)."""
-    val = load_cached(data_path).val
-    return val.lr[:rows].clone(), val.hr[:rows].clone()
-
-
 def sample_grid(weights: str | os.PathLike, data_path: str | os.PathLike, out: str | os.PathLike,
                 rows: int = ROWS) -> None:
-    """Upscale the first `rows` val images with the weights and write the comparison PNG."""
-    model = load_model(weights)
-    lr_u8, hr_u8 = _first_val(str(data_path), rows)
-    hr = to_float(hr_u8)
-    sr = upscale(model, lr_u8)
-    bicubic = bicubic_upscale(to_float(lr_u8))
-    nearest = torch.nn.functional.interpolate(to_float(lr_u8), scale_factor=4, mode="nearest")
-    size, pad, head = hr.shape[-1], 4, 16
-    n = lr_u8.shape[0]
+    """Upscale `rows` comparison crops of the study's val set with the weights; write the grid PNG."""
+    crops = study_crops(str(data_path), rows)
+    nearest = crops.lr.repeat_interleave(SCALE, -1).repeat_interleave(SCALE, -2).permute(0, 2, 3, 1).numpy()
+    columns = (nearest, bicubic_crops(crops), render_crops(weights, crops), hr_crops(crops))
+    size, pad, head = crops.hr.shape[-1], 4, 16
+    n = len(crops)
     canvas = Image.new("RGB", (4 * size + 5 * pad, head + n * (size + pad) + pad), "white")
     draw = ImageDraw.Draw(canvas)
     for col, label in enumerate(_LABELS):
         draw.text((pad + col * (size + pad) + 2, 2), label, fill="black")
     for row in range(n):
-        for col, img in enumerate((nearest[row], bicubic[row], sr[row], hr[row])):
-            tile = Image.fromarray(_to_image(img))
-            canvas.paste(tile, (pad + col * (size + pad), head + row * (size + pad)))
+        for col, img in enumerate(c[row] for c in columns):
+            canvas.paste(Image.fromarray(img), (pad + col * (size + pad), head + row * (size + pad)))
     canvas.save(out)

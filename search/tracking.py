@@ -22,8 +22,10 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
-from reports.schema import (EPOCH_METRICS, EXPERIMENT, EXPERIMENT_TAGS, OBJECTIVE, OBJECTIVE_MODE,
-                            best_position, eval_artifact, summary_key)
+from reports.schema import (CROP_METRICS, CROPS_MANIFEST, EPOCH_METRICS, EXPERIMENT, EXPERIMENT_TAGS,
+                            OBJECTIVE, OBJECTIVE_MODE, best_position, crop_image, crop_metric, eval_artifact,
+                            summary_key)
+from search.crops import ComparisonCrops, Weights, bicubic_crops, crop_metrics, hr_crops, manifest, render_crops
 from search.errors import StudyError, TrackingError
 from search.redaction import mask
 from sr_core.models import flops_per_image, params_count
@@ -180,6 +182,32 @@ def log_epoch(client: MlflowClient, run_id: str, epoch: int, result: Mapping[str
     now = int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(k, float(result[k]), now, epoch) for k in EPOCH_METRICS if k in result]
                      + [Metric(k, float(v), now, 0) for k, v in summary.items() if math.isfinite(float(v))])
+
+
+# -- comparison crops (search.crops) ------------------------------------------------------------------
+def log_study_crops(client: MlflowClient, run_id: str, crops: ComparisonCrops) -> None:
+    """The study's comparison crops on its run, once when it opens: crops.json (names, photos, bicubic
+    PSNRs) and each crop's HR and bicubic images, so the report shows them without sr_core."""
+    client.log_dict(run_id, manifest(crops), CROPS_MANIFEST)
+    for key, hr, bicubic in zip(crops.keys, hr_crops(crops), bicubic_crops(crops)):
+        client.log_image(run_id, hr, artifact_file=crop_image(key, "hr"))
+        client.log_image(run_id, bicubic, artifact_file=crop_image(key, "bicubic"))
+
+
+def log_trial_crops(client: MlflowClient, run_id: str, weights: Weights, crops: ComparisonCrops,
+                    step: int = 0) -> list[dict[str, float]]:
+    """A trial's prediction of each crop (at `weights`, its best.pt; `step` its best epoch) and its
+    PSNRs on it; returns the PSNRs. Each image is logged twice, as MLflow offers two comparisons: at
+    crops/KEY.png, the same path in every trial (the runs' compare page lines artifacts up by path,
+    and the report reads it), and under the image key crops/KEY (the chart view's image grid)."""
+    images = render_crops(weights, crops)
+    scores = crop_metrics(images, crops)
+    for key, image in zip(crops.keys, images):
+        client.log_image(run_id, image, artifact_file=crop_image(key))
+        client.log_image(run_id, image, key=f"crops/{key}", step=step)
+    log_values(client, run_id, {crop_metric(key, m): score[m] for key, score in zip(crops.keys, scores)
+                                for m in CROP_METRICS}, step=step)
+    return scores
 
 
 # -- reading a study back -------------------------------------------------------------------------

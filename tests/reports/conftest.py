@@ -11,19 +11,28 @@ study `residual` (grace_period 2, rf 2)      study `refiner` (grace_period 2, rf
   R6 residual b4 c32  pruned (lr 1e-4) 0.0160
   R7 residual b8 c64  oom, no metrics       F6 refiner b2 c8  running     (no summary metrics yet)
 An older parent run of `residual` (one child R0) must be ignored; study `empty` has no trials.
+
+Comparison crops (docs/tracking-schema.md): both studies chose the same three crops (CROPS, in that
+order); every trial with weights (completed, early_stopped, pruned) logged its prediction of each: the
+HR plus uniform noise of CROP_NOISE[crop] * (1 + CROP_SPREAD[crop] * i) gray levels for the i-th such
+trial logged (in the order above, studies R0, residual, refiner), so the trials disagree most on `edges`, least on `calm`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import pytest
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from PIL import Image
+
+from reports.schema import CROPS_MANIFEST, WITH_WEIGHTS, crop_image, crop_metric
 
 # tests/conftest.py sets MLFLOW_DISABLE_TELEMETRY=true before anything here imports mlflow.
 
@@ -68,6 +77,26 @@ REFINER = [
     Trial("F6", "refiner", 2, 8, 1e-3, "running", 3, 0.0200, 0.0180, math.nan, 4_000, summary=False),
 ]
 OLD = [Trial("R0", "residual", 2, 8, 1e-2, "completed", 6, 0.05, 0.04, 10, 3_000)]
+CROPS = ("calm", "texture", "edges")  # the order the studies chose them in
+CROP_NOISE = {"calm": 14, "texture": 12, "edges": 10}  # gray levels
+CROP_SPREAD = {"calm": 0.02, "texture": 0.3, "edges": 1.0}
+
+
+def crop_hr(crop: str) -> np.ndarray:
+    """A 128x128 RGB HR crop: a smooth ramp with stripes whose period depends on the crop."""
+    y, x = np.mgrid[0:128, 0:128]
+    period = {"calm": 64, "texture": 8, "edges": 16}[crop]
+    base = 60 + x + 40 * ((y // period) % 2)
+    return np.stack([base, base[::-1], base.T], axis=-1).clip(0, 255).astype(np.uint8)
+
+
+def noisy(hr: np.ndarray, amplitude: float, seed: int) -> np.ndarray:
+    noise = np.random.default_rng(seed).integers(-round(amplitude), round(amplitude) + 1, hr.shape)
+    return (hr.astype(int) + noise).clip(0, 255).astype(np.uint8)
+
+
+def psnr_u8(pred: np.ndarray, target: np.ndarray) -> float:
+    return 10 * math.log10(255**2 / np.mean((pred.astype(float) - target) ** 2))
 
 
 def val_curve(t: Trial) -> list[float]:
@@ -104,6 +133,8 @@ class Store:
     trials: dict[str, Trial] = field(default_factory=dict)
     bicubic_psnr: dict[str, float] = field(default_factory=dict)
     samples_png: bytes = b""  # the best trial's samples.png
+    crop_psnr: dict[tuple[str, str], float] = field(default_factory=dict)  # (trial key, crop) -> PSNR
+    crops: tuple[str, ...] = CROPS  # the comparison crops, in the order the studies chose them
 
 
 def _log_trial(client: MlflowClient, exp: str, parent: str, study: str, t: Trial, now: int) -> str:
@@ -154,9 +185,35 @@ def _log_study(client, exp, name, trials, start, store, *, bicubic_psnr=20.0, ac
     for i, t in enumerate(trials):
         store.runs[t.key] = _log_trial(client, exp, pid, name, t, start + 1000 * (i + 1))
         store.trials[t.key] = t
+    _log_crops(client, pid, [t for t in trials if t.status in WITH_WEIGHTS], store)
     client.set_terminated(pid, "FINISHED")
     store.parents[name] = pid
     store.bicubic_psnr[name] = bicubic_psnr
+
+
+def _log_crops(client: MlflowClient, study_run: str, trials: list[Trial], store: Store) -> None:
+    """The study's crops.json with HR and bicubic images, and each trial's predictions and PSNRs."""
+    if not trials:
+        return
+    entries = []
+    for crop in CROPS:
+        hr = crop_hr(crop)
+        bicubic = noisy(hr, 20, seed=0)
+        client.log_image(study_run, hr, artifact_file=crop_image(crop, "hr"))
+        client.log_image(study_run, bicubic, artifact_file=crop_image(crop, "bicubic"))
+        entries.append({"name": crop, "key": crop, "photo": f"photo_{crop}", "bicubic_psnr": psnr_u8(bicubic, hr),
+                        "bicubic_psnr_y": psnr_u8(bicubic, hr) + 1.0, "hr_sha256": hashlib.sha256(hr.tobytes()).hexdigest()})
+    client.log_dict(study_run, {"version": 1, "rule": "three test crops", "crops": entries}, CROPS_MANIFEST)
+    for t in trials:
+        i = len(store.crop_psnr) // len(CROPS)  # counts across studies: no two trials alike
+        metrics = []
+        for crop in CROPS:
+            sr = noisy(crop_hr(crop), CROP_NOISE[crop] * (1 + CROP_SPREAD[crop] * i), seed=i + 1)
+            client.log_image(store.runs[t.key], sr, artifact_file=crop_image(crop))
+            store.crop_psnr[(t.key, crop)] = psnr_u8(sr, crop_hr(crop))
+            metrics += [Metric(crop_metric(crop, "psnr"), store.crop_psnr[(t.key, crop)], 0, 6),
+                        Metric(crop_metric(crop, "psnr_y"), store.crop_psnr[(t.key, crop)] + 1.0, 0, 6)]
+        client.log_batch(store.runs[t.key], metrics=metrics)
 
 
 def samples_png() -> bytes:

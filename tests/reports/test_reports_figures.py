@@ -7,6 +7,7 @@ from scipy import stats
 
 from reports import analysis as an
 from reports import figures as fg
+from reports import figures_effects as fe
 
 
 def names(store, keys):
@@ -69,7 +70,7 @@ def test_scaling_fit_matches_a_log_log_least_squares_and_says_what_doubling_widt
 
 
 def test_arch_comparison_pairs_equal_sizes(store, data):
-    fig = fg.arch_comparison(data.trials)
+    fig = fe.arch_comparison(data.trials)
     assert fig.layout.meta["sizes"] == ["b4 c16", "b4 c32"]
     residual_mse = [t for t in fig.data if t.name == "residual" and t.xaxis == "x"][0]
     assert list(residual_mse.y) == pytest.approx([0.009, 0.007])
@@ -81,44 +82,85 @@ def test_arch_comparison_falls_back_to_one_stated_equal_budget(data):
     t = data.trials
     t = t[~((t["arch"] == "refiner") & t["status"].isin(["completed", "early_stopped"]))]
     with pytest.raises(fg.FigureUnavailable, match="finished by every architecture"):
-        fg.arch_comparison(t)  # without the history there is no equal budget to fall back to
-    fig = fg.arch_comparison(t, data.history, data.studies)
+        fe.arch_comparison(t)  # without the history there is no equal budget to fall back to
+    fig = fe.arch_comparison(t, data.history, data.studies)
     assert fig.layout.meta["budget_epoch"] == 2 and "all at epoch 2 (equal budget)" in fig.layout.title.text
     assert fig.layout.meta["sizes"] == ["b2 c16", "b8 c16"]
     refiner_mse = [d for d in fig.data if d.name == "refiner" and d.xaxis == "x"][0]
-    assert list(refiner_mse.y) == pytest.approx([0.0150, 0.0300])  # their values at epoch 2, not final
+    # their values at epoch 2, not final, as MSE below the study's bicubic (0.012): negative, worse
+    assert list(refiner_mse.y) == pytest.approx([100 * (1 - 0.0150 / 0.012), 100 * (1 - 0.0300 / 0.012)])
+    assert list(refiner_mse.text) == ["-25.0 (epoch 2)", "-150.0 (epoch 2)"]  # the budget beside the number
+    assert fig.layout.annotations[1].text == "PSNR gain over bicubic (dB)<br>all at epoch 2 (equal budget)"
     assert "Equal budget" in fig.layout.meta["caption"]
+
+
+def psnr_of(mse):
+    return 10 * np.log10(1 / mse) + 0.5  # as the store logs it (conftest.psnr_of)
+
+
+def test_arch_comparison_draws_the_gain_over_each_studys_bicubic_with_the_value_on_each_bar(data):
+    fig = fe.arch_comparison(data.trials, data.history, data.studies)
+    assert fig.layout.meta["baseline"] == "bicubic" and fig.layout.meta["budget_epoch"] is None
+    residual = [t for t in fig.data if t.name == "residual" and t.xaxis == "x2"][0]
+    refiner = [t for t in fig.data if t.name == "refiner" and t.xaxis == "x2"][0]
+    assert list(residual.y) == pytest.approx(psnr_of(np.array([0.009, 0.007])) - 20.5)  # R2, R4
+    assert list(refiner.y) == pytest.approx(psnr_of(np.array([0.0095, 0.008])) - 20.0)  # F1, F2
+    assert list(residual.text) == [f"{v:+.2f}" for v in residual.y] and residual.textposition == "outside"
+    ssim = [t for t in fig.data if t.name == "residual" and t.xaxis == "x3"][0]
+    assert list(ssim.y) == pytest.approx([1 - 20 * 0.009 - 0.7, 1 - 20 * 0.007 - 0.7])
+    assert fig.layout.yaxis2.title.text == "PSNR gain over bicubic (dB)"
+    # the refiner study's bicubic is 0.5 dB lower than the residual's: by gain, it wins at b4 c16
+    assert ("refiner has the higher PSNR gain over bicubic at 1 of 2; on average refiner − residual = +0.09 dB"
+            in fig.layout.meta["caption"])
+
+
+def test_without_a_bicubic_baseline_the_axes_span_the_measured_values_not_from_zero(data):
+    studies = data.studies.assign(**{"bicubic/val_psnr": np.nan})
+    for fig in (fe.arch_comparison(data.trials, data.history, studies), fe.depth_effect(data.trials, studies=studies)):
+        assert fig.layout.meta["baseline"] is None
+        psnr = [t for t in fig.data if t.xaxis == "x2"]
+        values = np.concatenate([np.asarray(t.y, dtype=float) for t in psnr])
+        low, high = fig.layout.yaxis2.range
+        assert 0 < low < values.min() and high > values.max()  # not from 0: the spread fills the axis
+        assert (high - low) < 3 * (values.max() - values.min())
+        assert "axis spans the measured values" in fig.layout.yaxis2.title.text
+        assert all(list(t.text) == [f"{v:.2f}" for v in t.y] for t in psnr)
 
 
 def test_arch_comparison_with_one_arch_says_why(data):
     one = data.trials[data.trials["arch"] == "residual"]
     with pytest.raises(fg.FigureUnavailable, match=r"only one architecture \(residual\)"):
-        fg.arch_comparison(one)
+        fe.arch_comparison(one)
 
 
 def test_depth_and_width_effects_default_to_the_most_coverage(data):
-    depth = fg.depth_effect(data.trials)
+    depth = fe.depth_effect(data.trials)
     assert depth.layout.meta["channels"] == 16
     residual = [t for t in depth.data if t.name == "residual" and t.xaxis == "x"][0]
     assert list(residual.x) == [2, 4, 8] and list(residual.y) == pytest.approx([0.01, 0.009, 0.0092])
-    width = fg.width_effect(data.trials)
+    width = fe.width_effect(data.trials)
     assert width.layout.meta["blocks"] == 4
-    assert fg.width_effect(data.trials, blocks=2).layout.meta["blocks"] == 2
+    assert fe.width_effect(data.trials, blocks=2).layout.meta["blocks"] == 2
     with pytest.raises(fg.FigureUnavailable, match="channels = 64"):
-        fg.depth_effect(data.trials, channels=64)
+        fe.depth_effect(data.trials, channels=64)
 
 
 def test_width_effect_falls_back_to_the_equal_budget_when_finished_trials_cover_two_widths(data):
-    final = fg.width_effect(data.trials)  # finished only: channels 16 and 32 at 4 blocks
+    final = fe.width_effect(data.trials)  # finished only: channels 16 and 32 at 4 blocks
     assert final.layout.meta["budget_epoch"] is None
     assert sorted(set(final.data[0].x)) == [16, 32]
-    fig = fg.width_effect(data.trials, history=data.history, studies=data.studies)
+    fig = fe.width_effect(data.trials, history=data.history, studies=data.studies)
     assert fig.layout.meta["budget_epoch"] == 2 and "all at epoch 2 (equal budget)" in fig.layout.title.text
     residual = [t for t in fig.data if t.name == "residual" and t.xaxis == "x"][0]
     assert list(residual.x) == [8, 16, 32]  # R5 (c8) was pruned at the rung: it counts at equal budget
-    assert list(residual.y) == pytest.approx([0.0200, 0.0140, 0.0120])  # values at epoch 2, not final
+    rung = np.array([0.0200, 0.0140, 0.0120])  # values at epoch 2, not final
+    assert list(residual.y) == pytest.approx(100 * (1 - rung / 0.012))
+    psnr = [t for t in fig.data if t.name == "residual" and t.xaxis == "x2"][0]
+    gains = 10 * np.log10(1 / rung) + 0.5 - 20.5  # the store's PSNR of each, less the study's bicubic
+    assert list(psnr.y) == pytest.approx(gains)
+    assert list(psnr.text) == [f"{g:+.2f} (epoch 2)" for g in gains]
     assert "Equal budget" in fig.layout.meta["caption"]
-    depth = fg.depth_effect(data.trials, history=data.history, studies=data.studies)
+    depth = fe.depth_effect(data.trials, history=data.history, studies=data.studies)
     assert depth.layout.meta["budget_epoch"] is None  # 3 depths finished at 16 channels: final values
 
 
@@ -147,7 +189,7 @@ def test_parallel_coordinates_span_blocks_channels_lr_and_val_mse(data):
 
 def test_figures_without_finished_trials_say_why(data):
     pruned = data.trials[data.trials["status"] == "pruned"]
-    for make in (fg.pareto, fg.scaling_fit, fg.parallel_coordinates, fg.depth_effect):
+    for make in (fg.pareto, fg.scaling_fit, fg.parallel_coordinates, fe.depth_effect):
         with pytest.raises(fg.FigureUnavailable, match="no trial finished"):
             make(pruned)
     assert an.best_trial(pruned) is None

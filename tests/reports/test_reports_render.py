@@ -1,4 +1,5 @@
-"""The report opens in real headless Chromium: every figure draws, no JS error, no network request."""
+"""The report opens in real headless Chromium: every figure draws, every image loads, no JS error, no
+network request; the runs table sorts and a comparison crop enlarges on click."""
 
 import json
 import os
@@ -35,6 +36,18 @@ window.addEventListener('load', function () { setTimeout(function () {
 </script>"""
 
 
+# Clicks the first trial's prediction of the first crop and records what the enlarged view shows.
+ZOOM_PROBE = """<script>
+window.addEventListener('load', function () { setTimeout(function () {
+  var cell = document.querySelector('#crops-table tbody tr').cells[3];
+  cell.querySelector('img.crop').click();
+  var big = Array.prototype.slice.call(document.querySelectorAll('#crop-zoom img'));
+  document.body.setAttribute('data-zoom-probe', big.map(function (i) {
+    return i.naturalWidth + 'x' + i.width + ':' + i.parentNode.textContent; }).join('|'));
+}, 100); });
+</script>"""
+
+
 def open_in_chromium(page: Path, workdir: Path) -> tuple[str, list[str]]:
     """Load the page headless; return the DOM after load and the URLs the page itself requested."""
     if not Path(CHROMIUM).exists():
@@ -60,6 +73,14 @@ def open_in_chromium(page: Path, workdir: Path) -> tuple[str, list[str]]:
     return proc.stdout, requested
 
 
+def open_with_probe(html: str, probe: str, workdir: Path) -> tuple[str, dict[str, int], str, list[str]]:
+    """The page with a probe script added, loaded headless: (DOM, render status, JS errors, requests)."""
+    page = workdir / "probe.html"
+    page.write_text(html.replace("</body>", probe + "</body>"), encoding="utf-8")
+    dom, requested = open_in_chromium(page, workdir)
+    return dom, *render_status(dom), requested
+
+
 def render_status(dom: str) -> tuple[dict[str, int], str]:
     match = re.search(r'<div id="render-status" data-errors="([^"]*)">([^<]*)</div>', dom)
     assert match, "the render check never ran: " + dom[-2000:]
@@ -70,19 +91,29 @@ def test_two_study_report_renders_every_figure_without_errors_or_requests(two_st
     path, html = two_study_report
     dom, requested = open_in_chromium(path, tmp_path)
     status, errors = render_status(dom)
-    assert status == {"figures": 9, "rendered": 9, "images": 1, "loaded": 1, "errors": 0}, errors
+    # images: the samples grid, and 3 crops x (HR, bicubic and its error map, 5 trials and theirs)
+    assert status == {"figures": 9, "rendered": 9, "images": 40, "loaded": 40, "errors": 0}, errors
     assert html.count('class="plotly-graph-div"') == status["figures"]
     assert requested == []
 
 
 def test_one_arch_report_renders_and_its_table_sorts_on_click(residual_report, tmp_path):
-    _, html = residual_report
-    page = tmp_path / "probe.html"
-    page.write_text(html.replace("</body>", SORT_PROBE + "</body>"), encoding="utf-8")
-    dom, requested = open_in_chromium(page, tmp_path)
-    status, errors = render_status(dom)
-    assert status == {"figures": 8, "rendered": 8, "images": 1, "loaded": 1, "errors": 0}, errors
+    dom, status, errors, requested = open_with_probe(residual_report[1], SORT_PROBE, tmp_path)
+    assert status == {"figures": 8, "rendered": 8, "images": 34, "loaded": 34, "errors": 0}, errors  # 4 trials
     assert requested == []
     probe = re.search(r'data-sort-probe="([^"]*)"', dom).group(1).split(",")
     assert probe == ["residual_b4_c32_lr0.001", "residual_b4_c8_lr0.001", "residual_b8_c64_lr0.001",
                      "residual_b2_c16_lr0.001"]  # fmt: skip
+
+
+def test_a_comparison_crop_enlarges_beside_its_error_map_and_the_hr_on_click(two_study_report, tmp_path):
+    dom, status, errors, requested = open_with_probe(two_study_report[1], ZOOM_PROBE, tmp_path)
+    assert status["errors"] == 0, errors
+    assert requested == []
+    shown = re.search(r'data-zoom-probe="([^"]*)"', dom).group(1).split("|")
+    assert len(shown) == 3  # the prediction, its error map, the HR
+    sizes = [s.split(":", 1)[0].split("x") for s in shown]
+    assert all(natural == "128" and int(width) >= 256 for natural, width in sizes)  # loaded, enlarged
+    labels = [s.split(":", 1)[1] for s in shown]
+    assert [label.rsplit(" (x", 1)[0] for label in labels] == [
+        "residual_b4_c32_lr0.001 on edges", "error map of residual_b4_c32_lr0.001 on edges", "HR of edges"]

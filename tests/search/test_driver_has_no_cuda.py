@@ -13,7 +13,7 @@ SEARCH = Path(__file__).resolve().parents[2] / "search"
 # Every module the driver runs: the study machinery and the driver side of search/tune/ (the
 # trainable runs in the trials' processes, where CUDA belongs; the benchmarks are not the driver).
 DRIVER_MODULES = sorted(str(p.relative_to(SEARCH)) for p in [*SEARCH.glob("*.py"), *(SEARCH / "tune").glob("*.py")]
-                        if p.name not in ("trainable.py", "predict.py"))  # predict runs on a GPU by design
+                        if p.name not in ("trainable.py", "predict.py", "evaluate.py"))  # these two run on a GPU by design
 REMOTE_FUNCTIONS = {"measure"}  # decorated with @ray.remote: runs in a worker, not the driver
 
 
