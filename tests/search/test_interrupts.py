@@ -6,6 +6,7 @@ a Ctrl-C (SIGINT to the driver's whole process group, as a terminal sends it), a
 (as `kill` or a scheduler sends it), and two quick Ctrl-Cs (the second stops at once; `sr-search status`
 then repairs what was left running, as after kill -9).
 """
+import re
 import signal
 
 import pytest
@@ -30,13 +31,13 @@ def stopped_three_ways(tmp_path_factory):
     out["sigint"] = {"code": d.finish(), "text": d.text, "runs": _snapshot(workdir)}
 
     d = Driver(args + ["--resume"], env)
-    d.wait_for(r"\] epoch +\d+ .*\(replayed\)|\] epoch +[3-9] ")
-    d.wait_for(r"\] epoch +\d+ ")
+    # each trial the Ctrl-C interrupted has run again (or replayed) an epoch before the next stop
+    _wait_for_each_to_resume(d, out["sigint"]["runs"])
     d.signal(signal.SIGTERM)
     out["sigterm"] = {"code": d.finish(), "text": d.text, "runs": _snapshot(workdir)}
 
     d = Driver(args + ["--resume"], env)
-    d.wait_for(r"\] epoch +\d+ ")
+    _wait_for_each_to_resume(d, out["sigterm"]["runs"])
     d.ctrl_c()
     d.wait_for(r"stopping the running trials")  # the first Ctrl-C is being handled
     d.ctrl_c()
@@ -47,6 +48,14 @@ def stopped_three_ways(tmp_path_factory):
     d = Driver(args + ["--resume"], env)
     out["final"] = {"code": d.finish(), "text": d.text}
     return out
+
+
+def _wait_for_each_to_resume(d, snapshot):
+    """Read the resumed driver's output until every trial the last stop interrupted printed an epoch."""
+    waiting = {n for n, (s, _, _) in snapshot["trials"].items() if s == "interrupted"}
+    while waiting:
+        line = d.wait_for(r"\] epoch +\d+ (" + "|".join(map(re.escape, sorted(waiting))) + ")[: ]")
+        waiting.discard(line.group(1))
 
 
 def _snapshot(workdir):
