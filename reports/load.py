@@ -16,7 +16,7 @@ import pandas as pd
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from .schema import BEST_COLUMNS, CROP_METRICS, EPOCH_METRICS, EXPERIMENT, STUDY_METRICS
+from .schema import BEST_COLUMNS, CROP_METRICS, EPOCH_METRICS, EXPERIMENT, ROLE_FINAL, STUDY_METRICS
 
 CROP_SCORE_COLUMNS = ["run_id", "crop", *CROP_METRICS]
 
@@ -149,7 +149,7 @@ def _fill_from_history(trials: pd.DataFrame, history: pd.DataFrame) -> pd.DataFr
     return trials
 
 
-def _study_row(parent: Run, n_trials: int) -> dict:
+def _study_row(parent: Run, n_trials: int, final: Run | None = None) -> dict:
     params = dict(parent.data.params)
     row = {
         "study": parent.data.tags.get("study", parent.info.run_name),
@@ -165,6 +165,13 @@ def _study_row(parent: Run, n_trials: int) -> dict:
         "params": params,
     }
     row.update({k: parent.data.metrics.get(k, math.nan) for k in STUDY_METRICS})
+    # The final step (role `final`): the search's best configuration trained longer, not a trial.
+    metrics = final.data.metrics if final is not None else {}
+    row.update({"final/name": final.info.run_name if final is not None else None,
+                "final/status": final.data.tags.get("status") if final is not None else None,
+                "final/val_psnr": metrics.get("best/val_psnr", math.nan),
+                "final/val_mse": metrics.get("best/val_mse", math.nan),
+                "final/epochs": metrics.get("epochs_run", math.nan)})
     return row
 
 
@@ -203,7 +210,9 @@ def load_runs(tracking_uri: str, studies: Sequence[str]) -> RunData:
         )  # fmt: skip
         if not children:
             empty.append(name)
-        study_rows.append(_study_row(parent, len(children)))
+        finals = _search(client, experiment.experiment_id,
+                         f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' and tags.`sr.role` = '{ROLE_FINAL}'")
+        study_rows.append(_study_row(parent, len(children), finals[0] if finals else None))
         for run in children:
             param_names.update(run.data.params)
             trial_rows.append(_trial_row(run, parent))

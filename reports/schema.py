@@ -9,6 +9,11 @@ from collections.abc import Sequence
 
 EXPERIMENT = "sr-search"
 # MLflow 3 opens an experiment on its GenAI overview unless it is marked as model training.
+#: Tag `sr.role` of a run: the study (parent), a search trial, or the final step (a child of the
+#: study run trained from the search's best configuration; never counted among the trials).
+ROLE_STUDY, ROLE_TRIAL, ROLE_FINAL = "study", "trial", "final"
+FINAL_SUFFIX = "-final"  # the final run's name: the trial's run name + this
+
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 #: The val metrics of every epoch: the study's own (RGB, no border crop) and the papers' (Y of BT.601
@@ -22,6 +27,8 @@ STUDY_METRICS = (
     "estimate/wall_hours", "bicubic/val_mse", "bicubic/val_psnr", "bicubic/val_ssim", "bicubic/train_psnr",
     "actual/device_hours", "actual/wall_hours",
     "outside/sr-search/gain_db", "outside/pil/gain_db", "outside/opencv/gain_db",
+    # beside a final step, outside/* is the final model's and these are the search's best's
+    "outside_search/sr-search/gain_db", "outside_search/pil/gain_db", "outside_search/opencv/gain_db",
 )  # fmt: skip
 #: A trial's params besides its hyperparameters (which are TrialConfig's logged fields).
 TRIAL_SHAPE_PARAMS = ("n_params", "flops_per_image")

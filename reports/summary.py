@@ -54,14 +54,29 @@ def best_config(data: RunData) -> str:
         if math.isfinite(bicubic) and math.isfinite(best["val/psnr"])
         else " (no bicubic baseline logged)"
     )
+    final = _final_line(study, bicubic)
     return (
-        f'<p class="best"><b>Best: {escape(best["name"])}</b> (study {escape(best["study"])}): '
+        f'<p class="best"><b>{"Search&#39;s best" if final else "Best"}: {escape(best["name"])}</b> '
+        f'(study {escape(best["study"])}): '
         f"{escape(best['arch'])}, {fmt(best['blocks'], 'g')} blocks, {fmt(best['channels'], 'g')} channels, "
         f"lr {fmt(best['lr'], 'g')}, eta_min {fmt(best['eta_min'], 'g')}, batch {fmt(best['batch_size'], 'g')}. "
         f"val MSE <b>{fmt(best['val/mse'], '.5f')}</b>, PSNR <b>{fmt(best['val/psnr'], '.2f')} dB</b>{gain}, "
         f"SSIM <b>{fmt(best['val/ssim'], '.4f')}</b>; {fmt(best['epochs_run'], '.0f')} epochs, "
-        f"{duration(best['runtime_s'])}, {fmt(best['n_params'], ',.0f')} parameters.</p>"
+        f"{duration(best['runtime_s'])}, {fmt(best['n_params'], ',.0f')} parameters.</p>{final}"
     )
+
+
+def _final_line(study: pd.Series, bicubic: float) -> str:
+    """The final step's model, labelled, beside the search's best: what `predict` uses."""
+    if not isinstance(study.get("final/name"), str):
+        return ""
+    psnr = float(study["final/val_psnr"])
+    gain = f" ({psnr - bicubic:+.2f} dB over bicubic)" if math.isfinite(bicubic) and math.isfinite(psnr) else ""
+    return (f'<p class="best"><b>Final model: {escape(study["final/name"])}</b> ({escape(str(study["final/status"]))}): '
+            f"the search's best configuration trained again for {fmt(study['final/epochs'], '.0f')} epochs "
+            f"([final] in the study file). val MSE <b>{fmt(study['final/val_mse'], '.5f')}</b>, PSNR "
+            f"<b>{fmt(psnr, '.2f')} dB</b>{gain}. It is the model <code>sr-search predict</code> and "
+            "<code>evaluate --trials final</code> use; the figures below are the search's trials.</p>")
 
 
 def status_table(trials: pd.DataFrame) -> str:
@@ -141,10 +156,14 @@ def data_line(data: RunData) -> str:
         gap = f", gap {train - val:+.2f} dB" if math.isfinite(train) and math.isfinite(val) else ""
         parts.append(f"{escape(str(s['study']))}: {sizes}; bicubic PSNR {fmt(train, '.2f')} dB on train, "
                      f"{fmt(val, '.2f')} dB on val{gap}")
-    outside = [f"{escape(str(s['study']))}: " + ", ".join(
-        f"{fmt(s[f'outside/{k}/gain_db'], '+.2f')} dB ({k} LR)" for k in ("sr-search", "pil", "opencv"))
-        for _, s in data.studies.iterrows() if math.isfinite(float(s.get("outside/sr-search/gain_db", math.nan)))]
-    also = (f"<p>Best model against bicubic on photos from outside scikit-image (scikit-learn's and "
+    outside = []
+    for _, s in data.studies.iterrows():
+        for prefix, label in (("outside", "final model" if isinstance(s.get("final/name"), str) else "best model"),
+                              ("outside_search", "search's best")):
+            if math.isfinite(float(s.get(f"{prefix}/sr-search/gain_db", math.nan))):
+                outside.append(f"{escape(str(s['study']))}, {label}: " + ", ".join(
+                    f"{fmt(s[f'{prefix}/{k}/gain_db'], '+.2f')} dB ({k} LR)" for k in ("sr-search", "pil", "opencv")))
+    also = (f"<p>Against bicubic on photos from outside scikit-image (scikit-learn's and "
             f"matplotlib's samples), by the tool that made their LR: {'; '.join(outside)}.</p>") if outside else ""
     return f"<p>Data: {'; '.join(parts)}.</p>{also}"
 

@@ -107,7 +107,8 @@ def _evaluate_parser(sub) -> None:
     ev.add_argument("--study", required=True, help="the study's name (its latest run in the tracking store)")
     ev.add_argument("--trials", nargs="+", default=["best"], metavar="PICK",
                     help="best (the study's best trial, as `run` names it), top:K (the K best trials that ran "
-                         "to their end, by the study's metric), or run names (pruned trials too); default: best")
+                         "to their end, by the study's metric), final (the [final] step's model), or run "
+                         "names (pruned trials too); default: best")
     ev.add_argument("--data", nargs="+", required=True, type=Path, metavar="DIR",
                     help="benchmark folders of full-size HR images (.png/.jpg/.jpeg/.bmp, any size, gray "
                          "included); the folder's name keys its figures, e.g. Set5 -> eval/Set5/psnr_y")
@@ -163,6 +164,14 @@ def _cmd_run(args) -> int:
         if outcome.baseline_psnr is not None:
             print(f"vs bicubic   : {b.get('best/val_psnr', float('nan')) - outcome.baseline_psnr:+.2f} dB "
                   f"(bicubic {outcome.baseline_psnr:.2f} dB)")
+        if outcome.final:
+            f = outcome.final
+            print(f"final        : {f['name']}  val/mse {f['best/val_mse']:.5f}  "
+                  f"val/psnr {f.get('best/val_psnr', float('nan')):.2f} dB  ({f['status']}, "
+                  f"{int(f.get('epochs_run', 0))} epochs; the model predict and evaluate use)")
+            if outcome.baseline_psnr is not None:
+                print(f"final gain   : {f.get('best/val_psnr', float('nan')) - outcome.baseline_psnr:+.2f} dB "
+                      "over bicubic on val")
     else:
         print("best         : none (no trial completed or early-stopped; see `sr-search status`)")
     print(f"wall time    : {outcome.wall_seconds / 60:.1f} min")

@@ -27,6 +27,8 @@ class StudyOutcome:
     wall_seconds: float = 0.0
     baseline_psnr: float | None = None
     outside: dict[str, float] = field(default_factory=dict)  # LR kernel -> gain over bicubic (dB)
+    final: dict | None = None  # the final step's run (study_trials row), when it ran to its end
+    outside_search: dict[str, float] = field(default_factory=dict)  # the search's best, beside a final
 
 
 def finish(session, outcome: StudyOutcome, log) -> StudyOutcome:
@@ -44,9 +46,18 @@ def finish(session, outcome: StudyOutcome, log) -> StudyOutcome:
     tracking.log_values(client, parent, {
         "actual/device_hours": sum(float(t.get("wall_seconds") or 0) for t in trials) * gpu_weight / 3600,
         "actual/wall_hours": outcome.wall_seconds / 3600})
+    outcome.final = tracking.final_of(client, state.experiment_id, parent)
     if outcome.best:
         tracking.set_tags(client, parent, {"best_run_id": outcome.best["run_id"]})
-        outcome.outside = _outside_photos(client, parent, outcome.best["run_id"], log)
+        if outcome.final:
+            # The model users take away (predict's) is the final one: outside/* is its; the search's
+            # best is measured too, under outside_search/*, so the final step's gain shows.
+            tracking.set_tags(client, parent, {"final_run_id": outcome.final["run_id"]})
+            outcome.outside = _outside_photos(client, parent, outcome.final, "outside", "final model", log)
+            outcome.outside_search = _outside_photos(client, parent, outcome.best, "outside_search",
+                                                     "search's best", log)
+        else:
+            outcome.outside = _outside_photos(client, parent, outcome.best, "outside", "best model", log)
     tracking.set_tags(client, parent, {"mlflow.note.content": _description(study, trials, outcome)})
     tracking.set_status(client, parent, "completed")
     if session.opts.report:
@@ -57,18 +68,18 @@ def finish(session, outcome: StudyOutcome, log) -> StudyOutcome:
     return outcome
 
 
-def _outside_photos(client, parent: str, best_run_id: str, log) -> dict[str, float]:
-    """The best model on photos from outside scikit-image, per LR kernel (search.generalise): what a
-    user's own photos will see. Logged on the study run as outside/<kernel>/{gain_db,model_psnr,
+def _outside_photos(client, parent: str, run: dict, prefix: str, label: str, log) -> dict[str, float]:
+    """A run's model on photos from outside scikit-image, per LR kernel (search.generalise): what a
+    user's own photos will see. Logged on the study run as <prefix>/<kernel>/{gain_db,model_psnr,
     bicubic_psnr}; a few seconds on a CPU."""
     from search.generalise import generalisation
     with tempfile.TemporaryDirectory() as tmp:
-        scores = generalisation(tracking.download(client, best_run_id, "best.pt", tmp))
-    tracking.log_values(client, parent, {f"outside/{k}/{m}": getattr(v, m) for k, v in scores.items()
+        scores = generalisation(tracking.download(client, run["run_id"], "best.pt", tmp))
+    tracking.log_values(client, parent, {f"{prefix}/{k}/{m}": getattr(v, m) for k, v in scores.items()
                                          for m in ("gain_db", "model_psnr", "bicubic_psnr")})
     gains = {k: v.gain_db for k, v in scores.items()}
-    log("outside      : best model vs bicubic on photos outside scikit-image, by LR kernel: "
-        + ", ".join(f"{k} {g:+.2f} dB" for k, g in gains.items()))
+    log(f"outside      : {label} vs bicubic on photos outside scikit-image, by LR kernel: "
+        + ", ".join(f"{k} {g:+.2f} dB" for k, g in gains.items()) + f" ({run['name']})")
     return gains
 
 
@@ -84,8 +95,15 @@ def _description(study: Study, trials: list[dict], outcome: StudyOutcome) -> str
         metric = study.search.metric
         text += (f"\n\nBest: **{b['name']}**, val/psnr {float(b.get('best/val_psnr', float('nan'))):.2f} dB"
                  f"{gain} ({metric} {float(b[summary_key(metric)]):.5g}).")
+        if outcome.final:
+            f = outcome.final
+            psnr = float(f.get("best/val_psnr", float("nan")))
+            text += (f"\n\nFinal model: **{f['name']}**, the best configuration trained "
+                     f"{int(float(f.get('epochs_run', 0)))} epochs: val/psnr {psnr:.2f} dB"
+                     + (f", {psnr - outcome.baseline_psnr:+.2f} dB over bicubic"
+                        if outcome.baseline_psnr is not None else "") + ".")
         if outcome.outside:
-            text += (" On photos from outside scikit-image: "
+            text += (f" {'The final' if outcome.final else 'The best'} model on photos from outside scikit-image: "
                      + ", ".join(f"{g:+.2f} dB ({k} LR)" for k, g in outcome.outside.items()) + ".")
     return text
 

@@ -118,6 +118,11 @@ def trial_resources(study: Study, cluster: Cluster) -> tuple[dict[str, float], i
     return per_trial, concurrency
 
 
+def final_resources(cluster: Cluster) -> dict[str, float]:
+    """The final step is one trial: it takes a whole node's CPUs (as threads) and one GPU where any."""
+    return {"cpu": max(1.0, math.floor(cluster.cpus / max(cluster.nodes, 1))), "gpu": 1.0 if cluster.gpus > 0 else 0.0}
+
+
 def measure_trial_device(per_trial: dict[str, float]) -> tuple[str, float]:
     """(device name, effective training FLOP/s) measured by a Ray task placed like a trial."""
     import ray

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from search import redaction, tracking
 from search.closing import StudyOutcome, finish
-from search.cluster import (check_address, local_scratch_cleanup, measure_trial_device, ray_session,
-                            reap_orphans, trial_resources)
+from search.cluster import (check_address, final_resources, local_scratch_cleanup, measure_trial_device,
+                            ray_session, reap_orphans, trial_resources)
 from search.errors import StudyError
 from search.estimate import ASSUMED_GPU_TFLOPS, Estimate, estimate_study
 from search.interrupts import Interrupted, interrupt_guard
@@ -112,6 +112,8 @@ def run_study(study: Study, opts: RunOptions, log=print) -> StudyOutcome:
         _note_ray_session(session, cluster, log)
         outcome.parent_run_id = session.state.parent_run_id
         _fit(session, guard, per_trial, concurrency, log)
+        if study.final.epochs:
+            _final(session, guard, final_resources(cluster), log)
         return finish(session, outcome, log)
 
 
@@ -279,6 +281,8 @@ def _open_tracking(s: Session, estimate: Estimate, storage: str | None, log) -> 
         optuna=redaction.mask(storage) or str(s.study_dir / "optuna.journal"),
         ray_storage=s.opts.ray_storage or str(s.study_dir / "ray"), overrides=s.opts.overrides,
         estimate_seconds=estimate.wall_hours * 3600)
+    from search.crops import study_crops
+    tracking.log_study_crops(client, parent, study_crops(str(s.prepared.path)))  # chosen once per study
     target = optuna_target(s.study, s.state)
     target.create_study()
     rungs = scheduler_rungs(s.study, target)
@@ -315,6 +319,39 @@ def _fit(s: Session, guard, per_trial: dict, concurrency: int, log) -> None:
         s.state.wall_seconds += time.monotonic() - t0
         s.save_state()
         local_scratch_cleanup(s.state.optuna_study)
+
+
+def _final(s: Session, guard, per_trial: dict, log) -> None:
+    """The final step: the search's best configuration trained for [final].epochs as one more Tune
+    trial (its own experiment and MLflow run, role `final`), restored on --resume like the search."""
+    from mlflow.tracking import MlflowClient
+
+    from search.tune.tuner import TuneSetup, final_experiment, make_final_tuner
+    from sr_core.trial_config import fields_in
+    client = MlflowClient(s.tracking_uri)
+    best = tracking.best_of(tracking.study_trials(client, s.state.experiment_id, s.state.parent_run_id),
+                            s.study.search.metric, s.study.search.direction)
+    if best is None:
+        log("final        : skipped: no trial of the search ran to its end")
+        return
+    point = {f.name: {"int": int, "float": float}.get(f.type, str)(best[f.name]) for f in fields_in("space")}
+    tag = final_experiment(s.state)
+    local_scratch_cleanup(tag)
+    tuner = make_final_tuner(TuneSetup(s.study, s.state, s.prepared.data, s.prepared.path, s.restoring,
+                                       per_trial, 1), point)
+    log(f"final        : {best['name']} (the search's best) trained {s.study.final.epochs} epochs from "
+        f"scratch on {per_trial['cpu']:g} CPU + {per_trial['gpu']:g} GPU, Ray experiment {tag}")
+    t0 = time.monotonic()
+    try:
+        with guard.tune():
+            tuner.fit()
+    except Interrupted as exc:
+        _mark_interrupted(s, f"interrupted by {exc}; resumable", log)
+        raise
+    finally:
+        s.state.wall_seconds += time.monotonic() - t0
+        s.save_state()
+        local_scratch_cleanup(tag)
 
 
 def _mark_interrupted(s: Session, reason: str, log) -> None:

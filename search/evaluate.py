@@ -25,7 +25,8 @@ from typing import Any
 
 import torch
 
-from reports.schema import BICUBIC, EVAL_METRICS, SELF_ENSEMBLE, WITH_WEIGHTS, eval_key, eval_label, eval_tag
+from reports.schema import (BICUBIC, EVAL_METRICS, FINISHED, ROLE_FINAL, ROLE_TRIAL, SELF_ENSEMBLE, WITH_WEIGHTS,
+                            eval_key, eval_label, eval_tag)
 from search import tracking
 from search.benchmark_folders import (CROP, LR_KERNEL_WORDS, BenchmarkFolder, BenchmarkImage,
                                       load_benchmark_folders)
@@ -90,11 +91,17 @@ def ranked(rows: Sequence[Mapping[str, Any]], k: int, metric: str, mode: str) ->
 
 
 def _pick(rows: Sequence[Mapping[str, Any]], pick: str, metric: str, mode: str, study: str) -> list:
+    if pick == "final":
+        found = [r for r in rows if r.get("role") == ROLE_FINAL and r["status"] in FINISHED]
+        if not found:
+            raise StudyError(f"--trials final: study {study!r} has no finished final step ([final] epochs)")
+        return found[-1:]
     if pick == "best" or pick.startswith("top:"):
         top = re.fullmatch(r"top:([0-9]+)", pick)
         if pick != "best" and (top is None or int(top.group(1)) < 1):
             raise StudyError(f"--trials {pick!r}: write top:K with a whole number K >= 1, e.g. top:3")
-        found = ranked(rows, 1 if pick == "best" else int(top.group(1)), metric, mode)
+        searched = [r for r in rows if r.get("role", ROLE_TRIAL) == ROLE_TRIAL]  # the final is no trial
+        found = ranked(searched, 1 if pick == "best" else int(top.group(1)), metric, mode)
         if not found:
             raise StudyError(f"study {study!r} has no trial that ran to its end (completed or early_stopped) "
                              f"yet, so --trials {pick} picks none; name a pruned trial to evaluate it")
@@ -215,7 +222,8 @@ def _checked_trials(client, study: str, picks: Sequence[str]) -> tuple[str, list
     """(the study run's id, the trials `picks` name), each known to hold its weights."""
     found = tracking.require_study_run(client, study)
     metric, mode = tracking.study_objective(client, found[1])
-    trials = select_trials(tracking.study_trials(client, *found), picks, metric, mode, study)
+    rows = tracking.study_trials(client, *found) + tracking.study_trials(client, *found, ROLE_FINAL)
+    trials = select_trials(rows, picks, metric, mode, study)
     for trial in trials:
         if not tracking.has_artifact(client, trial["run_id"], WEIGHTS):
             raise StudyError(f"trial {trial['name']} of study {study!r} has no {WEIGHTS} artifact to evaluate")

@@ -29,7 +29,7 @@ def predict_folder(tracking_uri: str, study: str, input_dir: Path, output_dir: P
     # Decode every input before writing anything: a corrupt file stops the job with nothing written.
     images = [read_rgb(p) for p in files]
     client = MlflowClient(tracking_uri)
-    trial = tracking.best_study_trial(client, study)
+    trial = tracking.best_model(client, study)  # the final step's model when the study has one
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     with tempfile.TemporaryDirectory() as tmp:
         weights = tracking.download(client, trial["run_id"], "best.pt", tmp)

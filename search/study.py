@@ -15,6 +15,9 @@ A study file has these tables; every field is optional except `[space]`:
                  "blocks", at every rung), audit (pruned trials resumed to the full budget afterwards)
     [resources]  cpus_per_trial, gpus_per_trial (fractions pack trials on a GPU), max_concurrent
                  (0 = as many as fit), max_failures (restarts of a trial whose process died)
+    [final]      epochs (0 = none): after the search, the best trial's configuration is trained
+                 again from scratch for this many epochs, as a run of its own (role `final`): the
+                 model `predict` and `evaluate` then use, shown beside the search's best
     [faults]     test-only: run name = fault spec (see sr_core.faults), to inject a fault into
                  one trial through the trainer's own hook; real studies leave it out
 
@@ -99,6 +102,14 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class Final:
+    """The final step: the search's best configuration trained longer (its own MLflow run and Tune
+    experiment, so resumable and interrupted like a trial). No early stop and no pruning: it runs
+    every epoch and keeps its best one."""
+    epochs: int = 0  # 0: no final step
+
+
+@dataclass(frozen=True)
 class Study:
     name: str
     space: dict[str, tuple | Range]
@@ -108,6 +119,7 @@ class Study:
     train: Train = field(default_factory=Train)
     pruner: Pruner = field(default_factory=Pruner)
     resources: Resources = field(default_factory=Resources)
+    final: Final = field(default_factory=Final)
     source: str = ""  # the file it came from
     text: str = ""  # the file's text, snapshotted into the workdir and MLflow
     faults: dict[str, str] = field(default_factory=dict)  # test-only: run name -> fault spec
@@ -156,12 +168,20 @@ class Study:
         fault = self.faults.get(config.run_name, "")
         return dataclasses.replace(config, fault=fault) if fault else config
 
+    def final_study(self, point: dict[str, Any]) -> "Study":
+        """The final step as a study of one trial: `point` (the search's best) for [final].epochs
+        epochs, no pruner, no early stop."""
+        train = dataclasses.replace(self.train, epochs=self.final.epochs, patience=self.final.epochs)
+        return dataclasses.replace(self, space={k: (point[k],) for k in SPACE_KEYS}, train=train,
+                                   search=dataclasses.replace(self.search, sampler="grid", trials=1),
+                                   pruner=Pruner(kind="none"), final=Final(), faults={})
+
     def flat_params(self) -> dict[str, str]:
         """The spec flattened with dots, for MLflow params."""
         out = {"study.name": self.name, "study.data": self.data}
         for key, value in self.space.items():
             out[f"space.{key}"] = str(dataclasses.asdict(value) if isinstance(value, Range) else list(value))
-        for section in ("search", "train", "pruner", "resources"):
+        for section in ("search", "train", "pruner", "resources", "final"):
             for k, v in dataclasses.asdict(getattr(self, section)).items():
                 out[f"{section}.{k}"] = str(v)
         out["search.mode"] = self.search.direction
@@ -211,6 +231,7 @@ _RULES = {  # field -> (type, predicate, what the predicate requires), for the t
     "gpus_per_trial": (float, lambda v: v >= 0, ">= 0"),
     "max_concurrent": (int, lambda v: v >= 0, ">= 0"),
     "max_failures": (int, lambda v: v >= 0, ">= 0"),
+    "epochs": (int, lambda v: v >= 0, ">= 0"),  # [final]
 }
 
 
@@ -251,7 +272,7 @@ def _build_train(table: Any, where: str) -> Train:
 
 
 _SECTIONS = {"search": _build(Search, "search"), "train": _build_train, "pruner": _build(Pruner, "pruner"),
-             "resources": _build(Resources, "resources")}
+             "resources": _build(Resources, "resources"), "final": _build(Final, "final")}
 
 
 def _space_range(key: str, value: dict, where: str) -> Range:

@@ -23,8 +23,8 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
 from reports.schema import (CROP_METRICS, CROPS_MANIFEST, EPOCH_METRICS, EXPERIMENT, EXPERIMENT_TAGS,
-                            OBJECTIVE, OBJECTIVE_MODE, best_position, crop_image, crop_metric, eval_artifact,
-                            summary_key)
+                            FINAL_SUFFIX, FINISHED, OBJECTIVE, OBJECTIVE_MODE, ROLE_FINAL, ROLE_TRIAL,
+                            best_position, crop_image, crop_metric, eval_artifact, summary_key)
 from search.crops import ComparisonCrops, Weights, bicubic_crops, crop_metrics, hr_crops, manifest, render_crops
 from search.errors import StudyError, TrackingError
 from search.redaction import mask
@@ -157,12 +157,15 @@ def find_trial_run(client: MlflowClient, experiment_id: str, parent_run_id: str,
 
 
 def create_trial_run(client: MlflowClient, experiment_id: str, parent_run_id: str, study_name: str,
-                     trial_id: str, config: Mapping[str, Any], tags: Mapping[str, str]) -> str:
-    """A child run for a Tune trial: its tags, its hyperparameters (TrialConfig's logged fields) and
-    its shape (parameters, forward FLOPs per image)."""
+                     trial_id: str, config: Mapping[str, Any], tags: Mapping[str, str],
+                     role: str = ROLE_TRIAL) -> str:
+    """A child run for a Tune trial (or the final step's, role `final`, named `<run name>-final`):
+    its tags, its hyperparameters (TrialConfig's logged fields) and its shape (parameters, forward
+    FLOPs per image)."""
+    name = run_name(config) + (FINAL_SUFFIX if role == ROLE_FINAL else "")
     run_id = client.create_run(
-        experiment_id, run_name=run_name(config),
-        tags={"mlflow.parentRunId": parent_run_id, "sr.role": "trial", "study": study_name,
+        experiment_id, run_name=name,
+        tags={"mlflow.parentRunId": parent_run_id, "sr.role": role, "study": study_name,
               "arch": str(config["arch"]), "status": "running", "trial_id": trial_id, **tags},
     ).info.run_id
     shape = (config["arch"], int(config["blocks"]), int(config["channels"]))
@@ -222,12 +225,16 @@ def study_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> 
             return runs
 
 
-def study_trials(client: MlflowClient, experiment_id: str, parent_run_id: str) -> list[dict[str, Any]]:
-    """The child runs of one study run: name, status, params and summary metrics, as plain dicts,
-    in start order (so that `best_of` breaks ties the same way everywhere)."""
+def study_trials(client: MlflowClient, experiment_id: str, parent_run_id: str,
+                 role: str = ROLE_TRIAL) -> list[dict[str, Any]]:
+    """The search's trials of one study run (or, with role `final`, its final step's run): name,
+    status, params and summary metrics, as plain dicts, in start order (so that `best_of` breaks
+    ties the same way everywhere)."""
     out = []
-    for run in sorted(study_runs(client, experiment_id, parent_run_id), key=lambda r: r.info.start_time):
-        row: dict[str, Any] = {"name": run.info.run_name, "run_id": run.info.run_id,
+    runs = [r for r in study_runs(client, experiment_id, parent_run_id)
+            if r.data.tags.get("sr.role", ROLE_TRIAL) == role]
+    for run in sorted(runs, key=lambda r: r.info.start_time):
+        row: dict[str, Any] = {"name": run.info.run_name, "run_id": run.info.run_id, "role": role,
                                "status": run.data.tags.get("status", "unknown"),
                                "reason": run.data.tags.get("reason", "")}
         row.update(run.data.params)
@@ -250,6 +257,19 @@ def study_objective(client: MlflowClient, parent_run_id: str) -> tuple[str, str]
     """(metric, mode) a study optimised, from its run's params (val/mse, min for studies before them)."""
     params = client.get_run(parent_run_id).data.params
     return params.get("search.metric", OBJECTIVE), params.get("search.mode", OBJECTIVE_MODE)
+
+
+def final_of(client: MlflowClient, experiment_id: str, parent_run_id: str) -> dict[str, Any] | None:
+    """The study's final-step run (`study_trials` row) when it ran to its end, else None."""
+    done = [r for r in study_trials(client, experiment_id, parent_run_id, ROLE_FINAL) if r["status"] in FINISHED]
+    return done[-1] if done else None
+
+
+def best_model(client: MlflowClient, study: str) -> dict[str, Any]:
+    """The model a study hands its users (`predict`): its final step's when that finished, else
+    the search's best trial (`best_study_trial`)."""
+    found = require_study_run(client, study)
+    return final_of(client, *found) or best_study_trial(client, study)
 
 
 def best_study_trial(client: MlflowClient, study: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 from ray import tune
 
-from reports.schema import ENDED, WITH_WEIGHTS, summary_key
+from reports.schema import ENDED, ROLE_TRIAL, WITH_WEIGHTS, summary_key
 from search import tracking
 from search.redaction import TRACKING_ENV, resolve
 from search.statuses import closing_status
@@ -39,10 +39,12 @@ class TrackingTarget:
 
 
 class StudyCallback(tune.Callback):
-    def __init__(self, target: TrackingTarget, optuna: OptunaTarget, data_path: str, max_epochs: int,
-                 metric: str, scratch_tag: str, progress: Progress):
+    def __init__(self, target: TrackingTarget, optuna: OptunaTarget | None, data_path: str, max_epochs: int,
+                 metric: str, scratch_tag: str, progress: Progress, role: str = ROLE_TRIAL):
         self.target = target
-        self.optuna = OptunaRecorder(optuna)
+        # The final step (role `final`) is no Optuna trial: it writes MLflow only.
+        self.optuna = OptunaRecorder(optuna) if optuna is not None else None
+        self.role = role
         self.data_path = data_path
         self.max_epochs = max_epochs
         self.metric = metric  # the study's objective: what Optuna records per epoch and at the end
@@ -66,7 +68,7 @@ class StudyCallback(tune.Callback):
     # -- Tune hooks -----------------------------------------------------------------------------
     def on_trial_start(self, iteration, trials, trial, **info):
         tracking.set_status(self.client, self._run_id(trial), "running", reason="")
-        self.optuna.set_attrs(trial.config[OPTUNA_NUMBER], status="running", reason="")
+        self._to_optuna(trial, "set_attrs", status="running", reason="")
         resumed = self._paused.pop(trial.trial_id, None)
         self.progress.event(trials, f"{'resume' if resumed else 'start '} {tracking.run_name(trial.config)}"
                             + (f" (kept at the rung of epoch {resumed})" if resumed else ""))
@@ -94,7 +96,7 @@ class StudyCallback(tune.Callback):
                                                     (("node_id", "ray.node_id"), ("hostname", "host"))
                                                     if result.get(key)})
             self._nodes[trial.trial_id] = result["node_id"]
-        self.optuna.report(trial.config[OPTUNA_NUMBER], epoch, result[self.metric])
+        self._to_optuna(trial, "report", epoch, result[self.metric])
         self.progress.result(trials, trial, result, replayed)
 
     def on_step_end(self, iteration, trials, **info):
@@ -106,7 +108,7 @@ class StudyCallback(tune.Callback):
                 self._paused[trial.trial_id] = epoch
                 reason = f"waiting at the rung of epoch {epoch}"
                 tracking.set_status(self.client, self._run_id(trial), "paused", reason)
-                self.optuna.set_attrs(trial.config[OPTUNA_NUMBER], status="paused", reason=reason)
+                self._to_optuna(trial, "set_attrs", status="paused", reason=reason)
                 self.progress.event(trials, f"paused {tracking.run_name(trial.config)} at epoch {epoch}")
                 pause_point("trial_paused")
 
@@ -120,6 +122,10 @@ class StudyCallback(tune.Callback):
         self._close(trial, trials, "failed", f"{reason}: {lines[-1][:300]}" if lines else reason)
 
     # -- helpers --------------------------------------------------------------------------------
+    def _to_optuna(self, trial, method: str, *args, **kwargs) -> None:
+        if self.optuna is not None:
+            getattr(self.optuna, method)(trial.config[OPTUNA_NUMBER], *args, **kwargs)
+
     def _run_id(self, trial) -> str:
         if trial.trial_id in self._runs:
             return self._runs[trial.trial_id]
@@ -132,7 +138,8 @@ class StudyCallback(tune.Callback):
         else:
             run_id = tracking.create_trial_run(
                 self.client, t.experiment_id, t.parent_run_id, t.study_name, trial.trial_id, trial.config,
-                tags={"optuna.trial_number": str(trial.config[OPTUNA_NUMBER])})
+                tags={"optuna.trial_number": str(trial.config[OPTUNA_NUMBER])} if self.optuna else {},
+                role=self.role)
         self._runs[trial.trial_id] = run_id
         return run_id
 
@@ -146,24 +153,28 @@ class StudyCallback(tune.Callback):
         tracking.log_values(self.client, run_id, summary)
         if status in WITH_WEIGHTS and trial.checkpoint is not None:
             try:
-                self._log_artifacts(run_id, trial.checkpoint)
+                self._log_artifacts(run_id, trial.checkpoint, int(summary.get("best/epoch", 0)))
             except Exception as exc:  # an artifact problem must not lose the trial's record
                 print(f"warning: could not log artifacts of {tracking.run_name(trial.config)}: {exc}",
                       file=sys.stderr)
-        self.optuna.finish(trial.config[OPTUNA_NUMBER], status, reason, summary.get(summary_key(self.metric)))
+        self._to_optuna(trial, "finish", status, reason, summary.get(summary_key(self.metric)))
         tracking.set_status(self.client, run_id, status, reason)  # last: the record is complete once it says so
         self.progress.closed(trials, trial, status, summary)
         # The trial removes its own scratch folder; this catches one it could not (a killed process).
         shutil.rmtree(scratch_dir(self.scratch_tag, trial.trial_id), ignore_errors=True)
         pause_point("trial_closed")
 
-    def _log_artifacts(self, run_id: str, checkpoint) -> None:
+    def _log_artifacts(self, run_id: str, checkpoint, best_epoch: int) -> None:
+        """best.pt, the trial's prediction of the study's comparison crops (MLflow images at its best
+        epoch, search.crops) and the samples grid."""
+        from search.crops import study_crops
         from search.sample_grid import sample_grid
         with checkpoint.as_directory() as ckpt, tempfile.TemporaryDirectory() as tmp:
             best = Path(ckpt) / "best.pt"
             if not best.exists():
                 return
             tracking.log_file(self.client, run_id, best)
+            tracking.log_trial_crops(self.client, run_id, best, study_crops(self.data_path), step=best_epoch)
             png = Path(tmp) / "samples.png"
             sample_grid(best, self.data_path, png)
             tracking.log_file(self.client, run_id, png)

@@ -11,11 +11,13 @@ from pathlib import Path
 
 from ray import tune
 
+from reports.schema import ROLE_FINAL
 from search.state import StudyState
 from search.study import Study
 from search.tune.callback import StudyCallback, TrackingTarget
 from search.tune.optuna_store import OptunaTarget
 from search.tune.progress import Progress
+from search.tune.ray_internals import quiet_state_upload_race
 from search.tune.scheduler import PersistentASHA, SyncHalving
 from search.tune.searcher import StudySearcher, make_sampler, optuna_space
 from search.tune.trainable import CPUS_KEY, SCRATCH_KEY, data_arrays, run_trial
@@ -75,6 +77,7 @@ def scheduler_rungs(study: Study, target: OptunaTarget) -> list[int]:
 
 
 def make_tuner(setup: TuneSetup) -> tune.Tuner:
+    quiet_state_upload_race()
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, data=data_arrays(setup.data), study=setup.study), setup.per_trial)
     path = f"{setup.state.ray_storage.rstrip('/')}/{setup.state.optuna_study}"
@@ -84,6 +87,34 @@ def make_tuner(setup: TuneSetup) -> tune.Tuner:
         return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False,
                                   restart_errored=False)
     return _new_tuner(setup, trainable)
+
+
+def final_experiment(state: StudyState) -> str:
+    """The Tune experiment (and scratch tag) of a study's final step."""
+    return f"{state.optuna_study}-final"
+
+
+def make_final_tuner(setup: TuneSetup, point: dict) -> tune.Tuner:
+    """The final step: one trial of `setup.study.final_study(point)`, with the search's trainable and
+    callback (role `final`, no Optuna), made new or restored from its own experiment on --resume."""
+    quiet_state_upload_race()
+    study, state, name = setup.study.final_study(point), setup.state, final_experiment(setup.state)
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, data=data_arrays(setup.data), study=study), setup.per_trial)
+    path = f"{state.ray_storage.rstrip('/')}/{name}"
+    if tune.Tuner.can_restore(path):
+        return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False,
+                                  restart_errored=False)
+    callback = StudyCallback(TrackingTarget(state.tracking_uri, state.experiment_id, state.parent_run_id, study.name),
+                             None, str(setup.data_path), study.train.epochs, study.search.metric, name,
+                             Progress(1, study.train.epochs, 0.0), role=ROLE_FINAL)
+    return tune.Tuner(
+        trainable,
+        param_space={**study.trial_constants(), **point, CPUS_KEY: setup.per_trial["cpu"], SCRATCH_KEY: name},
+        tune_config=tune.TuneConfig(num_samples=1, trial_dirname_creator=lambda t: t.trial_id),
+        run_config=tune.RunConfig(name=name, storage_path=state.ray_storage, verbose=0, callbacks=[callback],
+                                  failure_config=tune.FailureConfig(max_failures=study.resources.max_failures),
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=2)))
 
 
 def _new_tuner(setup: TuneSetup, trainable) -> tune.Tuner:

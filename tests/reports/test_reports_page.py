@@ -72,7 +72,7 @@ def test_header_shows_bicubic_psnr_on_train_and_on_val(two_study_report):
     assert ("residual: 700 train / 140 val patches; bicubic PSNR 20.75 dB on train, 20.50 dB on val, "
             "gap +0.25 dB") in html
     assert "Not final" not in html  # both studies completed
-    assert "by the tool that made their LR: residual: +0.91 dB (sr-search LR), +0.88 dB (pil LR), +0.12 dB (opencv LR)" in html
+    assert "by the tool that made their LR: residual, best model: +0.91 dB (sr-search LR), +0.88 dB (pil LR), +0.12 dB (opencv LR)" in html
 
 
 def test_a_study_that_did_not_complete_is_marked_not_final(data):
