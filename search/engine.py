@@ -150,10 +150,11 @@ def _too_long(study: Study, estimate: Estimate, cluster) -> str:
     """Say plainly that this study does not fit this hardware, and what would."""
     hours = estimate.wall_hours
     span = f"{hours:,.0f} h" + (f" (about {hours / 24:,.0f} days)" if hours > 48 else "")
-    gpu_hours = estimate.flops_total / (ASSUMED_GPU_TFLOPS * 1e12) / 3600
+    gpu_hours = estimate.flops_expected / (ASSUMED_GPU_TFLOPS * 1e12) / 3600
     return (f"study {study.name!r} would take about {span} of wall time on what this run found "
             f"({cluster.nodes} node(s), {cluster.cpus:g} CPU, {cluster.gpus:g} GPU; {estimate.device}), "
-            "counting every epoch of every trial (ASHA prunes part of that).\n"
+            f"counting the epochs its {estimate.schedule} schedule trains ({estimate.epochs_fraction:.0%} of every "
+            "trial's).\n"
             "  What fits instead:\n"
             "    - the demo, made for a CPU: sr-search run --study demo\n"
             f"    - fewer epochs or trials: --epochs N, --trials N (the estimate scales with both)\n"

@@ -1,8 +1,16 @@
 """Cost estimate of a study: FLOPs from `flops_per_image`, the device's throughput as measured by
-`sr_core.throughput.measure_device_flops` (in a Ray task placed like a trial, search.cluster)."""
+`sr_core.throughput.measure_device_flops` (in a Ray task placed like a trial, search.cluster).
+
+The schedule decides how much of the grid's compute a study spends: `schedule_epochs` counts how many
+trials stop at each rung (synchronous halving keeps ceil(n / reduction_factor) at each, plus the best
+of each value of `insure`; ASHA promotes the same share in expectation) and the estimate is that many
+epochs of the mean config, plus the [final] step's epochs of the costliest config. What the study
+then spends is logged beside it (actual/device_hours), so the report shows estimate against actual.
+"""
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 
 from search.study import Study
@@ -23,19 +31,28 @@ class Estimate:
     device_flops: float  # effective training FLOP/s of one trial on this device
     concurrency: int
     mean_flops_per_image: float
+    epochs_fraction: float = 1.0  # of every trial's epochs, what the schedule trains (schedule_epochs)
+    schedule: str = "none"
+    final_flops: float = 0.0  # the [final] step: its epochs of the costliest config (an upper bound)
+
+    @property
+    def flops_expected(self) -> float:
+        return self.flops_total * self.epochs_fraction + self.final_flops
 
     @property
     def device_hours(self) -> float:
-        return self.flops_total / self.device_flops / 3600
+        return self.flops_expected / self.device_flops / 3600
 
     @property
     def wall_hours(self) -> float:
-        return self.device_hours / max(self.concurrency, 1)
+        search = self.flops_total * self.epochs_fraction / max(self.concurrency, 1)
+        return (search + self.final_flops) / self.device_flops / 3600
 
     def as_metrics(self) -> dict[str, float]:
         return {"estimate/grid_size": float(self.grid_size or 0), "estimate/trials": float(self.trials),
                 "estimate/flops_total": self.flops_total, "estimate/device_hours": self.device_hours,
-                "estimate/wall_hours": self.wall_hours, "estimate/device_tflops": self.device_flops / 1e12}
+                "estimate/wall_hours": self.wall_hours, "estimate/device_tflops": self.device_flops / 1e12,
+                "estimate/epochs_fraction": self.epochs_fraction, "estimate/flops_expected": self.flops_expected}
 
     def lines(self) -> list[str]:
         grid = f"{self.grid_size} configs" if self.grid_size else "continuous space"
@@ -43,13 +60,16 @@ class Estimate:
         lines = [
             f"search space : {grid}; {self.trials} trials",
             f"compute      : {self.flops_total / 1e15:,.2f} PFLOP if no trial is pruned "
-            f"(mean {self.mean_flops_per_image / 1e9:,.2f} GFLOP forward per image)",
+            f"(mean {self.mean_flops_per_image / 1e9:,.2f} GFLOP forward per image); the {self.schedule} "
+            f"schedule trains {'at least' if self.schedule == 'asha' else 'about'} {self.epochs_fraction:.0%} "
+            "of those epochs" + (" (ASHA also promotes early arrivals)" if self.schedule == "asha" else "")
+            + (f", the final step {self.final_flops / 1e15:,.2f} PFLOP more" if self.final_flops else ""),
             f"device       : {self.device}, {self.device_flops / 1e12:,.3f} TFLOP/s effective",
             f"estimate     : {self.device_hours:,.2f} {unit}; {self.wall_hours:,.2f} h wall "
             f"at {self.concurrency} trial(s) at a time",
         ]
         if self.device == "cpu":
-            gpu_hours = self.flops_total / (ASSUMED_GPU_TFLOPS * 1e12) / 3600
+            gpu_hours = self.flops_expected / (ASSUMED_GPU_TFLOPS * 1e12) / 3600
             lines.append(f"on a GPU     : {gpu_hours:,.2f} GPU-hours at an assumed {ASSUMED_GPU_TFLOPS:g} TFLOP/s "
                          "effective (measure yours: sr-search bench train; then --tflops)")
         return lines
@@ -72,6 +92,26 @@ def _cost_configs(study: Study) -> list[tuple[str, int, int]]:
     return combos
 
 
+def schedule_epochs(study: Study) -> list[tuple[int, int]]:
+    """(trials, epochs each) of the study's schedule: how many trials stop at each rung, and how many
+    run every epoch. Exact for synchronous halving over a grid; ASHA's expectation."""
+    n, epochs, rf = study.num_trials, study.train.epochs, study.pruner.reduction_factor
+    if study.schedule == "none" or n == 0:
+        return [(n, epochs)]
+    if study.schedule == "halving":
+        rungs = study.rungs()[:-1]
+    else:
+        rungs = [r for r in (study.pruner.grace_period * rf ** k for k in range(64)) if r < epochs]
+    insured = len(study.space[study.pruner.insure]) if study.pruner.insure else 0
+    out = []
+    for rung in rungs:
+        keep = min(n, max(math.ceil(n / rf), insured))
+        out.append((n - keep, rung))
+        n = keep
+    out.append((n, epochs))
+    return [(k, e) for k, e in out if k]
+
+
 def estimate_study(study: Study, train_images: int, val_images: int, device: str,
                    device_flops: float, concurrency: int) -> Estimate:
     per_epoch = min(study.train.epoch_samples or train_images, train_images)
@@ -79,6 +119,11 @@ def estimate_study(study: Study, train_images: int, val_images: int, device: str
     mean = sum(trial_flops(a, b, c, study.train.epochs, per_epoch, val_images)
                for a, b, c in configs) / len(configs)
     mean_fpi = sum(flops_per_image(a, b, c) for a, b, c in configs) / len(configs)
+    steps = schedule_epochs(study)
+    fraction = sum(k * e for k, e in steps) / max(study.num_trials * study.train.epochs, 1)
+    final = max((trial_flops(a, b, c, study.final.epochs, per_epoch, val_images) for a, b, c in configs),
+                default=0.0) if study.final.epochs else 0.0
     return Estimate(grid_size=study.grid_size, trials=study.num_trials, flops_total=mean * study.num_trials,
                     device=device, device_flops=device_flops, concurrency=concurrency,
-                    mean_flops_per_image=mean_fpi)
+                    mean_flops_per_image=mean_fpi, epochs_fraction=fraction, schedule=study.schedule,
+                    final_flops=final)

@@ -1,0 +1,56 @@
+"""The estimate counts the epochs a study's schedule trains, not every epoch of every trial."""
+import dataclasses
+
+from search.estimate import estimate_study, schedule_epochs
+from search.study import Final, Pruner, parse_study
+
+GRID = """
+[search]
+sampler = "grid"
+[space]
+arch = "residual"
+blocks = [2, 4, 6]
+channels = [4, 8, 12, 16]
+lr = [1e-3, 2e-3, 3e-3]
+eta_min = 1e-6
+[train]
+epochs = 27
+[pruner]
+kind = "{kind}"
+grace_period = 1
+reduction_factor = 3
+insure = "{insure}"
+"""
+
+
+def study(kind="halving", insure=""):
+    return parse_study(GRID.format(kind=kind, insure=insure), "t.toml", "t")
+
+
+def test_synchronous_halving_keeps_a_third_at_each_rung():
+    # 36 configs, rungs 1, 3, 9 then 27: 24 stop at 1, 8 at 3, 2 at 9, 2 run all 27 epochs
+    assert schedule_epochs(study()) == [(24, 1), (8, 3), (2, 9), (2, 27)]
+
+
+def test_insurance_keeps_at_least_one_trial_per_value():
+    # insured by blocks (3 values): 3 survive where ceil(n/3) would keep fewer
+    assert schedule_epochs(study(insure="blocks")) == [(24, 1), (8, 3), (1, 9), (3, 27)]
+
+
+def test_no_pruner_trains_every_epoch_and_the_final_step_adds_its_own():
+    none = study(kind="none")
+    assert schedule_epochs(none) == [(36, 27)]
+    full = estimate_study(none, 100, 10, "cpu", 1e12, 1)
+    halved = estimate_study(study(), 100, 10, "cpu", 1e12, 1)
+    assert full.epochs_fraction == 1.0 and full.device_hours * full.device_flops * 3600 == full.flops_total
+    assert halved.epochs_fraction == (24 * 1 + 8 * 3 + 2 * 9 + 2 * 27) / (36 * 27)
+    assert halved.flops_expected == halved.flops_total * halved.epochs_fraction
+    final = estimate_study(dataclasses.replace(study(), final=Final(epochs=10)), 100, 10, "cpu", 1e12, 2)
+    assert final.final_flops > 0 and final.flops_expected == final.flops_total * final.epochs_fraction + final.final_flops
+    # the final step runs alone: its compute is not divided by the concurrency
+    assert final.wall_hours * 3600 * 1e12 == final.flops_total * final.epochs_fraction / 2 + final.final_flops
+
+
+def test_asha_counts_its_rungs_below_the_last_epoch():
+    asha = dataclasses.replace(study(), pruner=Pruner(kind="asha", grace_period=1, reduction_factor=3))
+    assert schedule_epochs(asha) == [(24, 1), (8, 3), (2, 9), (2, 27)]
