@@ -21,7 +21,7 @@ import pandas as pd
 from . import analysis as an
 from .figure_base import FigureUnavailable
 from .load import RunData, load_artifact, load_artifact_folder
-from .schema import CROPS_MANIFEST, crop_image
+from .schema import CROPS_MANIFEST, FINISHED, crop_image
 
 TOP = 3  # the best trials always shown
 #: |SR - HR| (gray levels of 255, mean over R, G, B) at the top of an error map's colour scale: one
@@ -95,6 +95,19 @@ def shown_trials(trials: pd.DataFrame, crop_scores: pd.DataFrame, top: int = TOP
             for _, r in shown.iterrows()]
 
 
+def final_models(data) -> list[ShownTrial]:
+    """Each study's final model (its [final] step, when it finished and logged the crops): shown
+    first, labelled, beside the search's trials."""
+    shown = []
+    for _, s in data.studies.iterrows():
+        run_id = s.get("final/run_id")
+        if isinstance(run_id, str) and s.get("final/status") in FINISHED and run_id in set(data.crop_scores["run_id"]):
+            arch = str(s["final/name"]).split("_", 1)[0]
+            shown.append(ShownTrial(run_id, str(s["final/name"]), str(s["study"]), arch, float(s["final/val_psnr"]),
+                                    (f"final model ({s['final/epochs']:.0f} epochs)",)))
+    return shown
+
+
 def disagreement(psnrs: Iterable[float]) -> float:
     """How much the trials disagree on a crop: highest minus lowest finite PSNR (0 with fewer than two)."""
     values = [v for v in psnrs if math.isfinite(v)]
@@ -159,6 +172,8 @@ def _relative(path: str) -> str:
 def load_comparison(data: RunData) -> Comparison:
     """The comparison section's content; FigureUnavailable says why when there is none."""
     shown = shown_trials(data.trials, data.crop_scores)
+    if shown:
+        shown = final_models(data) + shown
     if not shown:
         raise FigureUnavailable("no trial that ran to its end logged predictions of the study's comparison crops "
                                 "(crops/KEY.png with crops/KEY/psnr)")

@@ -168,6 +168,7 @@ def _study_row(parent: Run, n_trials: int, final: Run | None = None) -> dict:
     # The final step (role `final`): the search's best configuration trained longer, not a trial.
     metrics = final.data.metrics if final is not None else {}
     row.update({"final/name": final.info.run_name if final is not None else None,
+                "final/run_id": final.info.run_id if final is not None else None,
                 "final/status": final.data.tags.get("status") if final is not None else None,
                 "final/val_psnr": metrics.get("best/val_psnr", math.nan),
                 "final/val_mse": metrics.get("best/val_mse", math.nan),
@@ -212,7 +213,10 @@ def load_runs(tracking_uri: str, studies: Sequence[str]) -> RunData:
             empty.append(name)
         finals = _search(client, experiment.experiment_id,
                          f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' and tags.`sr.role` = '{ROLE_FINAL}'")
-        study_rows.append(_study_row(parent, len(children), finals[0] if finals else None))
+        final = finals[0] if finals else None
+        study_rows.append(_study_row(parent, len(children), final))
+        if final is not None:
+            crop_rows.extend(_crop_scores(final))  # the comparison shows the final model first
         for run in children:
             param_names.update(run.data.params)
             trial_rows.append(_trial_row(run, parent))

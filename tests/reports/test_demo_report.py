@@ -1,5 +1,5 @@
 """The README's main job, for real: `sr-search run --study demo` on the embedded photos (real Ray,
-Optuna and MLflow, about 4-5 minutes on 2 cores), then its report in headless Chromium: every figure
+Optuna and MLflow, the search then the [final] step, about 5-6 minutes on 2 cores), then its report in headless Chromium: every figure
 drawn (no "Not drawn" anywhere), no JS error, no request leaving the file."""
 import os
 import re
@@ -30,9 +30,13 @@ def demo(tmp_path_factory):
 def test_the_demo_runs_and_beats_bicubic(demo):
     done, _ = demo
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    gain = float(re.search(r"vs bicubic\s*: ([+-][\d.]+) dB", done.stdout).group(1))
-    assert gain > 0.5, done.stdout[-2000:]  # measured +0.93 dB on the demo's val set
-    assert re.search(r"outside\s*: best model vs bicubic on photos outside scikit-image", done.stdout)
+    searched = float(re.search(r"vs bicubic\s*: ([+-][\d.]+) dB", done.stdout).group(1))
+    final = float(re.search(r"final gain\s*: ([+-][\d.]+) dB over bicubic on val", done.stdout).group(1))
+    # measured on the demo's val set: the search's best +0.60 dB, the final model (60 epochs) +1.30
+    assert searched > 0.3 and final > searched + 0.4, done.stdout[-2000:]
+    assert re.search(r"^final        : \S+-final  val/mse", done.stdout, re.M)
+    for label in ("final model", "search's best"):
+        assert re.search(rf"outside\s*: {label} vs bicubic on photos outside scikit-image", done.stdout)
 
 
 def test_the_demo_report_draws_every_figure_in_chromium(demo, tmp_path):
