@@ -69,7 +69,9 @@ def _run_parser(sub) -> None:
     run.add_argument("--epochs", type=int, help="override [train].epochs")
     run.add_argument("--trials", type=int, help="override [search].trials")
     run.add_argument("--cpus-per-trial", type=float, help="override [resources].cpus_per_trial")
-    run.add_argument("--gpus-per-trial", type=float, help="override [resources].gpus_per_trial (fractions allowed)")
+    run.add_argument("--gpus-per-trial", type=_gpus, metavar="G|auto",
+                     help="override [resources].gpus_per_trial (fractions allowed; auto: per config, from its "
+                          "predicted memory)")
     run.add_argument("--max-concurrent", type=int, help="override [resources].max_concurrent")
     run.add_argument("--tflops", type=float, help="estimate for a device with this effective training "
                                                  "TFLOP/s instead of measuring this machine's")
@@ -231,6 +233,15 @@ def _cmd_dashboard(args) -> int:
     from search.uis import dashboard
     from search.workdir import Workdir
     return dashboard(Workdir(args.workdir), args.study, args.port, args.storage)
+
+
+def _gpus(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or auto, got {text!r}") from None
 
 
 def _cmd_predict(args) -> int:

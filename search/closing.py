@@ -42,9 +42,15 @@ def finish(session, outcome: StudyOutcome, log) -> StudyOutcome:
     outcome.best = tracking.best_of(trials, study.search.metric, study.search.direction)
     outcome.wall_seconds = state.wall_seconds
     outcome.baseline_psnr = tracking.study_metric(client, parent, "bicubic/val_psnr")
-    gpu_weight = study.resources.gpus_per_trial or 1.0
+    packing = getattr(session, "packing", None)
+
+    def gpu_weight(trial: dict) -> float:  # the share of a device the trial held
+        if packing is not None:
+            return packing.fraction(trial)
+        gpus = study.resources.gpus_per_trial
+        return gpus if isinstance(gpus, float) and gpus > 0 else 1.0
     tracking.log_values(client, parent, {
-        "actual/device_hours": sum(float(t.get("wall_seconds") or 0) for t in trials) * gpu_weight / 3600,
+        "actual/device_hours": sum(float(t.get("wall_seconds") or 0) * gpu_weight(t) for t in trials) / 3600,
         "actual/wall_hours": outcome.wall_seconds / 3600})
     outcome.final = tracking.final_of(client, state.experiment_id, parent)
     if outcome.best:

@@ -107,8 +107,10 @@ def trial_resources(study: Study, cluster: Cluster) -> tuple[dict[str, float], i
     so `max_concurrent` there reserves each trial a larger share of the CPUs instead (the trial still
     runs on `cpus_per_trial` threads).
     """
+    gpus = study.resources.gpus_per_trial
+    # "auto": a whole GPU until the packing is planned (search.gpu_fractions, after the device is measured)
     per_trial = {"cpu": min(study.resources.cpus_per_trial, cluster.cpus),
-                 "gpu": study.resources.gpus_per_trial if cluster.gpus > 0 else 0.0}
+                 "gpu": (1.0 if gpus == "auto" else gpus) if cluster.gpus > 0 else 0.0}
     fits = math.floor(cluster.cpus / per_trial["cpu"] + 1e-9)
     if per_trial["gpu"] > 0:
         fits = min(fits, math.floor(cluster.gpus / per_trial["gpu"] + 1e-9))
@@ -123,19 +125,22 @@ def final_resources(cluster: Cluster) -> dict[str, float]:
     return {"cpu": max(1.0, math.floor(cluster.cpus / max(cluster.nodes, 1))), "gpu": 1.0 if cluster.gpus > 0 else 0.0}
 
 
-def measure_trial_device(per_trial: dict[str, float]) -> tuple[str, float]:
-    """(device name, effective training FLOP/s) measured by a Ray task placed like a trial."""
+def measure_trial_device(per_trial: dict[str, float]) -> tuple[str, float, int]:
+    """(device name, effective training FLOP/s, device memory in bytes (0 on CPU)) measured by a Ray
+    task placed like a trial."""
     import ray
 
     @ray.remote(max_calls=1)  # the worker exits afterwards: no CUDA context outlives the measurement
-    def measure(threads: int) -> tuple[str, float]:
+    def measure(threads: int) -> tuple[str, float, int]:
         import torch
 
         from sr_core.throughput import measure_device_flops
         from sr_core.train import default_device
         device = default_device()
-        name = torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu"
-        return name, measure_device_flops(device.type, threads)
+        cuda = device.type == "cuda"
+        name = torch.cuda.get_device_name(0) if cuda else "cpu"
+        memory = torch.cuda.get_device_properties(0).total_memory if cuda else 0
+        return name, measure_device_flops(device.type, threads), memory
 
     threads = max(1, int(per_trial["cpu"]))
     options = {"num_cpus": per_trial["cpu"], "num_gpus": per_trial["gpu"]}

@@ -15,6 +15,7 @@ driver out. The environment variables the driver sets for Tune are restored when
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from search.closing import StudyOutcome, finish
 from search.cluster import (check_address, final_resources, local_scratch_cleanup, measure_trial_device,
                             ray_session, reap_orphans, trial_resources)
 from search.errors import StudyError
+from search.gpu_fractions import AUTO, Packing, plan_packing
 from search.estimate import ASSUMED_GPU_TFLOPS, Estimate, estimate_study
 from search.interrupts import Interrupted, interrupt_guard
 from search.state import StudyState
@@ -35,6 +37,7 @@ from search.workdir import LOCK_FILE, Workdir, held_lock
 from sr_core import metrics
 from sr_core.data import SRData, SRPairs, bicubic_psnr, load_cached, prepare_dataset
 from sr_core.files import remove_stale_temporaries, write_text_atomic
+from sr_core.memory import GIB
 from sr_core.pixels import to_float
 from sr_core.resize import bicubic_upscale
 
@@ -72,6 +75,7 @@ class Session:
     tracking_uri: str  # the real one (may hold a password: never print it, use the state's)
     prepared: Prepared
     restoring: bool
+    packing: Packing | None = None  # gpus_per_trial = "auto" on a cluster with GPUs
 
     @property
     def study_dir(self) -> Path:
@@ -99,15 +103,21 @@ def run_study(study: Study, opts: RunOptions, log=print) -> StudyOutcome:
         cluster = stack.enter_context(ray_session(opts.address, env, log))
         guard.install()  # ray.init replaced the driver's SIGTERM handler with its own
         per_trial, concurrency = trial_resources(study, cluster)
-        estimate = _estimate(study, opts, per_trial, concurrency, prepared.data)
+        estimate, device_bytes = _estimate(study, opts, per_trial, concurrency, prepared.data)
+        packing = _packing(study, cluster, prepared.data, device_bytes)
+        if packing is not None:
+            concurrency = max(1, min(study.num_trials, int(cluster.gpus / min(packing.fractions.values()))))
+            estimate = dataclasses.replace(estimate, concurrency=concurrency)
         _log_header(study, prepared, cluster, tracking_uri, storage, workdir, estimate, log)
+        for line in packing.lines() if packing is not None else []:
+            log(line)
         outcome = StudyOutcome(study.name, estimate)
         if opts.dry_run:
             return outcome
         if not (opts.yes or restoring) and estimate.wall_hours > TOO_LONG_HOURS:
             raise StudyError(_too_long(study, estimate, cluster))
         stack.enter_context(held_lock(workdir.study_dir(study.name) / LOCK_FILE, f"study {study.name!r}"))
-        session = Session(study, opts, workdir, state, tracking_uri, prepared, restoring)
+        session = Session(study, opts, workdir, state, tracking_uri, prepared, restoring, packing)
         _open_tracking(session, estimate, storage, log)
         _note_ray_session(session, cluster, log)
         outcome.parent_run_id = session.state.parent_run_id
@@ -231,12 +241,29 @@ def prepare(study: Study, workdir: Workdir, log=print) -> Prepared:
     return Prepared(data_path, load_cached(data_path))
 
 
-def _estimate(study: Study, opts: RunOptions, per_trial: dict, concurrency: int, data: SRData) -> Estimate:
+def _estimate(study: Study, opts: RunOptions, per_trial: dict, concurrency: int,
+              data: SRData) -> tuple[Estimate, int]:
+    """The estimate, and the memory of the trials' device in bytes (0: a CPU, or not measured)."""
     if opts.tflops:
-        device, flops = f"target GPU (--tflops {opts.tflops:g})", opts.tflops * 1e12
+        device, flops, memory = f"target GPU (--tflops {opts.tflops:g})", opts.tflops * 1e12, 0
     else:
-        device, flops = measure_trial_device(per_trial)
-    return estimate_study(study, len(data.train), len(data.val), device, flops, concurrency)
+        device, flops, memory = measure_trial_device(per_trial)
+    return estimate_study(study, len(data.train), len(data.val), device, flops, concurrency), memory
+
+
+def _packing(study: Study, cluster, data: SRData, measured_bytes: int) -> Packing | None:
+    """gpus_per_trial = "auto" on a cluster with GPUs: each config's fraction (search.gpu_fractions),
+    on the stated [resources].gpu_memory_gib or the measured device memory."""
+    if study.resources.gpus_per_trial != AUTO or cluster.gpus <= 0:
+        return None
+    device_bytes = int(study.resources.gpu_memory_gib * GIB) or measured_bytes
+    if not device_bytes:
+        raise StudyError("[resources].gpus_per_trial = \"auto\" needs the GPUs' memory: the measurement task "
+                         "found no CUDA device (or --tflops skipped it), so set [resources].gpu_memory_gib")
+    configs = [study.trial_config(p) for p in study.grid()] if study.grid_size else []
+    if not configs:
+        raise StudyError("[resources].gpus_per_trial = \"auto\" needs a discrete [space] (lists, not ranges)")
+    return plan_packing(configs, device_bytes, len(data.train), len(data.val))
 
 
 def bicubic_baseline(pairs: SRPairs) -> dict[str, float]:
@@ -306,8 +333,9 @@ def _fit(s: Session, guard, per_trial: dict, concurrency: int, log) -> None:
     from search.tune.tuner import TuneSetup, make_tuner
     local_scratch_cleanup(s.state.optuna_study)  # what a killed driver's trials left on this node
     tuner = make_tuner(TuneSetup(s.study, s.state, s.prepared.data, s.prepared.path, s.restoring,
-                                 per_trial, concurrency))
-    log(f"running      : {per_trial['cpu']:g} CPU + {per_trial['gpu']:g} GPU per trial, "
+                                 per_trial, concurrency, s.packing))
+    gpu = "auto (per config)" if s.packing else f"{per_trial['gpu']:g}"
+    log(f"running      : {per_trial['cpu']:g} CPU + {gpu} GPU per trial, "
         f"{concurrency} at a time, Ray experiment {s.state.ray_storage}")
     t0 = time.monotonic()
     try:

@@ -13,8 +13,9 @@ A study file has these tables; every field is optional except `[space]`:
                  samplers that learn from finished trials), grace_period (the first rung), reduction_factor,
                  insure (halving: also keep the best trial of each value of this [space] key, e.g.
                  "blocks", at every rung), audit (pruned trials resumed to the full budget afterwards)
-    [resources]  cpus_per_trial, gpus_per_trial (fractions pack trials on a GPU), max_concurrent
-                 (0 = as many as fit), max_failures (restarts of a trial whose process died)
+    [resources]  cpus_per_trial, gpus_per_trial (fractions pack trials on a GPU; "auto": each config's
+                 own, from its predicted memory), gpu_memory_gib (one GPU's, for "auto"; 0 = measured),
+                 max_concurrent (0 = as many as fit), max_failures (restarts of a trial whose process died)
     [final]      epochs (0 = none): after the search, the best trial's configuration is trained
                  again from scratch for this many epochs, as a run of its own (role `final`): the
                  model `predict` and `evaluate` then use, shown beside the search's best
@@ -96,7 +97,10 @@ def halving_rungs(first_rung: int, reduction_factor: int, max_epochs: int) -> li
 @dataclass(frozen=True)
 class Resources:
     cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 1.0  # ignored where the cluster has no GPU: trials then run on CPU
+    # A fraction packs trials on a GPU; "auto" gives each config its own from its predicted memory and
+    # compute share (search.gpu_fractions). Ignored where the cluster has no GPU: trials run on CPU.
+    gpus_per_trial: float | str = 1.0
+    gpu_memory_gib: float = 0.0  # one GPU's memory for "auto"; 0: measured on a GPU node
     max_concurrent: int = 0
     max_failures: int = 2  # Ray restarts a trial whose process died this often, from its last epoch
 
@@ -208,7 +212,14 @@ def _fail(where: str, field_name: str, message: str) -> StudyError:
     return StudyError(f"{where}: {field_name}: {message}")
 
 
-def _typed(value: Any, kind: type, where: str, name: str) -> Any:
+def _typed(value: Any, kind: type | tuple, where: str, name: str) -> Any:
+    if isinstance(kind, tuple):  # the first kind that takes it (a number or a keyword)
+        for k in kind:
+            try:
+                return _typed(value, k, where, name)
+            except StudyError:
+                continue
+        raise _fail(where, name, f"expected {' or '.join(k.__name__ for k in kind)}, got {value!r}")
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if kind is int and isinstance(value, bool) or not isinstance(value, kind):
@@ -228,7 +239,8 @@ _RULES = {  # field -> (type, predicate, what the predicate requires), for the t
     "insure": (str, lambda v: v in ("", *SPACE_KEYS), f"empty or one of {SPACE_KEYS}"),
     "audit": (int, lambda v: v >= 0, ">= 0"),
     "cpus_per_trial": (float, lambda v: v > 0, "> 0"),
-    "gpus_per_trial": (float, lambda v: v >= 0, ">= 0"),
+    "gpus_per_trial": ((float, str), lambda v: v == "auto" or not isinstance(v, str) and v >= 0, '>= 0 or "auto"'),
+    "gpu_memory_gib": (float, lambda v: v >= 0, ">= 0"),
     "max_concurrent": (int, lambda v: v >= 0, ">= 0"),
     "max_failures": (int, lambda v: v >= 0, ">= 0"),
     "epochs": (int, lambda v: v >= 0, ">= 0"),  # [final]

@@ -92,9 +92,10 @@ class StudyCallback(tune.Callback):
             self._logged[trial.trial_id] = epoch
         if result.get("node_id") and result["node_id"] != self._nodes.get(trial.trial_id):
             # the first result, and again if a retry moved the trial
-            tracking.set_tags(self.client, run_id, {tag: result[key] for key, tag in
-                                                    (("node_id", "ray.node_id"), ("hostname", "host"))
-                                                    if result.get(key)})
+            tracking.set_tags(self.client, run_id, {tag: str(result[key]) for key, tag in
+                                                    (("node_id", "ray.node_id"), ("hostname", "host"),
+                                                     ("gpus", "ray.gpus"))
+                                                    if key in result})
             self._nodes[trial.trial_id] = result["node_id"]
         self._to_optuna(trial, "report", epoch, result[self.metric])
         self.progress.result(trials, trial, result, replayed)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from search.gpu_fractions import shape_of
 from search.study import SPACE_KEYS, Study
 from sr_core.data import SRData, SRPairs
 from sr_core.train import TrialConfig, best_metrics, default_device, train_trial
@@ -67,13 +68,23 @@ def trial_config(study: Study, config: dict[str, Any]) -> TrialConfig:
     return study.trial_config({k: config[k] for k in SPACE_KEYS})
 
 
-def run_trial(config: dict[str, Any], data: dict[str, np.ndarray], study: Study) -> None:
-    """The Tune function trainable (wrapped with `tune.with_parameters(run_trial, data=..., study=...)`)."""
+def run_trial(config: dict[str, Any], data: dict[str, np.ndarray], study: Study, packing=None) -> None:
+    """The Tune function trainable (wrapped with `tune.with_parameters(run_trial, data=..., study=...)`).
+    With a `packing` (gpus_per_trial = "auto"), a config predicted not to fit the GPU closes as `oom`
+    with the prediction as its reason, without training."""
     import ray
     from ray import tune
 
+    too_big = packing.too_big.get(shape_of(config)) if packing is not None else None
+    if too_big:
+        tune.report({"final": True, "final_status": "oom", "final_reason": f"skipped before training: {too_big}"})
+        return
+
     torch.set_num_threads(max(1, int(config[CPUS_KEY])))
-    node = {"node_id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname()}
+    context = ray.get_runtime_context()
+    # the GPU share Ray placed the trial with (gpus_per_trial, or its "auto" fraction)
+    node = {"node_id": context.get_node_id(), "hostname": socket.gethostname(),
+            "gpus": float(context.get_assigned_resources().get("GPU", 0.0))}
     scratch = scratch_dir(config[SCRATCH_KEY], tune.get_context().get_trial_id())
     try:
         scratch.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 from ray import tune
 
 from reports.schema import ROLE_FINAL
+from search.gpu_fractions import Packing, resources_fn
 from search.state import StudyState
 from search.study import Study
 from search.tune.callback import StudyCallback, TrackingTarget
@@ -52,6 +53,7 @@ class TuneSetup:
     restoring: bool  # a --resume of a study that already has a Tune experiment
     per_trial: dict[str, float]  # Ray resources of one trial: {"cpu": ..., "gpu": ...}
     concurrency: int
+    packing: Packing | None = None  # gpus_per_trial = "auto": each config's GPU fraction
 
 
 def optuna_target(study: Study, state: StudyState) -> OptunaTarget:
@@ -78,8 +80,10 @@ def scheduler_rungs(study: Study, target: OptunaTarget) -> list[int]:
 
 def make_tuner(setup: TuneSetup) -> tune.Tuner:
     quiet_state_upload_race()
+    resources = resources_fn(setup.per_trial["cpu"], setup.packing) if setup.packing else setup.per_trial
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, data=data_arrays(setup.data), study=setup.study), setup.per_trial)
+        tune.with_parameters(run_trial, data=data_arrays(setup.data), study=setup.study, packing=setup.packing),
+        resources)
     path = f"{setup.state.ray_storage.rstrip('/')}/{setup.state.optuna_study}"
     if setup.restoring and tune.Tuner.can_restore(path):
         # Errored trials stay errored (their process died more often than FailureConfig allows);
