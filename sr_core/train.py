@@ -212,17 +212,17 @@ def _batches(trial: RunningTrial):
     config, fast, b = trial.config, trial.fast, trial.config.batch_size
     n_train = len(trial.train_lr)
     if fast.device_rng:  # order and ops for the whole epoch, drawn on the device: no host round trip
-        order, ops = epoch_draws(trial.gen, n_train, trial.per_epoch, config.augment)
+        order, ops = epoch_draws(trial.gen, n_train, trial.per_epoch, config.augment, config.rgb_permute)
     else:  # the reference: drawn on the host, then a blocking host->device copy per batch
         order, ops = torch.randperm(n_train, generator=trial.gen)[:trial.per_epoch], None
     for i in range(trial.steps_per_epoch):
         idx = order[i * b:(i + 1) * b].to(trial.device)
         lr_u8, hr_u8 = trial.train_lr[idx], trial.train_hr[idx]
         if ops is not None:  # turn the uint8 pixels (4x fewer bytes than float), then convert
-            lr_u8, hr_u8 = augment_batch(lr_u8, hr_u8, ops[i * b:(i + 1) * b])
+            lr_u8, hr_u8 = augment_batch(lr_u8, hr_u8, ops[i * b:(i + 1) * b], config.rgb_permute)
         lr_img, hr_img = to_float(lr_u8), to_float(hr_u8)
         if config.augment and not fast.device_rng:
-            lr_img, hr_img = augment_batch_host(lr_img, hr_img, generator=trial.gen)
+            lr_img, hr_img = augment_batch_host(lr_img, hr_img, generator=trial.gen, rgb_permute=config.rgb_permute)
         if fast.channels_last:
             lr_img = lr_img.contiguous(memory_format=torch.channels_last)
         yield lr_img, hr_img

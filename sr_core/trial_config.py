@@ -41,6 +41,9 @@ class TrialConfig:
     grad_clip: float = _in("train", 1.0)
     patience: int = _in("train", 10)
     augment: bool = _in("train", True)
+    # With augment: each sample's R, G, B channels also in a random order (sr_core.augment). Off by
+    # default, so the original study's recipe (and every curve measured with it) stays as it was.
+    rgb_permute: bool = _in("train", False)
     # Images per epoch, drawn afresh each epoch; 0 = the whole train set. Lets CPU demos report
     # (and be pruned) often without shrinking the data they see over a trial.
     epoch_samples: int = _in("train", 0)
@@ -55,8 +58,9 @@ class TrialConfig:
             value, low = getattr(self, name), 0 if name in ("epoch_samples", "seed") else 1
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ConfigError(name, f"{name} must be an int >= {low}, got {name}={value!r}")
-        if not isinstance(self.augment, bool):
-            raise ConfigError("augment", f"augment must be true or false, got {self.augment!r}")
+        for name in ("augment", "rgb_permute"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(name, f"{name} must be true or false, got {getattr(self, name)!r}")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError("lr", f"lr must be a positive number, got {self.lr=}")
         if not (isinstance(self.eta_min, (int, float)) and 0 <= self.eta_min <= self.lr):

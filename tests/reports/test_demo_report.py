@@ -32,11 +32,16 @@ def test_the_demo_runs_and_beats_bicubic(demo):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     searched = float(re.search(r"vs bicubic\s*: ([+-][\d.]+) dB", done.stdout).group(1))
     final = float(re.search(r"final gain\s*: ([+-][\d.]+) dB over bicubic on val", done.stdout).group(1))
-    # measured on the demo's val set: the search's best +0.60 dB, the final model (60 epochs) +1.30
+    # measured on the demo's val set: the search's best +0.55 dB, the final model (60 epochs) +1.25
     assert searched > 0.3 and final > searched + 0.4, done.stdout[-2000:]
     assert re.search(r"^final        : \S+-final  val/mse", done.stdout, re.M)
-    for label in ("final model", "search's best"):
-        assert re.search(rf"outside\s*: {label} vs bicubic on photos outside scikit-image", done.stdout)
+    assert re.search(r"outside\s*: search's best vs bicubic on photos outside scikit-image", done.stdout)
+    # The bar for the model users take away, on photos from outside scikit-image (measured
+    # +1.09 / +1.09 / +0.43 dB): >= 0.8 dB for sr-search's and Pillow's LR, >= 0.3 for OpenCV-style.
+    outside = re.search(r"outside\s*: final model vs bicubic on photos outside scikit-image, by LR kernel: "
+                        r"sr-search ([+-][\d.]+) dB, pil ([+-][\d.]+) dB, opencv ([+-][\d.]+) dB", done.stdout)
+    gains = [float(g) for g in outside.groups()]
+    assert gains[0] >= 0.8 and gains[1] >= 0.8 and gains[2] >= 0.3, outside.group(0)
 
 
 def test_the_demo_report_draws_every_figure_in_chromium(demo, tmp_path):

@@ -107,3 +107,37 @@ def test_host_augment_works_on_uint8():
     lr_aug, hr_aug = augment_batch_host(lr.to(torch.uint8), hr.to(torch.uint8))
     assert lr_aug.dtype == hr_aug.dtype == torch.uint8
     assert torch.equal(hr_aug[:, :, ::4, ::4], lr_aug)
+
+
+# -- rgb_permute: the channels in one of 6 orders as well, the same on LR and HR ------------------
+def test_each_of_the_48_ops_is_a_dihedral_symmetry_then_a_channel_order():
+    from sr_core.augment import RGB_ORDERS
+    g = torch.Generator().manual_seed(4)
+    n = NUM_OPS * len(RGB_ORDERS)
+    images = torch.randint(0, 256, (n, 3, 8, 8), generator=g, dtype=torch.uint8)
+    out = apply_ops(images, torch.arange(n), rgb_permute=True)
+    for op in range(n):
+        expected = dihedral(images[op], op % NUM_OPS)[RGB_ORDERS[op // NUM_OPS]]
+        assert torch.equal(out[op], expected), op
+    assert RGB_ORDERS[0].tolist() == [0, 1, 2] and len({tuple(o.tolist()) for o in RGB_ORDERS}) == 6
+
+
+def test_rgb_permute_draws_all_48_ops_and_leaves_the_plain_draws_as_they_were():
+    with_perm = epoch_draws(make_generator(CPU, 3), 500, 400, augment=True, rgb_permute=True)[1]
+    assert set(with_perm.tolist()) == set(range(NUM_OPS * 6))
+    plain = epoch_draws(make_generator(CPU, 3), 500, 400, augment=True)[1]
+    assert torch.equal(plain, epoch_draws(make_generator(CPU, 3), 500, 400, True, False)[1])
+    assert plain.max() < NUM_OPS
+
+
+@pytest.mark.parametrize("host", [False, True])
+def test_rgb_permute_turns_and_reorders_lr_and_hr_alike(host):
+    lr, hr = _lr_hr_batch(64)
+    if host:
+        lr_aug, hr_aug = augment_batch_host(lr, hr, torch.Generator().manual_seed(2), rgb_permute=True)
+    else:
+        ops = torch.randint(0, NUM_OPS * 6, (64,), generator=torch.Generator().manual_seed(2))
+        lr_aug, hr_aug = augment_batch(lr, hr, ops, rgb_permute=True)
+    assert torch.equal(hr_aug[:, :, ::4, ::4], lr_aug)  # same op on both
+    # some sample's first channel now holds what was another channel
+    assert any(not torch.equal(lr_aug[i, 0].sort().values, lr[i, 0].sort().values) for i in range(64))
