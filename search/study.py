@@ -12,7 +12,7 @@ A study file has these tables; every field is optional except `[space]`:
     [pruner]     kind ("auto" | "halving" | "asha" | "none"; auto: halving for a grid, asha for the
                  samplers that learn from finished trials), grace_period (the first rung), reduction_factor,
                  insure (halving: also keep the best trial of each value of this [space] key, e.g.
-                 "blocks", at every rung), audit (pruned trials resumed to the full budget afterwards)
+                 "blocks", at every rung)
     [resources]  cpus_per_trial, gpus_per_trial (fractions pack trials on a GPU; "auto": each config's
                  own, from its predicted memory), gpu_memory_gib (one GPU's, for "auto"; 0 = measured),
                  max_concurrent (0 = as many as fit), max_failures (restarts of a trial whose process died)
@@ -82,7 +82,6 @@ class Pruner:
     grace_period: int = 2  # the first rung's epoch
     reduction_factor: int = 3
     insure: str = ""  # halving: a [space] key whose every value keeps its best trial at each rung
-    audit: int = 0  # pruned trials that resume to the full budget after the search (the pruning audit)
 
 
 def halving_rungs(first_rung: int, reduction_factor: int, max_epochs: int) -> list[int]:
@@ -237,7 +236,6 @@ _RULES = {  # field -> (type, predicate, what the predicate requires), for the t
     "grace_period": (int, lambda v: v >= 1, ">= 1"),
     "reduction_factor": (int, lambda v: v >= 2, ">= 2"),
     "insure": (str, lambda v: v in ("", *SPACE_KEYS), f"empty or one of {SPACE_KEYS}"),
-    "audit": (int, lambda v: v >= 0, ">= 0"),
     "cpus_per_trial": (float, lambda v: v > 0, "> 0"),
     "gpus_per_trial": ((float, str), lambda v: v == "auto" or not isinstance(v, str) and v >= 0, '>= 0 or "auto"'),
     "gpu_memory_gib": (float, lambda v: v >= 0, ">= 0"),
