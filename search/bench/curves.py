@@ -150,11 +150,21 @@ def _write(path: Path, content: dict) -> None:
 
 
 def load_curves(path: Path) -> dict:
-    """A curves file written by `bench curves` (.json or .json.gz)."""
+    """A curves file written by `bench curves` (.json or .json.gz); a StudyError names a file that is
+    missing or not one (the CLI exits 2)."""
+    from search.errors import StudyError
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt") as f:
-        return json.load(f)
+    try:
+        with opener(path, "rt") as f:
+            recorded = json.load(f)
+    except FileNotFoundError:
+        raise StudyError(f"{path}: curves file not found (write one with sr-search bench curves)") from None
+    except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StudyError(f"{path}: not a curves file of bench curves ({exc})") from None
+    if not isinstance(recorded, dict) or "configs" not in recorded:
+        raise StudyError(f"{path}: not a curves file of bench curves (no 'configs')")
+    return recorded
 
 
 SUBCOMMAND = ("train every config of a grid study to its end: the learning curves bench search replays",

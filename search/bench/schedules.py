@@ -48,10 +48,13 @@ class Schedule:
 
 
 def schedules(study, max_epochs: int) -> list[Schedule]:
-    """ASHA as the study has it, then halving over HALVING (first rungs below max_epochs), plain and
-    insured by depth."""
-    out = [Schedule(f"asha g{study.pruner.grace_period} rf{study.pruner.reduction_factor}", "asha",
-                    study.pruner.grace_period, study.pruner.reduction_factor)]
+    """ASHA at the study's first rung and reduction factor, the study's own halving (when it halves),
+    then halving over HALVING (first rungs below max_epochs), plain and insured by depth."""
+    g, rf, insure = study.pruner.grace_period, study.pruner.reduction_factor, study.pruner.insure
+    out = [Schedule(f"asha g{g} rf{rf}", "asha", g, rf)]
+    if study.schedule == "halving":  # the study's own schedule, as its file sets it
+        out.append(Schedule(f"study: halving r{g} eta{rf}" + (f" +best/{insure}" if insure else ""), "halving",
+                            g, rf, insure))
     for r0, eta in HALVING:
         if r0 < max_epochs:
             out.append(Schedule(f"halving r{r0} eta{eta}", "halving", r0, eta))
@@ -76,6 +79,9 @@ def _run(args) -> int:
     files = args.curves or shipped_curves()
     if not files or min(slots) < 1:
         raise ValueError(f"need curves files and slots >= 1, got {files=} {slots=}")
+    from search.bench.curves import load_curves
+    for path in files:
+        load_curves(path)  # every file checked before anything is replayed
     rows = []
     for path in files:
         rows += replay_file(path, slots, set(args.only.split(",")) if args.only else None)
