@@ -16,7 +16,7 @@ import pandas as pd
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from .schema import BEST_COLUMNS, CROP_METRICS, EPOCH_METRICS, EXPERIMENT, ROLE_FINAL, STUDY_METRICS
+from .schema import BEST_COLUMNS, CROP_METRICS, EPOCH_METRICS, EXPERIMENT, ROLE_FINAL, ROLE_TRIAL, STUDY_METRICS
 
 CROP_SCORE_COLUMNS = ["run_id", "crop", *CROP_METRICS]
 
@@ -176,6 +176,15 @@ def _study_row(parent: Run, n_trials: int, final: Run | None = None) -> dict:
     return row
 
 
+def _children(client: MlflowClient, experiment_id: str, parent_run_id: str) -> tuple[list[Run], Run | None]:
+    """A study run's trials (role `trial`) and its final step's run (role `final`), if any."""
+    def role(name: str) -> list[Run]:
+        return _search(client, experiment_id,
+                       f"tags.`mlflow.parentRunId` = '{parent_run_id}' and tags.`sr.role` = '{name}'")
+    finals = role(ROLE_FINAL)
+    return role(ROLE_TRIAL), finals[0] if finals else None
+
+
 def load_runs(tracking_uri: str, studies: Sequence[str]) -> RunData:
     """Read the named studies (most recent parent run of each) into DataFrames.
 
@@ -205,15 +214,9 @@ def load_runs(tracking_uri: str, studies: Sequence[str]) -> RunData:
     param_names: set[str] = set()
     for name in names:
         parent = parents[name]
-        children = _search(
-            client, experiment.experiment_id,
-            f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' and tags.`sr.role` = 'trial'",
-        )  # fmt: skip
+        children, final = _children(client, experiment.experiment_id, parent.info.run_id)
         if not children:
             empty.append(name)
-        finals = _search(client, experiment.experiment_id,
-                         f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' and tags.`sr.role` = '{ROLE_FINAL}'")
-        final = finals[0] if finals else None
         study_rows.append(_study_row(parent, len(children), final))
         if final is not None:
             crop_rows.extend(_crop_scores(final))  # the comparison shows the final model first

@@ -329,7 +329,7 @@ def _note_ray_session(s: Session, cluster, log) -> None:
 
 
 def _fit(s: Session, guard, per_trial: dict, concurrency: int, log) -> None:
-    """Build (or restore) the Tuner and run it; on a signal, tag what ran `interrupted` and re-raise."""
+    """Build (or restore) the search's Tuner and run it (`_run_tuner`)."""
     from search.tune.tuner import TuneSetup, make_tuner
     local_scratch_cleanup(s.state.optuna_study)  # what a killed driver's trials left on this node
     tuner = make_tuner(TuneSetup(s.study, s.state, s.prepared.data, s.prepared.path, s.restoring,
@@ -337,17 +337,7 @@ def _fit(s: Session, guard, per_trial: dict, concurrency: int, log) -> None:
     gpu = "auto (per config)" if s.packing else f"{per_trial['gpu']:g}"
     log(f"running      : {per_trial['cpu']:g} CPU + {gpu} GPU per trial, "
         f"{concurrency} at a time, Ray experiment {s.state.ray_storage}")
-    t0 = time.monotonic()
-    try:
-        with guard.tune():
-            tuner.fit()
-    except Interrupted as exc:
-        _mark_interrupted(s, f"interrupted by {exc}; resumable", log)
-        raise
-    finally:
-        s.state.wall_seconds += time.monotonic() - t0
-        s.save_state()
-        local_scratch_cleanup(s.state.optuna_study)
+    _run_tuner(s, guard, tuner, s.state.optuna_study, log)
 
 
 def _final(s: Session, guard, per_trial: dict, log) -> None:
@@ -370,6 +360,12 @@ def _final(s: Session, guard, per_trial: dict, log) -> None:
                                        per_trial, 1), point)
     log(f"final        : {best['name']} (the search's best) trained {s.study.final.epochs} epochs from "
         f"scratch on {per_trial['cpu']:g} CPU + {per_trial['gpu']:g} GPU, Ray experiment {tag}")
+    _run_tuner(s, guard, tuner, tag, log)
+
+
+def _run_tuner(s: Session, guard, tuner, scratch_tag: str, log) -> None:
+    """fit() under the interrupt guard: on a signal, tag what ran `interrupted` and re-raise; the
+    wall time counted and the trials' node-local scratch swept however it ends."""
     t0 = time.monotonic()
     try:
         with guard.tune():
@@ -380,7 +376,7 @@ def _final(s: Session, guard, per_trial: dict, log) -> None:
     finally:
         s.state.wall_seconds += time.monotonic() - t0
         s.save_state()
-        local_scratch_cleanup(tag)
+        local_scratch_cleanup(scratch_tag)
 
 
 def _mark_interrupted(s: Session, reason: str, log) -> None:

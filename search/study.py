@@ -106,9 +106,7 @@ class Resources:
 
 @dataclass(frozen=True)
 class Final:
-    """The final step: the search's best configuration trained longer (its own MLflow run and Tune
-    experiment, so resumable and interrupted like a trial). No early stop and no pruning: it runs
-    every epoch and keeps its best one."""
+    """The search's best configuration trained again (search.engine; no early stop, no pruning)."""
     epochs: int = 0  # 0: no final step
 
 
@@ -212,13 +210,8 @@ def _fail(where: str, field_name: str, message: str) -> StudyError:
 
 
 def _typed(value: Any, kind: type | tuple, where: str, name: str) -> Any:
-    if isinstance(kind, tuple):  # the first kind that takes it (a number or a keyword)
-        for k in kind:
-            try:
-                return _typed(value, k, where, name)
-            except StudyError:
-                continue
-        raise _fail(where, name, f"expected {' or '.join(k.__name__ for k in kind)}, got {value!r}")
+    if isinstance(kind, tuple):  # a number or a keyword: the rule's predicate then judges it
+        return value if isinstance(value, str) else _typed(value, kind[0], where, name)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if kind is int and isinstance(value, bool) or not isinstance(value, kind):
