@@ -160,16 +160,14 @@ def _cmd_run(args) -> int:
     print("trials       : " + ", ".join(f"{n} {s}" for s, n in sorted(outcome.statuses.items())))
     if outcome.best:
         b = outcome.best
-        print(f"best         : {b['name']}  val/mse {b['best/val_mse']:.5f}  "
-              f"val/psnr {b.get('best/val_psnr', float('nan')):.2f} dB  val/ssim {b.get('best/val_ssim', float('nan')):.4f}"
+        print(f"best         : {_scores(b)}  val/ssim {b.get('best/val_ssim', float('nan')):.4f}"
               f"  ({b['status']}, {int(b.get('epochs_run', 0))} epochs)")
         if outcome.baseline_psnr is not None:
             print(f"vs bicubic   : {b.get('best/val_psnr', float('nan')) - outcome.baseline_psnr:+.2f} dB "
                   f"(bicubic {outcome.baseline_psnr:.2f} dB)")
         if outcome.final:
             f = outcome.final
-            print(f"final        : {f['name']}  val/mse {f['best/val_mse']:.5f}  "
-                  f"val/psnr {f.get('best/val_psnr', float('nan')):.2f} dB  ({f['status']}, "
+            print(f"final        : {_scores(f)}  ({f['status']}, "
                   f"{int(f.get('epochs_run', 0))} epochs; the model predict and evaluate use)")
             if outcome.baseline_psnr is not None:
                 print(f"final gain   : {f.get('best/val_psnr', float('nan')) - outcome.baseline_psnr:+.2f} dB "
@@ -233,6 +231,11 @@ def _cmd_dashboard(args) -> int:
     from search.uis import dashboard
     from search.workdir import Workdir
     return dashboard(Workdir(args.workdir), args.study, args.port, args.storage)
+
+
+def _scores(row: dict) -> str:
+    """A trial's (or the final model's) name and best val/mse and val/psnr, as `run` prints them."""
+    return f"{row['name']}  val/mse {row['best/val_mse']:.5f}  val/psnr {row.get('best/val_psnr', float('nan')):.2f} dB"
 
 
 def _gpus(text: str) -> float | str:

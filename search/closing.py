@@ -42,7 +42,7 @@ def finish(session, outcome: StudyOutcome, log) -> StudyOutcome:
     outcome.best = tracking.best_of(trials, study.search.metric, study.search.direction)
     outcome.wall_seconds = state.wall_seconds
     outcome.baseline_psnr = tracking.study_metric(client, parent, "bicubic/val_psnr")
-    packing = getattr(session, "packing", None)
+    packing = session.packing
 
     def gpu_weight(trial: dict) -> float:  # the share of a device the trial held
         if packing is not None:
