@@ -175,14 +175,17 @@ def rung_epochs(grace_period: int, reduction_factor: float, max_epoch: int) -> l
 
 @dataclass(frozen=True)
 class RungCheck:
-    """How well val/mse at the first rung predicts the final val/mse of trials that finished."""
+    """How well val/mse at the first rung predicts the final val/mse of trials that ran to the end:
+    the finished ones, and the pruned ones a pruning audit resumed to the full budget."""
 
     study: str
     rung: int
     rho: float
     n: int
     verdict: str
-    table: pd.DataFrame  # run_id, name, rung_val_mse, final_val_mse (finished trials only)
+    # run_id, name, rung_val_mse, final_val_mse, kind ("finished" or "audited")
+    table: pd.DataFrame
+    audit: str = ""  # the audit's verdict (audit_verdict), "" without an audit
 
 
 def rung_check(
@@ -191,12 +194,15 @@ def rung_check(
     history: pd.DataFrame,
     grace_period: int,
     reduction_factor: float | None = None,
+    audits: pd.DataFrame | None = None,
 ) -> RungCheck:
-    """Spearman between val/mse at epoch == grace_period and the final val/mse of finished trials.
+    """Spearman between val/mse at epoch == grace_period and the final val/mse of the trials that ran
+    to their end: the finished ones and the audited ones (pruned, then resumed to the full budget).
 
-    The final val/mse is the trial's best-epoch val/mse (what its saved weights give). The
-    verdict also says where the eventual best trial ranked at the rung among every trial that
-    reached it, pruned ones included, and whether ASHA's keep-the-top-1/rf rule would keep it.
+    The final val/mse is the trial's best-epoch val/mse (what its saved weights give); an audited
+    trial's rung value is its pruned run's. The verdict also says where the eventual best trial
+    ranked at the rung among every trial that reached it, pruned ones included, and whether ASHA's
+    keep-the-top-1/rf rule would keep it; with an audit, whether an audited trial beat the winner.
     """
     own = trials[trials["study"] == study]
     at_rung = history[(history["study"] == study) & (history["epoch"] == grace_period)]
@@ -208,16 +214,22 @@ def rung_check(
             "name": done["name"].to_numpy(),
             "rung_val_mse": done["run_id"].map(rung_vals).to_numpy(dtype=float),
             "final_val_mse": done["val/mse"].to_numpy(dtype=float),
+            "kind": "finished",
         }
     ).dropna()
+    audited = _audited(study, audits, rung_vals)
+    winner_row = table.loc[table["final_val_mse"].idxmin()] if len(table) else None
+    audit = audit_verdict(audited, winner_row) if audited is not None else ""
+    if audited is not None and len(audited):
+        table = pd.concat([table, audited[table.columns]], ignore_index=True)
     rho = spearman(table["rung_val_mse"], table["final_val_mse"])
     n = len(table)
     if not np.isfinite(rho):
         verdict = (
-            f"{study}: cannot judge pruning: {n} finished trial(s) have val/mse at the first rung "
+            f"{study}: cannot judge pruning: {n} trial(s) that ran to their end have val/mse at the first rung "
             f"(epoch {grace_period}); at least 3 with differing values are needed."
         )
-        return RungCheck(study, grace_period, rho, n, verdict, table)
+        return RungCheck(study, grace_period, rho, n, verdict, table, audit)
     if round(rho, 9) >= 0.8:
         words = "trustworthy: the ranking at the rung predicts the final ranking well"
     elif round(rho, 9) >= 0.5:
@@ -227,10 +239,14 @@ def rung_check(
             "not trustworthy: early val/mse says little about the final one; "
             "raise pruner.grace_period"
         )
-    verdict = f"{study}: Spearman ρ = {rho:.3f} over {n} finished trials at epoch {grace_period}: {words}."
+    n_audited = int((table["kind"] == "audited").sum())
+    over = f"{n} finished trials" if not n_audited else f"{n} trials ({n - n_audited} finished, {n_audited} audited)"
+    verdict = f"{study}: Spearman ρ = {rho:.3f} over {over} at epoch {grace_period}: {words}."
     if n < 5:
         verdict += f" Only {n} trials: treat this with care."
-    winner = table.loc[table["final_val_mse"].idxmin()]
+    if winner_row is None:
+        return RungCheck(study, grace_period, rho, n, verdict + (" " + audit if audit else ""), table, audit)
+    winner = winner_row
     ranks = rung_vals.dropna().rank(method="min")
     if winner["run_id"] in ranks.index:
         rank, field = int(ranks[winner["run_id"]]), len(ranks)
@@ -240,7 +256,42 @@ def rung_check(
             kept = "inside" if rank <= keep else "outside"
             verdict += f", {kept} the top {keep} that ASHA keeps (1/{reduction_factor:g})"
         verdict += "."
-    return RungCheck(study, grace_period, rho, n, verdict, table)
+    if audit:
+        verdict += " " + audit
+    return RungCheck(study, grace_period, rho, n, verdict, table, audit)
+
+
+def _audited(study: str, audits: pd.DataFrame | None, rung_vals: pd.Series) -> pd.DataFrame | None:
+    """The study's audit runs that ran to their end, with their pruned run's value at the rung."""
+    if audits is None or audits.empty:
+        return None
+    own = audits[(audits["study"] == study) & audits["status"].isin(FINISHED)]
+    return pd.DataFrame({
+        "run_id": own["run_id"].to_numpy(), "name": own["name"].to_numpy(),
+        "rung_val_mse": own["source_run_id"].map(rung_vals).to_numpy(dtype=float),
+        "final_val_mse": own["val/mse"].to_numpy(dtype=float), "kind": "audited",
+        "rank": own["rank"].to_numpy(dtype=float), "pruned": own["pruned"].to_numpy(dtype=float),
+        "stopped_at": own["stopped_at"].to_numpy(dtype=float)}).dropna(subset=["final_val_mse"])
+
+
+def audit_verdict(audited: pd.DataFrame, winner: pd.Series | None) -> str:
+    """Plain words on the pruning audit: did a pruned trial, resumed to the full budget, beat the
+    search's winner, and by how much (the pruning regret)."""
+    if audited.empty:
+        return "Pruning audit: no audited trial ran to its end."
+    best = audited.loc[audited["final_val_mse"].idxmin()]
+    where = (f"{best['name']} (rank {best['rank']:.0f} of {best['pruned']:.0f} pruned, stopped at epoch "
+             f"{best['stopped_at']:.0f})")
+    head = f"Pruning audit: {len(audited)} pruned trial(s) resumed to the full budget."
+    if winner is None:
+        return f"{head} No trial of the search finished to compare them with."
+    w, b = float(winner["final_val_mse"]), float(best["final_val_mse"])
+    if b < w:
+        return (f"{head} The pruning was not trustworthy: {where} ended at val/mse {b:.5g}, better than the "
+                f"search's winner {winner['name']} ({w:.5g}) by {(w - b) / w:.1%} "
+                f"({psnr_change_db(b / w):+.2f} dB): a pruning regret of {(w - b) / w:.1%}.")
+    return (f"{head} None beat the search's winner {winner['name']} (val/mse {w:.5g}): the best of them, "
+            f"{where}, ended {(b - w) / w:.1%} above it. Pruning regret 0.")
 
 
 def time_unit(seconds: pd.Series | np.ndarray) -> tuple[float, str]:
@@ -253,3 +304,44 @@ def time_unit(seconds: pd.Series | np.ndarray) -> tuple[float, str]:
     if peak < 2 * 3600:
         return 60.0, "min"
     return 3600.0, "h"
+
+
+@dataclass(frozen=True)
+class Anytime:
+    """The search's best val/mse so far against the device-hours it had spent, epoch by epoch."""
+
+    study: str
+    curve: pd.DataFrame  # device_hours, best_val_mse, name (the trial whose epoch set it)
+    spent_hours: float  # what the search trained, all its trials' epochs
+    full_hours: float  # every trial run to its full budget, at its own measured epoch time
+
+
+def device_share(trials: pd.DataFrame) -> pd.Series:
+    """Each trial's share of a device (its Ray GPU fraction; a whole slot on a CPU), by run_id."""
+    gpus = pd.to_numeric(trials.get("gpus", pd.Series(np.nan, index=trials.index)), errors="coerce")
+    return pd.Series(np.where(gpus > 0, gpus, 1.0), index=trials["run_id"].to_numpy())
+
+
+def anytime(study: str, trials: pd.DataFrame, history: pd.DataFrame) -> Anytime | None:
+    """Epochs of the study's trials in the order they ended (logged_at), each costing its
+    epoch_seconds times its trial's device share: the cumulative device-hours and the best val/mse
+    any trial had reached by then. None without timed epochs."""
+    own = trials[trials["study"] == study]
+    rows = history[history["run_id"].isin(own["run_id"])]
+    if "logged_at" not in rows:
+        return None
+    rows = rows.dropna(subset=["logged_at", "epoch_seconds", "val/mse"])
+    if rows.empty:
+        return None
+    share = device_share(own)
+    rows = rows.sort_values(["logged_at", "run_id", "epoch"], kind="stable")
+    cost = rows["epoch_seconds"].to_numpy(dtype=float) * rows["run_id"].map(share).to_numpy(dtype=float)
+    hours = np.cumsum(cost) / 3600.0
+    best = np.minimum.accumulate(rows["val/mse"].to_numpy(dtype=float))
+    names = rows["run_id"].map(own.set_index("run_id")["name"]).to_numpy()
+    curve = pd.DataFrame({"device_hours": hours, "best_val_mse": best, "name": names})
+    # the full budget: each trial's mean epoch cost times its max_epochs
+    per_epoch = rows.assign(cost=cost).groupby("run_id")["cost"].mean()
+    budget = own.set_index("run_id")["max_epochs"].astype(float)
+    full = float((per_epoch * budget.reindex(per_epoch.index)).sum()) / 3600.0
+    return Anytime(study, curve, float(hours[-1]), full)

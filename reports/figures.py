@@ -12,7 +12,7 @@ from . import analysis as an
 from .figure_base import (MSE, OTHER_COLORS, PSNR, SSIM, STATUS_COLORS, FigureUnavailable, arch_color,
                           finish, need_finished)
 
-__all__ = ["FigureUnavailable", "all_curves", "best_progress", "pareto", "parallel_coordinates",
+__all__ = ["FigureUnavailable", "all_curves", "anytime", "best_progress", "pareto", "parallel_coordinates",
            "pruning_validity", "runs_table", "scaling_fit"]
 
 
@@ -161,15 +161,17 @@ def scaling_fit(trials: pd.DataFrame) -> go.Figure:
     return finish(fig, "Scaling: val/mse against parameters (log-log, best lr per size)", caption, fits=fits)
 
 
-def pruning_validity(trials: pd.DataFrame, history: pd.DataFrame, studies: pd.DataFrame) -> go.Figure:
-    """Figure 9: val/mse at the first ASHA rung against the final val/mse, with Spearman's rho."""
+def pruning_validity(trials: pd.DataFrame, history: pd.DataFrame, studies: pd.DataFrame,
+                     audits: pd.DataFrame | None = None) -> go.Figure:
+    """Figure 9: val/mse at the first rung against the final val/mse, with Spearman's rho, over the
+    trials that finished and the pruned ones a pruning audit resumed to the full budget (diamonds)."""
     checks, reasons = [], []
     for _, s in studies.iterrows():
         if not np.isfinite(s["grace_period"]):
             reasons.append(f"{s['study']}: no pruner.grace_period logged, so no pruning rung to check.")
             continue
         rf = float(s["reduction_factor"]) if np.isfinite(s["reduction_factor"]) else None
-        check = an.rung_check(s["study"], trials, history, int(s["grace_period"]), rf)
+        check = an.rung_check(s["study"], trials, history, int(s["grace_period"]), rf, audits)
         if np.isfinite(check.rho):
             checks.append(check)
         else:
@@ -179,17 +181,56 @@ def pruning_validity(trials: pd.DataFrame, history: pd.DataFrame, studies: pd.Da
     fig = go.Figure()
     for i, check in enumerate(checks):
         colour = OTHER_COLORS[i % len(OTHER_COLORS)] if len(checks) > 1 else "#1f77b4"
+        done, audited = (check.table[check.table["kind"] == k] for k in ("finished", "audited"))
         fig.add_scatter(
-            x=check.table["rung_val_mse"], y=check.table["final_val_mse"], mode="markers",
-            text=check.table["name"], name=f"{check.study}: ρ = {check.rho:.3f} (n={check.n})",
+            x=done["rung_val_mse"], y=done["final_val_mse"], mode="markers",
+            text=done["name"], name=f"{check.study}: ρ = {check.rho:.3f} (n={check.n})",
             marker=dict(size=9, color=colour),
         )
+        if len(audited):
+            fig.add_scatter(
+                x=audited["rung_val_mse"], y=audited["final_val_mse"], mode="markers", text=audited["name"],
+                name=f"{check.study}: audited (pruned, then resumed to the end)",
+                marker=dict(size=12, color=colour, symbol="diamond-open", line=dict(width=2)),
+            )
     rungs = ", ".join(str(r) for r in sorted({c.rung for c in checks}))
     fig.update_xaxes(title_text=f"val MSE at the first rung (epoch {rungs}), log scale", type="log")
     fig.update_yaxes(title_text="final val MSE (best epoch), log scale", type="log")
     caption = " ".join([c.verdict for c in checks] + reasons)
     title = "Pruning validity: val/mse at the first rung against the final val/mse (trials that ran to the end)"
-    return finish(fig, title, caption, spearman={c.study: c.rho for c in checks})
+    return finish(fig, title, caption, spearman={c.study: c.rho for c in checks},
+                  audit={c.study: c.audit for c in checks if c.audit})
+
+
+def anytime(trials: pd.DataFrame, history: pd.DataFrame, studies: pd.DataFrame) -> go.Figure:
+    """The search's best val/mse found so far against the device-hours spent, with what running every
+    trial to its full budget would have cost marked."""
+    fig, lines = go.Figure(), []
+    for i, name in enumerate(studies["study"]):
+        found = an.anytime(name, trials, history)
+        if found is None:
+            continue
+        colour = OTHER_COLORS[i % len(OTHER_COLORS)] if len(studies) > 1 else "#1f77b4"
+        c = found.curve
+        fig.add_scatter(x=c["device_hours"], y=c["best_val_mse"], mode="lines", line_shape="hv", text=c["name"],
+                        name=f"{name}: best val/mse so far", line=dict(color=colour, width=2))
+        fig.add_vline(x=found.full_hours, line=dict(color=colour, dash="dash"),
+                      annotation_text=f"{name}: full budget {found.full_hours:.3g} h", annotation_position="top left")
+        share = found.spent_hours / found.full_hours if found.full_hours > 0 else float("nan")
+        reached = c["device_hours"][c["best_val_mse"] <= c["best_val_mse"].iloc[-1]].iloc[0]
+        lines.append(f"{name}: the search spent {found.spent_hours:.3g} device-hours, {share:.0%} of the "
+                     f"{found.full_hours:.3g} that every trial to its full budget would have cost (dashed line, "
+                     f"at each trial's measured epoch time); its best val/mse {c['best_val_mse'].iloc[-1]:.5g} "
+                     f"was in hand after {reached:.3g}.")
+    if not lines:
+        raise FigureUnavailable("no trial logged timed epochs (epoch_seconds and val/mse) yet")
+    fig.update_xaxes(title_text="cumulative device-hours (each epoch's seconds x its trial's device share)",
+                     rangemode="tozero")
+    fig.update_yaxes(title_text=f"best {MSE} so far, log scale", type="log")
+    caption = (" ".join(lines) + " A device-hour is a GPU-hour on a GPU (a trial packed at 0.25 GPU counts a "
+               "quarter) and a trial-slot-hour on a CPU. The search's own trials only: not the final step "
+               "or the pruning audit.")
+    return finish(fig, "Anytime: the best val/mse found so far against the compute spent", caption)
 
 
 def parallel_coordinates(trials: pd.DataFrame) -> go.Figure:

@@ -16,9 +16,13 @@ import pandas as pd
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from .schema import BEST_COLUMNS, CROP_METRICS, EPOCH_METRICS, EXPERIMENT, ROLE_FINAL, ROLE_TRIAL, STUDY_METRICS
+from .schema import (AUDIT_TAGS, BEST_COLUMNS, CROP_METRICS, EPOCH_METRICS, EXPERIMENT, ROLE_AUDIT, ROLE_FINAL,
+                     ROLE_TRIAL, STUDY_METRICS)
 
 CROP_SCORE_COLUMNS = ["run_id", "crop", *CROP_METRICS]
+#: One row per audit run (role `audit`): the pruned trial it continued and how it ended.
+AUDIT_COLUMNS = ["run_id", "name", "study", "status", "val/mse", "val/psnr", "epochs_run", "source_run_id",
+                 "stopped_at", "rank", "pruned"]
 
 
 class ReportError(ValueError):
@@ -35,6 +39,7 @@ class RunData:
     studies: pd.DataFrame
     tracking_uri: str
     crop_scores: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CROP_SCORE_COLUMNS))
+    audits: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=AUDIT_COLUMNS))
 
 
 def _check_store(tracking_uri: str, names: Sequence[str]) -> None:
@@ -88,7 +93,10 @@ def _history(client: MlflowClient, run: Run) -> list[dict]:
             continue
         # Sorted by timestamp so that a re-logged epoch (resumed trial) keeps its latest value.
         for m in sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.timestamp):
-            rows.setdefault(int(m.step), {"run_id": run.info.run_id, "epoch": int(m.step)})[key] = m.value
+            row = rows.setdefault(int(m.step), {"run_id": run.info.run_id, "epoch": int(m.step)})
+            row[key] = m.value
+            if key == "val/mse":  # when the epoch ended (the anytime figure orders epochs by it)
+                row["logged_at"] = m.timestamp
     return [rows[e] for e in sorted(rows) if e >= 1]
 
 
@@ -114,6 +122,8 @@ def _trial_row(run: Run, parent: Run) -> dict:
         "trial_id": tags.get("trial_id"),
         "parent_run_id": parent.info.run_id,
         "start_time": pd.to_datetime(run.info.start_time, unit="ms", utc=True),
+        # the share of a GPU Ray placed it with (0 on a CPU); NaN for runs from before the tag
+        "gpus": pd.to_numeric(tags.get("ray.gpus"), errors="coerce"),
     }
     # Every param the trial logged: its hyperparameters (search derives them from TrialConfig's
     # fields) and its shape figures (schema.TRIAL_SHAPE_PARAMS). The arch comes from its tag.
@@ -176,13 +186,25 @@ def _study_row(parent: Run, n_trials: int, final: Run | None = None) -> dict:
     return row
 
 
-def _children(client: MlflowClient, experiment_id: str, parent_run_id: str) -> tuple[list[Run], Run | None]:
-    """A study run's trials (role `trial`) and its final step's run (role `final`), if any."""
+def _children(client: MlflowClient, experiment_id: str,
+              parent_run_id: str) -> tuple[list[Run], Run | None, list[Run]]:
+    """A study run's trials (role `trial`), its final step's run (role `final`) if any, and its
+    pruning audit's runs (role `audit`)."""
     def role(name: str) -> list[Run]:
         return _search(client, experiment_id,
                        f"tags.`mlflow.parentRunId` = '{parent_run_id}' and tags.`sr.role` = '{name}'")
     finals = role(ROLE_FINAL)
-    return role(ROLE_TRIAL), finals[0] if finals else None
+    return role(ROLE_TRIAL), finals[0] if finals else None, role(ROLE_AUDIT)
+
+
+def _audit_row(run: Run, parent: Run) -> dict:
+    tags, metrics = run.data.tags, run.data.metrics
+    of, stopped, rank, pruned = (tags.get(t) for t in AUDIT_TAGS)
+    return {"run_id": run.info.run_id, "name": run.info.run_name, "study": parent.data.tags.get("study"),
+            "status": tags.get("status", ""), "val/mse": metrics.get("best/val_mse", math.nan),
+            "val/psnr": metrics.get("best/val_psnr", math.nan), "epochs_run": metrics.get("epochs_run", math.nan),
+            "source_run_id": of, "stopped_at": pd.to_numeric(stopped, errors="coerce"),
+            "rank": pd.to_numeric(rank, errors="coerce"), "pruned": pd.to_numeric(pruned, errors="coerce")}
 
 
 def load_runs(tracking_uri: str, studies: Sequence[str]) -> RunData:
@@ -210,11 +232,12 @@ def load_runs(tracking_uri: str, studies: Sequence[str]) -> RunData:
             f"study {_names(unknown)} not found in {tracking_uri} (studies there: {known})"
         )
 
-    trial_rows, history_rows, study_rows, crop_rows, empty = [], [], [], [], []
+    trial_rows, history_rows, study_rows, crop_rows, audit_rows, empty = [], [], [], [], [], []
     param_names: set[str] = set()
     for name in names:
         parent = parents[name]
-        children, final = _children(client, experiment.experiment_id, parent.info.run_id)
+        children, final, audits = _children(client, experiment.experiment_id, parent.info.run_id)
+        audit_rows.extend(_audit_row(run, parent) for run in audits)
         if not children:
             empty.append(name)
         study_rows.append(_study_row(parent, len(children), final))
@@ -230,8 +253,8 @@ def load_runs(tracking_uri: str, studies: Sequence[str]) -> RunData:
 
     trials = pd.DataFrame(trial_rows)
     trials = _numeric_params(trials, (param_names - {"epochs", "arch"}) | {"max_epochs"})
-    history = pd.DataFrame(history_rows, columns=["run_id", "epoch", *EPOCH_METRICS])
-    history = history.astype({k: float for k in EPOCH_METRICS})
+    history = pd.DataFrame(history_rows, columns=["run_id", "epoch", *EPOCH_METRICS, "logged_at"])
+    history = history.astype({k: float for k in (*EPOCH_METRICS, "logged_at")})
     trials = _fill_from_history(trials, history)
     meta = trials[["run_id", "name", "study", "arch", "status"]]
     history = meta.merge(history, on="run_id", how="inner")
@@ -239,7 +262,7 @@ def load_runs(tracking_uri: str, studies: Sequence[str]) -> RunData:
     trials = trials.reset_index(drop=True)
     crops = pd.DataFrame(crop_rows, columns=CROP_SCORE_COLUMNS).astype({m: float for m in CROP_METRICS})
     return RunData(trials=trials, history=history, studies=pd.DataFrame(study_rows), tracking_uri=tracking_uri,
-                   crop_scores=crops)
+                   crop_scores=crops, audits=pd.DataFrame(audit_rows, columns=AUDIT_COLUMNS))
 
 
 def load_artifact(tracking_uri: str, run_id: str, path: str) -> bytes | None:

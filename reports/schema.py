@@ -13,6 +13,12 @@ EXPERIMENT = "sr-search"
 #: study run trained from the search's best configuration; never counted among the trials).
 ROLE_STUDY, ROLE_TRIAL, ROLE_FINAL = "study", "trial", "final"
 FINAL_SUFFIX = "-final"  # the final run's name: the trial's run name + this
+#: The pruning audit ([pruner] audit = K): a pruned trial resumed from its last checkpoint to the full
+#: budget, as a child run of its own (never counted among the trials; the pruned trial stays pruned).
+ROLE_AUDIT, AUDIT_SUFFIX = "audit", "-audit"
+#: Tags of an audit run: the pruned trial's run id, the epoch it was stopped at, its place in the rung
+#: ranking (1 = the best pruned trial) and how many pruned trials were ranked.
+AUDIT_TAGS = ("audit.of", "audit.stopped_at", "audit.rank", "audit.pruned")
 
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 

@@ -122,6 +122,8 @@ def run_study(study: Study, opts: RunOptions, log=print) -> StudyOutcome:
         _note_ray_session(session, cluster, log)
         outcome.parent_run_id = session.state.parent_run_id
         _fit(session, guard, per_trial, concurrency, log)
+        if study.pruner.audit:
+            _audit(session, guard, per_trial, concurrency, log)
         if study.final.epochs:
             _final(session, guard, final_resources(cluster), log)
         return finish(session, outcome, log)
@@ -340,20 +342,52 @@ def _fit(s: Session, guard, per_trial: dict, concurrency: int, log) -> None:
     _run_tuner(s, guard, tuner, s.state.optuna_study, log)
 
 
+def _audit(s: Session, guard, per_trial: dict, concurrency: int, log) -> None:
+    """The pruning audit (search.audit): [pruner].audit pruned trials, spread over the rung ranking,
+    resumed from their checkpoints to the full budget, in an experiment of their own (restored on
+    --resume: the trials picked when it started are the ones audited)."""
+    from mlflow.tracking import MlflowClient
+
+    from search import audit
+    from search.tune.tuner import TuneSetup, audit_experiment, make_audit_tuner, restore_audit_tuner
+    setup = TuneSetup(s.study, s.state, s.prepared.data, s.prepared.path, s.restoring, per_trial, concurrency,
+                      s.packing)
+    tag = audit_experiment(s.state)
+    tuner = restore_audit_tuner(setup)
+    if tuner is None:
+        client = MlflowClient(s.tracking_uri)
+        pruned = audit.pruned_trials(client, s.state.experiment_id, s.state.parent_run_id, s.study.search.metric)
+        checkpoints = audit.latest_checkpoints(f"{s.state.ray_storage.rstrip('/')}/{s.state.optuna_study}")
+        resumable = [p for p in pruned if p.trial_id in checkpoints]
+        if len(resumable) < len(pruned):
+            log(f"audit        : {len(pruned) - len(resumable)} pruned trial(s) left no checkpoint to resume from")
+        chosen = audit.picks(resumable, s.study.pruner.audit, s.study.search.direction)
+        if not chosen:
+            log("audit        : skipped: the search pruned no trial that can be resumed")
+            return
+        log(f"audit        : {len(chosen)} of {len(resumable)} pruned trials resumed to epoch "
+            f"{s.study.train.epochs}, spread over the rung ranking: "
+            + ", ".join(f"{p.name} (rank {rank}, stopped at epoch {p.stopped_at})" for rank, p in chosen))
+        tuner = make_audit_tuner(setup, [audit.audit_config(rank, len(resumable), p, checkpoints[p.trial_id])
+                                         for rank, p in chosen])
+    local_scratch_cleanup(tag)
+    _run_tuner(s, guard, tuner, tag, log)
+
+
 def _final(s: Session, guard, per_trial: dict, log) -> None:
     """The final step: the search's best configuration trained for [final].epochs as one more Tune
     trial (its own experiment and MLflow run, role `final`), restored on --resume like the search."""
     from mlflow.tracking import MlflowClient
 
+    from search.audit import space_point
     from search.tune.tuner import TuneSetup, final_experiment, make_final_tuner
-    from sr_core.trial_config import fields_in
     client = MlflowClient(s.tracking_uri)
     best = tracking.best_of(tracking.study_trials(client, s.state.experiment_id, s.state.parent_run_id),
                             s.study.search.metric, s.study.search.direction)
     if best is None:
         log("final        : skipped: no trial of the search ran to its end")
         return
-    point = {f.name: {"int": int, "float": float}.get(f.type, str)(best[f.name]) for f in fields_in("space")}
+    point = space_point(best)
     tag = final_experiment(s.state)
     local_scratch_cleanup(tag)
     tuner = make_final_tuner(TuneSetup(s.study, s.state, s.prepared.data, s.prepared.path, s.restoring,

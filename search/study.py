@@ -12,7 +12,8 @@ A study file has these tables; every field is optional except `[space]`:
     [pruner]     kind ("auto" | "halving" | "asha" | "none"; auto: halving for a grid, asha for the
                  samplers that learn from finished trials), grace_period (the first rung), reduction_factor,
                  insure (halving: also keep the best trial of each value of this [space] key, e.g.
-                 "blocks", at every rung)
+                 "blocks", at every rung), audit (after the search, this many pruned trials, spread over
+                 the rung ranking, resume from their checkpoints to the full budget: runs of role `audit`)
     [resources]  cpus_per_trial, gpus_per_trial (fractions pack trials on a GPU; "auto": each config's
                  own, from its predicted memory), gpu_memory_gib (one GPU's, for "auto"; 0 = measured),
                  max_concurrent (0 = as many as fit), max_failures (restarts of a trial whose process died)
@@ -82,6 +83,7 @@ class Pruner:
     grace_period: int = 2  # the first rung's epoch
     reduction_factor: int = 3
     insure: str = ""  # halving: a [space] key whose every value keeps its best trial at each rung
+    audit: int = 0  # pruned trials resumed to the full budget after the search (search.audit)
 
 
 def halving_rungs(first_rung: int, reduction_factor: int, max_epochs: int) -> list[int]:
@@ -177,6 +179,10 @@ class Study:
                                    search=dataclasses.replace(self.search, sampler="grid", trials=1),
                                    pruner=Pruner(kind="none"), final=Final(), faults={})
 
+    def audit_study(self) -> "Study":
+        """The pruning audit's trials as a study: the search's own epochs, no pruner (search.audit)."""
+        return dataclasses.replace(self, pruner=Pruner(kind="none"), final=Final(), faults={})
+
     def flat_params(self) -> dict[str, str]:
         """The spec flattened with dots, for MLflow params."""
         out = {"study.name": self.name, "study.data": self.data}
@@ -229,6 +235,7 @@ _RULES = {  # field -> (type, predicate, what the predicate requires), for the t
     "grace_period": (int, lambda v: v >= 1, ">= 1"),
     "reduction_factor": (int, lambda v: v >= 2, ">= 2"),
     "insure": (str, lambda v: v in ("", *SPACE_KEYS), f"empty or one of {SPACE_KEYS}"),
+    "audit": (int, lambda v: v >= 0, ">= 0"),
     "cpus_per_trial": (float, lambda v: v > 0, "> 0"),
     "gpus_per_trial": ((float, str), lambda v: v == "auto" or not isinstance(v, str) and v >= 0, '>= 0 or "auto"'),
     "gpu_memory_gib": (float, lambda v: v >= 0, ">= 0"),
@@ -328,6 +335,9 @@ def _check_consistency(study: Study, where: str) -> None:
         raise _fail(where, "[pruner].grace_period",
                     f"must be below [train].epochs ({study.pruner.grace_period} >= {study.train.epochs}),"
                     " or set [pruner].kind = \"none\"")
+    if study.pruner.audit and study.schedule == "none":
+        raise _fail(where, "[pruner].audit", f"audits pruned trials, and [pruner].kind = \"none\" prunes none "
+                    f"(audit = {study.pruner.audit}): set a kind, or audit = 0")
 
 
 def _faults(table: Any, where: str) -> dict[str, str]:

@@ -22,8 +22,8 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
-from reports.schema import (CROP_METRICS, CROPS_MANIFEST, EPOCH_METRICS, EXPERIMENT, EXPERIMENT_TAGS,
-                            FINAL_SUFFIX, FINISHED, OBJECTIVE, OBJECTIVE_MODE, ROLE_FINAL, ROLE_TRIAL,
+from reports.schema import (AUDIT_SUFFIX, CROP_METRICS, CROPS_MANIFEST, EPOCH_METRICS, EXPERIMENT, EXPERIMENT_TAGS,
+                            FINAL_SUFFIX, FINISHED, OBJECTIVE, OBJECTIVE_MODE, ROLE_AUDIT, ROLE_FINAL, ROLE_TRIAL,
                             best_position, crop_image, crop_metric, eval_artifact, summary_key)
 from search.crops import ComparisonCrops, Weights, bicubic_crops, crop_metrics, hr_crops, manifest, render_crops
 from search.errors import StudyError, TrackingError
@@ -159,10 +159,11 @@ def find_trial_run(client: MlflowClient, experiment_id: str, parent_run_id: str,
 def create_trial_run(client: MlflowClient, experiment_id: str, parent_run_id: str, study_name: str,
                      trial_id: str, config: Mapping[str, Any], tags: Mapping[str, str],
                      role: str = ROLE_TRIAL) -> str:
-    """A child run for a Tune trial (or the final step's, role `final`, named `<run name>-final`):
+    """A child run for a Tune trial (or the final step's, role `final`, named `<run name>-final`; or an
+    audited pruned trial's, role `audit`, `<run name>-audit`):
     its tags, its hyperparameters (TrialConfig's logged fields) and its shape (parameters, forward
     FLOPs per image)."""
-    name = run_name(config) + (FINAL_SUFFIX if role == ROLE_FINAL else "")
+    name = run_name(config) + {ROLE_FINAL: FINAL_SUFFIX, ROLE_AUDIT: AUDIT_SUFFIX}.get(role, "")
     run_id = client.create_run(
         experiment_id, run_name=name,
         tags={"mlflow.parentRunId": parent_run_id, "sr.role": role, "study": study_name,

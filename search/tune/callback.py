@@ -21,6 +21,7 @@ from ray import tune
 
 from reports.schema import ENDED, ROLE_TRIAL, WITH_WEIGHTS, summary_key
 from search import tracking
+from search.audit import AUDIT_KEY
 from search.redaction import TRACKING_ENV, resolve
 from search.statuses import closing_status
 from search.testhooks import pause_point
@@ -139,7 +140,8 @@ class StudyCallback(tune.Callback):
         else:
             run_id = tracking.create_trial_run(
                 self.client, t.experiment_id, t.parent_run_id, t.study_name, trial.trial_id, trial.config,
-                tags={"optuna.trial_number": str(trial.config[OPTUNA_NUMBER])} if self.optuna else {},
+                tags=({"optuna.trial_number": str(trial.config[OPTUNA_NUMBER])} if self.optuna else {})
+                | trial.config.get(AUDIT_KEY, {}).get("tags", {}),
                 role=self.role)
         self._runs[trial.trial_id] = run_id
         return run_id

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from search.audit import AUDIT_KEY
 from search.gpu_fractions import shape_of
 from search.study import SPACE_KEYS, Study
 from sr_core.data import SRData, SRPairs
@@ -89,6 +90,8 @@ def run_trial(config: dict[str, Any], data: dict[str, np.ndarray], study: Study,
     try:
         scratch.mkdir(parents=True, exist_ok=True)
         restored = tune.get_checkpoint()
+        if restored is None and config.get(AUDIT_KEY):  # a pruned trial audited: from where it stopped
+            restored = tune.Checkpoint(config[AUDIT_KEY]["checkpoint"])
         if restored is not None:  # a retry or a resumed study: continue from the last reported epoch
             with restored.as_directory() as src:
                 shutil.copytree(src, scratch, dirs_exist_ok=True)

@@ -11,10 +11,11 @@ from pathlib import Path
 
 from ray import tune
 
-from reports.schema import ROLE_FINAL
+from reports.schema import ROLE_AUDIT, ROLE_FINAL
+from search.audit import AUDIT_KEY
 from search.gpu_fractions import Packing, resources_fn
 from search.state import StudyState
-from search.study import Study
+from search.study import SPACE_KEYS, Study
 from search.tune.callback import StudyCallback, TrackingTarget
 from search.tune.optuna_store import OptunaTarget
 from search.tune.progress import Progress
@@ -116,6 +117,51 @@ def make_final_tuner(setup: TuneSetup, point: dict) -> tune.Tuner:
         trainable,
         param_space={**study.trial_constants(), **point, CPUS_KEY: setup.per_trial["cpu"], SCRATCH_KEY: name},
         tune_config=tune.TuneConfig(num_samples=1, trial_dirname_creator=lambda t: t.trial_id),
+        run_config=tune.RunConfig(name=name, storage_path=state.ray_storage, verbose=0, callbacks=[callback],
+                                  failure_config=tune.FailureConfig(max_failures=study.resources.max_failures),
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=2)))
+
+
+def audit_experiment(state: StudyState) -> str:
+    """The Tune experiment (and scratch tag) of a study's pruning audit."""
+    return f"{state.optuna_study}-audit"
+
+
+def restore_audit_tuner(setup: TuneSetup) -> tune.Tuner | None:
+    """The audit's Tuner restored from its experiment (a --resume after the audit started), or None."""
+    path = f"{setup.state.ray_storage.rstrip('/')}/{audit_experiment(setup.state)}"
+    if not tune.Tuner.can_restore(path):
+        return None
+    quiet_state_upload_race()
+    return tune.Tuner.restore(path, _audit_trainable(setup), resume_unfinished=True, resume_errored=False,
+                              restart_errored=False)
+
+
+def _audit_trainable(setup: TuneSetup):
+    study = setup.study.audit_study()
+    resources = resources_fn(setup.per_trial["cpu"], setup.packing) if setup.packing else setup.per_trial
+    return tune.with_resources(
+        tune.with_parameters(run_trial, data=data_arrays(setup.data), study=study, packing=setup.packing),
+        resources)
+
+
+def make_audit_tuner(setup: TuneSetup, audits: list[dict]) -> tune.Tuner:
+    """The pruning audit (search.audit): one trial per pruned trial in `audits` (search.audit.audit_config),
+    each resuming from that trial's checkpoint to the search's full budget, role `audit`, no Optuna."""
+    quiet_state_upload_race()
+    study, state, name = setup.study.audit_study(), setup.state, audit_experiment(setup.state)
+    callback = StudyCallback(TrackingTarget(state.tracking_uri, state.experiment_id, state.parent_run_id, study.name),
+                             None, str(setup.data_path), study.train.epochs, study.search.metric, name,
+                             Progress(len(audits), study.train.epochs, 0.0), role=ROLE_AUDIT)
+    # One trial per audited config: the grid runs over the audit entries, and each [space] key is
+    # read from the trial's own entry.
+    space = {key: tune.sample_from(lambda config, key=key: config[AUDIT_KEY][key]) for key in SPACE_KEYS}
+    return tune.Tuner(
+        _audit_trainable(setup),
+        param_space={**study.trial_constants(), AUDIT_KEY: tune.grid_search(audits), **space,
+                     CPUS_KEY: min(study.resources.cpus_per_trial, setup.per_trial["cpu"]), SCRATCH_KEY: name},
+        tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=setup.concurrency, reuse_actors=True,
+                                    trial_dirname_creator=lambda t: t.trial_id),
         run_config=tune.RunConfig(name=name, storage_path=state.ray_storage, verbose=0, callbacks=[callback],
                                   failure_config=tune.FailureConfig(max_failures=study.resources.max_failures),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=2)))

@@ -54,11 +54,11 @@ def test_the_demo_report_draws_every_figure_in_chromium(demo, tmp_path):
     dom, requested = open_in_chromium(page, tmp_path)
     status, errors = render_status(dom)
     assert status["errors"] == 0, errors
-    assert status["figures"] == status["rendered"] == html.count('class="plotly-graph-div"') == 9
+    assert status["figures"] == status["rendered"] == html.count('class="plotly-graph-div"') == 10
     # the best trial's sample grid, and the comparison crops: HR, bicubic and each trial's, with error maps
     crops = html.count("<tr data-crop=")
     assert crops >= 5 and status["images"] == status["loaded"] > 1 + 3 * crops
     assert requested == []
-    for n in range(2, 11):
+    for n in range(2, 12):
         section = html[html.index(f'<section id="section-{n}">'):]
         assert "plotly-graph-div" in section[:section.index("</section>")]

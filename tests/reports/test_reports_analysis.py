@@ -97,3 +97,51 @@ def test_rung_check_calls_a_scrambled_ranking_untrustworthy():
     assert check.rho == pytest.approx(-1.0)
     assert "not trustworthy" in check.verdict
     assert "ranked 5 of 5" in check.verdict and "outside the top 3" in check.verdict
+
+
+def _finished_and_rungs():
+    trials = pd.DataFrame(
+        {"run_id": list("abcd"), "name": list("abcd"), "study": "s", "status": "completed",
+         "val/mse": [1.0, 2.0, 3.0, 4.0]}  # fmt: skip
+    )
+    history = pd.DataFrame(
+        {"run_id": list("abcdxy"), "study": "s", "epoch": 2, "val/mse": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]}
+    )  # x and y: pruned at the rung, worse than every finished trial there
+    return trials, history
+
+
+def _audits(values):
+    return pd.DataFrame({"run_id": ["ax", "ay"], "name": ["x-audit", "y-audit"], "study": "s",
+                         "status": "completed", "val/mse": values, "source_run_id": ["x", "y"],
+                         "stopped_at": [2, 2], "rank": [1, 2], "pruned": [2, 2]})
+
+
+def test_an_audited_trial_that_beats_the_winner_makes_the_pruning_untrustworthy():
+    trials, history = _finished_and_rungs()
+    check = an.rung_check("s", trials, history, grace_period=2, reduction_factor=2, audits=_audits([0.8, 5.0]))
+    assert list(check.table["kind"]) == ["finished"] * 4 + ["audited"] * 2 and check.n == 6
+    assert "(4 finished, 2 audited)" in check.verdict
+    assert "The pruning was not trustworthy: x-audit (rank 1 of 2 pruned, stopped at epoch 2)" in check.audit
+    assert "better than the search's winner a (1) by 20.0%" in check.audit and "+0.97 dB" in check.audit
+    assert check.audit in check.verdict
+
+
+def test_an_audit_that_confirms_the_pruning_says_its_regret_is_zero():
+    trials, history = _finished_and_rungs()
+    check = an.rung_check("s", trials, history, grace_period=2, audits=_audits([4.5, 6.0]))
+    assert check.rho == pytest.approx(1.0)  # the audited ones stayed worst: the rung ranking held
+    assert "None beat the search's winner a" in check.audit and "ended 350.0% above it. Pruning regret 0." in check.audit
+
+
+def test_anytime_accumulates_each_epoch_s_device_share_in_the_order_epochs_ended():
+    trials = pd.DataFrame({"run_id": ["a", "b"], "name": ["a", "b"], "study": "s", "gpus": [0.25, np.nan],
+                           "max_epochs": [4.0, 4.0]})
+    history = pd.DataFrame({"run_id": ["a", "b", "a", "b"], "epoch": [1, 1, 2, 2],
+                            "logged_at": [1.0, 2.0, 3.0, 4.0], "epoch_seconds": [3600.0] * 4,
+                            "val/mse": [0.5, 0.3, 0.4, 0.35]})
+    found = an.anytime("s", trials, history)
+    # a holds a quarter GPU, b (no GPU tag) a whole slot
+    assert list(found.curve["device_hours"]) == [0.25, 1.25, 1.5, 2.5]
+    assert list(found.curve["best_val_mse"]) == [0.5, 0.3, 0.3, 0.3]
+    assert found.spent_hours == 2.5 and found.full_hours == pytest.approx(4 * 0.25 + 4 * 1.0)
+    assert an.anytime("other", trials, history) is None

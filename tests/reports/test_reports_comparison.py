@@ -103,7 +103,7 @@ def test_without_logged_crops_the_section_says_why(data):
 
 def test_the_report_embeds_the_section_with_its_images_as_data_uris(two_study_report, store):
     _, html = two_study_report
-    section = html[html.index('<section id="section-12">'):]
+    section = html[html.index('<section id="section-13">'):]
     section = section[:section.index("</section>")]
     assert "The same crops across trials" in section and 'id="crops-table"' in section
     images = re.findall(r"<img [^>]*>", section)

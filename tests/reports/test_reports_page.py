@@ -39,7 +39,7 @@ def external_references(html: str) -> list[str]:
 def test_plotly_js_is_inlined_exactly_once(two_study_report):
     _, html = two_study_report
     assert html.count(get_plotlyjs()[:200]) == 1
-    assert html.count('class="plotly-graph-div"') == 9  # figures 2-10
+    assert html.count('class="plotly-graph-div"') == 10  # figures 2-11
 
 
 def test_no_markup_loads_anything_from_outside_the_file(two_study_report, residual_report):
@@ -93,7 +93,7 @@ def test_runs_table_rows_follow_val_mse_and_every_section_is_titled(two_study_re
     order = re.findall(r'<tr class="[^"]*" data-run-id="[^"]*"><td data-sort="([^"]*)"', table)
     assert order[:3] == ["residual_b4_c32_lr0.001", "refiner_b4_c32_lr0.001", "refiner_b2_c32_lr0.001"]
     assert order[-1] == "residual_b8_c64_lr0.001"  # no val/mse: last
-    for n in range(1, 13):
+    for n in range(1, 14):
         assert f'<section id="section-{n}"><h2>{n}. ' in html
     assert "Not drawn" not in html
 
@@ -102,7 +102,7 @@ def test_one_arch_report_explains_the_missing_comparison(residual_report):
     _, html = residual_report
     section = html[html.index('id="section-2"') : html.index('id="section-3"')]
     assert "Not drawn: only one architecture (residual) in this report" in section
-    assert html.count('class="plotly-graph-div"') == 8
+    assert html.count('class="plotly-graph-div"') == 9
 
 
 def test_a_page_without_finished_trials_degrades_instead_of_failing(data):
@@ -111,7 +111,8 @@ def test_a_page_without_finished_trials_degrades_instead_of_failing(data):
     html = render_page(thin, samples_png=None)
     assert html.count("Not drawn: no trial finished") >= 5
     assert "No trial finished (completed or early_stopped) yet" in html
-    assert html.count('class="plotly-graph-div"') == 1  # only the all-curves figure
+    # only the all-curves figure and the anytime one (the best any epoch reached, finished or not)
+    assert html.count('class="plotly-graph-div"') == 2
 
 
 def test_a_failed_build_leaves_the_previous_report_untouched(store, tmp_path):

@@ -47,6 +47,7 @@ epoch_samples = {epoch_samples}
 kind = "{pruner}"
 grace_period = 1
 reduction_factor = 2
+audit = {audit}
 [resources]
 cpus_per_trial = {cpus}
 gpus_per_trial = 0
@@ -56,7 +57,8 @@ max_concurrent = {concurrent}
 
 
 def write_study(folder: Path, name: str = "faults", *, blocks=(0, 1), channels=(4,), lrs=(1e-3, 2e-3), epochs=4,
-                patience=10, epoch_samples=4, pruner="none", cpus=1, concurrent=1, faults=None) -> Path:
+                patience=10, epoch_samples=4, pruner="none", cpus=1, concurrent=1, faults=None,
+                audit=0) -> Path:
     """A tiny grid study on two real photos (8 train / 4 val patches): epochs of a second or two."""
     photos = folder / "photos"
     if not photos.exists():
@@ -65,7 +67,7 @@ def write_study(folder: Path, name: str = "faults", *, blocks=(0, 1), channels=(
     text = STUDY.format(name=name, data=photos, blocks=list(blocks), channels=list(channels), lrs=list(lrs),
                         epochs=epochs,
                         patience=patience, epoch_samples=epoch_samples, pruner=pruner, cpus=cpus,
-                        concurrent=concurrent, faults=table)
+                        concurrent=concurrent, faults=table, audit=audit)
     path = folder / f"{name}.toml"
     path.write_text(text)
     return path

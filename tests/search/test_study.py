@@ -38,6 +38,8 @@ def test_bundled_studies_load_and_the_residual_grid_is_the_original():
     (("lr = [1e-3]", "lr = {low = 1e-4, high = 1e-3}"), "[search].sampler"),
     (("[train]", "[pruner]\ngrace_period = 9\n[train]"), "[pruner].grace_period"),
     (("[search]", "[extras]\nx = 1\n[search]"), "[extras]"),
+    (("[train]", "[pruner]\naudit = -1\n[train]"), "[pruner].audit"),
+    (("[train]", "[pruner]\nkind = \"none\"\naudit = 2\n[train]"), "[pruner].audit"),
 ])
 def test_a_wrong_field_is_named(edit, field):
     with pytest.raises(StudyError) as exc:
@@ -86,3 +88,10 @@ def test_unreachable_tracking_server_fails_fast_with_exit_2(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "127.0.0.1:9" in err and "unreachable" in err
+
+
+def test_an_audit_runs_the_search_s_own_budget_without_a_pruner():
+    study = parse_study(MINIMAL.replace("[train]", "[pruner]\naudit = 2\n[train]"), "my.toml", "my")
+    audit = study.audit_study()
+    assert study.pruner.audit == 2 and audit.schedule == "none" and audit.train == study.train
+    assert audit.rungs() == [] and audit.final.epochs == 0

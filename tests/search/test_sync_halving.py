@@ -2,7 +2,8 @@
 pause at each rung and the best resume from the epoch they paused at; `paused` is a status of its own
 while they wait, in MLflow, Optuna and `sr-search status` (held there by the driver's test hook, then
 killed: a paused trial stays paused, it is not "interrupted", and --resume goes on); each epoch is
-logged once; and the two stores tell the same story at the end."""
+logged once; and the two stores tell the same story at the end. Its pruning audit then resumes two
+pruned trials (the best and the worst of the rung ranking) from their checkpoints to the full budget."""
 import pytest
 
 from _driver import Driver, child_env, epochs_logged, optuna_study, run_cli, runs, write_study
@@ -14,7 +15,7 @@ pytestmark = pytest.mark.slow  # a real study through the CLI
 def halved(tmp_path_factory):
     root = tmp_path_factory.mktemp("halving")
     study = write_study(root, "halved", blocks=(0, 1), channels=(4, 8), lrs=(1e-2, 1e-3), epochs=4,
-                        pruner="halving", cpus=1)  # rungs at epochs 1, 2 and 4; 2 trials at a time
+                        pruner="halving", cpus=1, audit=2)  # rungs at epochs 1, 2 and 4; 2 trials at a time
     workdir, env = root / "w", child_env(root)
     args = ["run", "--study", str(study), "--workdir", str(workdir), "--tflops", "1", "--no-report"]
     d = Driver(args, child_env(root, SR_SEARCH_PAUSE_AT="trial_paused"))
@@ -67,3 +68,23 @@ def test_optuna_tells_the_same_story_and_holds_the_rung_decisions(halved):
         assert sorted(t.intermediate_values) == list(range(1, int(run.data.metrics["epochs_run"]) + 1))
     decisions = study.user_attrs["sync_decisions"]
     assert [(m, len(kept), len(cut)) for m, kept, cut in decisions] == [(1, 4, 4), (2, 2, 2)]
+
+
+def test_the_audit_resumes_the_best_and_the_worst_pruned_trial_from_their_checkpoints(halved):
+    pruned = {t.info.run_id: t for t in runs(halved["workdir"]) if t.data.tags["status"] == "pruned"}
+    audits = runs(halved["workdir"], role="audit")
+    assert len(audits) == 2 and "audit        : 2 of 6 pruned trials resumed to epoch 4" in halved["text"]
+    by_rank = {int(a.data.tags["audit.rank"]): a for a in audits}
+    assert sorted(by_rank) == [1, 6] and {a.data.tags["audit.pruned"] for a in audits} == {"6"}
+    # rank 1 survived to the second rung (epoch 2), rank 6 was the worst at the first one (epoch 1)
+    assert [by_rank[r].data.tags["audit.stopped_at"] for r in (1, 6)] == ["2", "1"]
+    for audit in audits:
+        source = pruned[audit.data.tags["audit.of"]]  # the pruned trial it continues, still pruned
+        stopped = int(audit.data.tags["audit.stopped_at"])
+        assert int(source.data.metrics["epochs_run"]) == stopped
+        assert audit.info.run_name == source.info.run_name + "-audit"
+        assert audit.data.tags["status"] == "completed" and int(audit.data.metrics["epochs_run"]) == 4
+        # from its checkpoint: only the epochs after the one it was stopped at are trained and logged
+        assert [e for e, _ in epochs_logged(halved["workdir"], audit.info.run_id)] == list(range(stopped + 1, 5))
+    study = optuna_study(halved["workdir"], "halved")
+    assert len(study.trials) == 8  # the audit is no Optuna trial; the audited ones stay PRUNED there

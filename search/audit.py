@@ -1,0 +1,107 @@
+"""The pruning audit (`[pruner] audit = K`): was the pruning right to stop what it stopped?
+
+After the search, K of its pruned trials, spread over the rung ranking (the best pruned one, the
+worst, and evenly between: not only the near-misses), resume from their last checkpoint (the epoch a
+synchronous schedule paused them at) to the search's full budget. Each is a Tune trial of its own
+experiment (`<study>-audit`, restored on --resume like the search) and a child run of role `audit`
+named `<run name>-audit`, tagged with the pruned trial it continues (reports.schema.AUDIT_TAGS). The
+pruned trial itself stays `pruned` in MLflow and Optuna: the search's decision is what is audited.
+
+The report (reports.figures.pruning_validity) then says whether an audited trial beat the search's
+winner and by how much (the pruning regret), and the rung-vs-final rank correlation over audited and
+finished trials together.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from reports.schema import AUDIT_TAGS
+
+#: The config key of an audit trial: the point, the checkpoint it resumes from and its run's tags.
+AUDIT_KEY = "_audit"
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """A pruned trial of the search, as the audit ranks it."""
+    run_id: str
+    name: str
+    trial_id: str
+    stopped_at: int  # the last epoch it trained (the rung it was stopped at)
+    value: float  # the objective at that epoch
+    point: dict  # its [space] values
+
+
+def rung_ranking(pruned: list[Pruned], mode: str) -> list[Pruned]:
+    """Best first, as the schedule saw them: a trial stopped at a later rung survived more rungs and
+    ranks above one stopped earlier; within a rung, by the objective there (NaN last, then by name)."""
+    sign = 1.0 if mode == "min" else -1.0
+
+    def key(p: Pruned):
+        value = sign * p.value if math.isfinite(p.value) else math.inf
+        return (-p.stopped_at, value, p.name)
+    return sorted(pruned, key=key)
+
+
+def spread(n: int, k: int) -> list[int]:
+    """k positions of a ranking of n, spread evenly with both ends in (k = 1: the best alone)."""
+    if k <= 0 or n <= 0:
+        return []
+    if k >= n:
+        return list(range(n))
+    if k == 1:
+        return [0]
+    # consecutive targets are (n-1)/(k-1) > 1 apart, so the rounded positions are distinct
+    return [round(i * (n - 1) / (k - 1)) for i in range(k)]
+
+
+def picks(pruned: list[Pruned], k: int, mode: str) -> list[tuple[int, Pruned]]:
+    """The audited trials: (1-based rank in the rung ranking, trial), best first."""
+    ranked = rung_ranking(pruned, mode)
+    return [(i + 1, ranked[i]) for i in spread(len(ranked), k)]
+
+
+def pruned_trials(client, experiment_id: str, parent_run_id: str, metric: str) -> list[Pruned]:
+    """The search's pruned trials, with the objective at the epoch each was stopped at."""
+    from search import tracking  # the driver's: trials import this module for AUDIT_KEY alone
+    out = []
+    for row in tracking.study_trials(client, experiment_id, parent_run_id):
+        if row["status"] != "pruned":
+            continue
+        history = {m.step: m.value for m in client.get_metric_history(row["run_id"], metric)}
+        stopped = max(history, default=0)
+        run = client.get_run(row["run_id"])
+        out.append(Pruned(row["run_id"], row["name"], run.data.tags.get("trial_id", ""), int(stopped),
+                          float(history.get(stopped, math.nan)),
+                          space_point(row)))
+    return out
+
+
+def space_point(row: dict) -> dict:
+    """A run's [space] values (MLflow params are strings) typed as TrialConfig declares them."""
+    from sr_core.trial_config import fields_in
+    return {f.name: {"int": int, "float": float}.get(f.type, str)(row[f.name]) for f in fields_in("space")}
+
+
+def checkpoint_uri(checkpoint) -> str:
+    """A Tune checkpoint as a string another trial can open with tune.Checkpoint(uri): its path on
+    local (or shared) storage, SCHEME://path on a remote filesystem (s3, gcs)."""
+    import pyarrow.fs
+    fs = checkpoint.filesystem
+    if fs is None or isinstance(fs, pyarrow.fs.LocalFileSystem):
+        return str(checkpoint.path)
+    return f"{fs.type_name}://{checkpoint.path}"
+
+
+def audit_config(rank: int, total: int, trial: Pruned, checkpoint: str) -> dict:
+    """One audit trial's `AUDIT_KEY` value: the point, where it resumes from and its run's tags."""
+    tags = dict(zip(AUDIT_TAGS, (trial.run_id, str(trial.stopped_at), str(rank), str(total))))
+    return {**trial.point, "checkpoint": checkpoint, "source": trial.name, "tags": tags}
+
+
+def latest_checkpoints(experiment_path: str) -> dict[str, str]:
+    """trial id -> its latest checkpoint (checkpoint_uri) in a Tune experiment's folder."""
+    from ray.tune import ExperimentAnalysis
+    analysis = ExperimentAnalysis(experiment_path)
+    return {t.trial_id: checkpoint_uri(t.checkpoint) for t in analysis.trials if t.checkpoint is not None}
