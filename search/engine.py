@@ -322,10 +322,19 @@ def _open_tracking(s: Session, estimate: Estimate, storage: str | None, log) -> 
 
 
 def _note_ray_session(s: Session, cluster, log) -> None:
-    """Reap what the last driver's private Ray left behind (after a kill -9), and remember this one."""
+    """Reap what the last driver's private Ray left behind (after a kill -9), mend the Tune state files
+    its kill tore (search.tune.torn_state), and remember this Ray session."""
+    from search.tune.torn_state import repair
+    from search.tune.tuner import audit_experiment, final_experiment
     reaped = reap_orphans(s.state.ray_session_dir)
     if reaped:
         log(f"cleaned up   : {reaped} process(es) a killed driver's Ray left running")
+    root = s.state.ray_storage.rstrip("/")
+    for name in (s.state.optuna_study, audit_experiment(s.state), final_experiment(s.state)):
+        mended = repair(f"{root}/{name}", s.state.ray_session_dir)
+        if mended:
+            log(f"repaired     : {', '.join(mended)} of Ray experiment {name}, torn by the kill of the last "
+                "driver, from its whole copy in that driver's Ray session")
     s.state.ray_session_dir = cluster.session_dir
     s.save_state()
 
