@@ -11,7 +11,7 @@ import sys
 import time
 
 ENV = "SR_SEARCH_PAUSE_AT"
-POINTS = ("prepare", "trial_closed", "trial_paused", "report")
+POINTS = ("prepare", "trial_closed", "trial_paused", "audit_epoch", "report")
 
 
 def pause_point(name: str) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 from ray import tune
 
-from reports.schema import ENDED, ROLE_TRIAL, WITH_WEIGHTS, summary_key
+from reports.schema import ENDED, ROLE_AUDIT, ROLE_TRIAL, WITH_WEIGHTS, summary_key
 from search import tracking
 from search.audit import AUDIT_KEY
 from search.redaction import TRACKING_ENV, resolve
@@ -91,6 +91,8 @@ class StudyCallback(tune.Callback):
             summary = {k: v for k, v in _summary(trial, result).items() if k != "wall_seconds"}
             tracking.log_epoch(self.client, run_id, epoch, result, summary)
             self._logged[trial.trial_id] = epoch
+            if self.role == ROLE_AUDIT:
+                pause_point("audit_epoch")
         if result.get("node_id") and result["node_id"] != self._nodes.get(trial.trial_id):
             # the first result, and again if a retry moved the trial
             tracking.set_tags(self.client, run_id, {tag: str(result[key]) for key, tag in

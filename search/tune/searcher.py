@@ -72,3 +72,34 @@ class StudySearcher(Searcher):
         with open(checkpoint_path, "rb") as f:
             self.sampler = pickle.load(f)["sampler"]
         self._study = None
+
+
+class ListSearcher(Searcher):
+    """Suggests the given configs in order, then FINISHED: the pruning audit's trials (search.audit),
+    whose configs are decided before it starts. Its place in the list is saved with Tune's
+    experiment, so a restored audit makes no trial twice."""
+
+    def __init__(self, configs: list[dict], metric: str = "val/mse", mode: str = "min"):
+        super().__init__(metric=metric, mode=mode)
+        self.configs, self.next = list(configs), 0
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True
+
+    def suggest(self, trial_id: str) -> dict | None:
+        if self.next >= len(self.configs):
+            return Searcher.FINISHED
+        self.next += 1
+        return dict(self.configs[self.next - 1])
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        pass  # the driver's callback records every trial
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump({"configs": self.configs, "next": self.next}, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            state = pickle.load(f)
+        self.configs, self.next = state["configs"], state["next"]

@@ -21,7 +21,7 @@ from search.tune.optuna_store import OptunaTarget
 from search.tune.progress import Progress
 from search.tune.ray_internals import quiet_state_upload_race
 from search.tune.scheduler import PersistentASHA, SyncHalving
-from search.tune.searcher import StudySearcher, make_sampler, optuna_space
+from search.tune.searcher import ListSearcher, StudySearcher, make_sampler, optuna_space
 from search.tune.trainable import CPUS_KEY, SCRATCH_KEY, data_arrays, run_trial
 from sr_core.data import SRData
 
@@ -153,15 +153,15 @@ def make_audit_tuner(setup: TuneSetup, audits: list[dict]) -> tune.Tuner:
     callback = StudyCallback(TrackingTarget(state.tracking_uri, state.experiment_id, state.parent_run_id, study.name),
                              None, str(setup.data_path), study.train.epochs, study.search.metric, name,
                              Progress(len(audits), study.train.epochs, 0.0), role=ROLE_AUDIT)
-    # One trial per audited config: the grid runs over the audit entries, and each [space] key is
-    # read from the trial's own entry.
-    space = {key: tune.sample_from(lambda config, key=key: config[AUDIT_KEY][key]) for key in SPACE_KEYS}
+    # One trial per audited config: its [space] point, and the rest (checkpoint, tags) under AUDIT_KEY.
+    configs = [{**{k: a[k] for k in SPACE_KEYS}, AUDIT_KEY: a} for a in audits]
     return tune.Tuner(
         _audit_trainable(setup),
-        param_space={**study.trial_constants(), AUDIT_KEY: tune.grid_search(audits), **space,
+        param_space={**study.trial_constants(),
                      CPUS_KEY: min(study.resources.cpus_per_trial, setup.per_trial["cpu"]), SCRATCH_KEY: name},
-        tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=setup.concurrency, reuse_actors=True,
-                                    trial_dirname_creator=lambda t: t.trial_id),
+        tune_config=tune.TuneConfig(search_alg=ListSearcher(configs, study.search.metric, study.search.direction),
+                                    num_samples=len(configs), max_concurrent_trials=setup.concurrency,
+                                    reuse_actors=True, trial_dirname_creator=lambda t: t.trial_id),
         run_config=tune.RunConfig(name=name, storage_path=state.ray_storage, verbose=0, callbacks=[callback],
                                   failure_config=tune.FailureConfig(max_failures=study.resources.max_failures),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=2)))

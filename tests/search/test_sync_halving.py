@@ -3,7 +3,8 @@ pause at each rung and the best resume from the epoch they paused at; `paused` i
 while they wait, in MLflow, Optuna and `sr-search status` (held there by the driver's test hook, then
 killed: a paused trial stays paused, it is not "interrupted", and --resume goes on); each epoch is
 logged once; and the two stores tell the same story at the end. Its pruning audit then resumes two
-pruned trials (the best and the worst of the rung ranking) from their checkpoints to the full budget."""
+pruned trials (the best and the worst of the rung ranking) from their checkpoints to the full budget,
+and a kill -9 in the middle of it loses and repeats nothing."""
 import pytest
 
 from _driver import Driver, child_env, epochs_logged, optuna_study, run_cli, runs, write_study
@@ -24,10 +25,15 @@ def halved(tmp_path_factory):
     optuna_paused = [t.user_attrs.get("status") for t in optuna_study(workdir, "halved").trials]
     d.kill_9()
     after_kill = run_cli(["status", "--study", "halved", "--workdir", str(workdir)], env)
+    # resumed, it finishes the search and starts the audit: killed again after an audit epoch is logged
+    d = Driver(args + ["--resume"], child_env(root, SR_SEARCH_PAUSE_AT="audit_epoch"))
+    d.wait_for(r"paused at audit_epoch")
+    text = d.text
+    d.kill_9()
     d = Driver(args + ["--resume"], env)
     code = d.finish()
-    return {"code": code, "text": d.text, "workdir": workdir, "status": after_kill, "paused": paused_in_mlflow,
-            "optuna_paused": optuna_paused}
+    return {"code": code, "text": text + d.text, "workdir": workdir, "status": after_kill,
+            "paused": paused_in_mlflow, "optuna_paused": optuna_paused, "last": d.text}
 
 
 def test_the_study_ends_with_the_survivors_completed_and_the_rest_pruned(halved):
@@ -88,3 +94,5 @@ def test_the_audit_resumes_the_best_and_the_worst_pruned_trial_from_their_checkp
         assert [e for e, _ in epochs_logged(halved["workdir"], audit.info.run_id)] == list(range(stopped + 1, 5))
     study = optuna_study(halved["workdir"], "halved")
     assert len(study.trials) == 8  # the audit is no Optuna trial; the audited ones stay PRUNED there
+    # killed mid-audit, the resumed driver restored the audit's own experiment: no new picks
+    assert "audit        : 2 of" not in halved["last"] and "audit        : 2 pruned trial(s) resumed to the end" in halved["last"]
