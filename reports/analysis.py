@@ -254,7 +254,7 @@ def rung_check(
         if reduction_factor and reduction_factor > 1:
             keep = max(1, math.ceil(field / reduction_factor))
             kept = "inside" if rank <= keep else "outside"
-            verdict += f", {kept} the top {keep} that ASHA keeps (1/{reduction_factor:g})"
+            verdict += f", {kept} the top {keep} that the schedule keeps (1/{reduction_factor:g})"
         verdict += "."
     if audit:
         verdict += " " + audit

@@ -174,6 +174,11 @@ def _cmd_run(args) -> int:
                       "over bicubic on val")
     else:
         print("best         : none (no trial completed or early-stopped; see `sr-search status`)")
+    e = outcome.estimate
+    unit = "trial-slot-hours" if e.device == "cpu" else "GPU-hours"
+    print(f"device time  : {outcome.device_hours:.3g} {unit} spent, {e.device_hours:.3g} estimated "
+          f"({e.schedule} schedule" + (f", x{e.device_hours / outcome.device_hours:.2f} the actual" if
+                                       outcome.device_hours > 0 else "") + ")")
     print(f"wall time    : {outcome.wall_seconds / 60:.1f} min")
     return 0
 
@@ -181,6 +186,7 @@ def _cmd_run(args) -> int:
 def _cmd_status(args) -> int:
     from mlflow.tracking import MlflowClient
 
+    from reports.schema import ROLE_AUDIT, ROLE_FINAL
     from search.errors import StudyError
     from search.state import StudyState
     from search.tracking import latest_study_run, mark_unfinished, study_trials
@@ -205,11 +211,23 @@ def _cmd_status(args) -> int:
     trials = sorted(study_trials(client, *found), key=lambda t: t.get("best/val_mse", float("inf")))
     print(f"{'name':<34} {'status':<14} {'epochs':>6} {'val/mse':>9} {'val/psnr':>9} {'val/ssim':>8} {'seconds':>8}  reason")
     for t in trials:
-        print(f"{t['name']:<34} {t['status']:<14} {int(t.get('epochs_run', 0)):>6} "
-              f"{t.get('best/val_mse', float('nan')):>9.5f} {t.get('best/val_psnr', float('nan')):>9.2f} "
-              f"{t.get('best/val_ssim', float('nan')):>8.4f} {t.get('wall_seconds', float('nan')):>8.1f}"
-              f"  {t.get('reason') if t.get('reason') not in (None, '', '-') else ''}")
+        _status_row(t)
+    # the runs that are not the search's trials: the pruning audit's and the final step's
+    for role, heading in ((ROLE_AUDIT, "pruning audit: pruned trials resumed to the full budget"),
+                          (ROLE_FINAL, "final step: the search's best trained again")):
+        rows = study_trials(client, *found, role)
+        if rows:
+            print(f"-- {heading}")
+            for t in rows:
+                _status_row(t)
     return 0
+
+
+def _status_row(t: dict) -> None:
+    print(f"{t['name']:<34} {t['status']:<14} {int(t.get('epochs_run', 0)):>6} "
+          f"{t.get('best/val_mse', float('nan')):>9.5f} {t.get('best/val_psnr', float('nan')):>9.2f} "
+          f"{t.get('best/val_ssim', float('nan')):>8.4f} {t.get('wall_seconds', float('nan')):>8.1f}"
+          f"  {t.get('reason') if t.get('reason') not in (None, '', '-') else ''}")
 
 
 def _cmd_report(args) -> int:

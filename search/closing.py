@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reports.schema import summary_key
+from reports.schema import FINISHED, ROLE_AUDIT, ROLE_FINAL, summary_key
 from search import tracking
 from search.estimate import Estimate
 from search.study import Study
@@ -29,6 +29,8 @@ class StudyOutcome:
     outside: dict[str, float] = field(default_factory=dict)  # LR kernel -> gain over bicubic (dB)
     final: dict | None = None  # the final step's run (study_trials row), when it ran to its end
     outside_search: dict[str, float] = field(default_factory=dict)  # the search's best, beside a final
+    audit: str = ""  # the pruning audit's verdict (audit_line), "" without one
+    device_hours: float = 0.0  # what the study's runs spent (actual/device_hours)
 
 
 def finish(session, outcome: StudyOutcome, log) -> StudyOutcome:
@@ -42,17 +44,18 @@ def finish(session, outcome: StudyOutcome, log) -> StudyOutcome:
     outcome.best = tracking.best_of(trials, study.search.metric, study.search.direction)
     outcome.wall_seconds = state.wall_seconds
     outcome.baseline_psnr = tracking.study_metric(client, parent, "bicubic/val_psnr")
-    packing = session.packing
-
-    def gpu_weight(trial: dict) -> float:  # the share of a device the trial held
-        if packing is not None:
-            return packing.fraction(trial)
-        gpus = study.resources.gpus_per_trial
-        return gpus if isinstance(gpus, float) and gpus > 0 else 1.0
-    tracking.log_values(client, parent, {
-        "actual/device_hours": sum(float(t.get("wall_seconds") or 0) * gpu_weight(t) for t in trials) / 3600,
-        "actual/wall_hours": outcome.wall_seconds / 3600})
+    audits = tracking.study_trials(client, state.experiment_id, parent, ROLE_AUDIT)
+    finals = tracking.study_trials(client, state.experiment_id, parent, ROLE_FINAL)
+    # Every run's time: the search's trials, the audit's and the final step's, each times the share of
+    # a device Ray placed it with (ray.gpus; a whole slot on a CPU), as the estimate counts them.
+    outcome.device_hours = sum(float(t.get("wall_seconds") or 0) * gpu_weight(t)
+                               for t in trials + audits + finals) / 3600
+    tracking.log_values(client, parent, {"actual/device_hours": outcome.device_hours,
+                                         "actual/wall_hours": outcome.wall_seconds / 3600})
     outcome.final = tracking.final_of(client, state.experiment_id, parent)
+    if audits:
+        outcome.audit = audit_line(audits, outcome.best, study.search.metric, study.search.direction)
+        log(f"audit        : {outcome.audit}")
     if outcome.best:
         tracking.set_tags(client, parent, {"best_run_id": outcome.best["run_id"]})
         if outcome.final:
@@ -72,6 +75,34 @@ def finish(session, outcome: StudyOutcome, log) -> StudyOutcome:
                                            session.workdir.report_path(study.name), log)
         tracking.log_file(client, parent, outcome.report_path)
     return outcome
+
+
+def gpu_weight(run: dict) -> float:
+    """The share of a device a run held: the GPU fraction Ray placed it with, a whole slot on a CPU."""
+    try:
+        gpus = float(run.get("ray.gpus") or 0)
+    except ValueError:
+        gpus = 0.0
+    return gpus if gpus > 0 else 1.0
+
+
+def audit_line(audits: list[dict], best: dict | None, metric: str, mode: str) -> str:
+    """The pruning audit in one line: did a pruned trial, resumed to the full budget, beat the
+    search's best, and by how much (the pruning regret, relative to the best's value)."""
+    key, sign = summary_key(metric), (1.0 if mode == "min" else -1.0)
+    done = [a for a in audits if a["status"] in FINISHED and a.get(key) is not None]
+    if not done:
+        return f"{len(audits)} pruned trial(s) resumed; none ran to its end"
+    top = min(done, key=lambda a: sign * float(a[key]))
+    where = (f"{top['name']} (rank {top.get('audit.rank', '?')} of {top.get('audit.pruned', '?')} pruned, "
+             f"stopped at epoch {top.get('audit.stopped_at', '?')})")
+    head = f"{len(done)} pruned trial(s) resumed to the end; best {where} {metric} {float(top[key]):.5g}"
+    if best is None:
+        return head + "; no search trial finished to compare"
+    b, a = float(best[key]), float(top[key])
+    if sign * a < sign * b:
+        return f"{head}: it beats the search's best ({b:.5g}) by {abs(b - a) / abs(b):.1%}: the pruning cut a better trial"
+    return f"{head}: none beat the search's best ({b:.5g}); pruning regret 0"
 
 
 def _outside_photos(client, parent: str, run: dict, prefix: str, label: str, log) -> dict[str, float]:

@@ -34,10 +34,12 @@ class Estimate:
     epochs_fraction: float = 1.0  # of every trial's epochs, what the schedule trains (schedule_epochs)
     schedule: str = "none"
     final_flops: float = 0.0  # the [final] step: its epochs of the costliest config (an upper bound)
+    audit_flops: float = 0.0  # the pruning audit: its trials' epochs after the rung each was stopped at
+    audit_trials: int = 0
 
     @property
     def flops_expected(self) -> float:
-        return self.flops_total * self.epochs_fraction + self.final_flops
+        return self.flops_total * self.epochs_fraction + self.audit_flops + self.final_flops
 
     @property
     def device_hours(self) -> float:
@@ -46,7 +48,8 @@ class Estimate:
     @property
     def wall_hours(self) -> float:
         search = self.flops_total * self.epochs_fraction / max(self.concurrency, 1)
-        return (search + self.final_flops) / self.device_flops / 3600
+        audit = self.audit_flops / max(min(self.concurrency, self.audit_trials), 1)
+        return (search + audit + self.final_flops) / self.device_flops / 3600
 
     def as_metrics(self) -> dict[str, float]:
         return {"estimate/grid_size": float(self.grid_size or 0), "estimate/trials": float(self.trials),
@@ -63,6 +66,8 @@ class Estimate:
             f"(mean {self.mean_flops_per_image / 1e9:,.2f} GFLOP forward per image); the {self.schedule} "
             f"schedule trains {'at least' if self.schedule == 'asha' else 'about'} {self.epochs_fraction:.0%} "
             "of those epochs" + (" (ASHA also promotes early arrivals)" if self.schedule == "asha" else "")
+            + (f", the audit of {self.audit_trials} pruned trial(s) {self.audit_flops / 1e15:,.2f} PFLOP more"
+               if self.audit_trials else "")
             + (f", the final step {self.final_flops / 1e15:,.2f} PFLOP more" if self.final_flops else ""),
             f"device       : {self.device}, {self.device_flops / 1e12:,.3f} TFLOP/s effective",
             f"estimate     : {self.device_hours:,.2f} {unit}; {self.wall_hours:,.2f} h wall "
@@ -123,7 +128,21 @@ def estimate_study(study: Study, train_images: int, val_images: int, device: str
     fraction = sum(k * e for k, e in steps) / max(study.num_trials * study.train.epochs, 1)
     final = max((trial_flops(a, b, c, study.final.epochs, per_epoch, val_images) for a, b, c in configs),
                 default=0.0) if study.final.epochs else 0.0
+    audited, audit_left = audit_epochs(study, steps)
     return Estimate(grid_size=study.grid_size, trials=study.num_trials, flops_total=mean * study.num_trials,
                     device=device, device_flops=device_flops, concurrency=concurrency,
                     mean_flops_per_image=mean_fpi, epochs_fraction=fraction, schedule=study.schedule,
-                    final_flops=final)
+                    final_flops=final, audit_flops=mean / max(study.train.epochs, 1) * audit_left,
+                    audit_trials=audited)
+
+
+def audit_epochs(study: Study, steps: list[tuple[int, int]]) -> tuple[int, float]:
+    """(trials, epochs) the pruning audit trains: [pruner].audit of the pruned trials, each from the
+    rung it was stopped at to the end; the picks spread over the ranking, so the mean of what is left."""
+    pruned = [(k, e) for k, e in steps if e < study.train.epochs]
+    n = sum(k for k, _ in pruned)
+    audited = min(study.pruner.audit, n)
+    if not audited:
+        return 0, 0.0
+    left = sum(k * (study.train.epochs - e) for k, e in pruned) / n
+    return audited, audited * left

@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
-from reports.schema import (AUDIT_SUFFIX, CROP_METRICS, CROPS_MANIFEST, EPOCH_METRICS, EXPERIMENT, EXPERIMENT_TAGS,
+from reports.schema import (AUDIT_SUFFIX, AUDIT_TAGS, CROP_METRICS, CROPS_MANIFEST, EPOCH_METRICS, EXPERIMENT, EXPERIMENT_TAGS,
                             FINAL_SUFFIX, FINISHED, OBJECTIVE, OBJECTIVE_MODE, ROLE_AUDIT, ROLE_FINAL, ROLE_TRIAL,
                             best_position, crop_image, crop_metric, eval_artifact, summary_key)
 from search.crops import ComparisonCrops, Weights, bicubic_crops, crop_metrics, hr_crops, manifest, render_crops
@@ -237,7 +237,8 @@ def study_trials(client: MlflowClient, experiment_id: str, parent_run_id: str,
     for run in sorted(runs, key=lambda r: r.info.start_time):
         row: dict[str, Any] = {"name": run.info.run_name, "run_id": run.info.run_id, "role": role,
                                "status": run.data.tags.get("status", "unknown"),
-                               "reason": run.data.tags.get("reason", "")}
+                               "reason": run.data.tags.get("reason", ""),
+                               **{t: run.data.tags[t] for t in ("ray.gpus", *AUDIT_TAGS) if t in run.data.tags}}
         row.update(run.data.params)
         row.update({k: v for k, v in run.data.metrics.items()
                     if k.startswith("best/") or k in ("epochs_run", "wall_seconds")})

@@ -35,6 +35,10 @@ def test_the_demo_runs_and_beats_bicubic(demo):
     # measured on the demo's val set: the search's best +0.55 dB, the final model (60 epochs) +1.25
     assert searched > 0.3 and final > searched + 0.4, done.stdout[-2000:]
     assert re.search(r"^final        : \S+-final  val/mse", done.stdout, re.M)
+    # the pruning audit: two pruned trials resumed to the end, judged against the search's best
+    assert re.search(r"^audit        : 2 pruned trial\(s\) resumed to the end; best \S+-audit \(rank \d+ of \d+ pruned",
+                     done.stdout, re.M), done.stdout[-3000:]
+    assert re.search(r"^device time  : [\d.]+ trial-slot-hours spent, [\d.]+ estimated", done.stdout, re.M)
     assert re.search(r"outside\s*: search's best vs bicubic on photos outside scikit-image", done.stdout)
     # The bar for the model users take away, on photos from outside scikit-image (measured
     # +1.09 / +1.09 / +0.43 dB): >= 0.8 dB for sr-search's and Pillow's LR, >= 0.3 for OpenCV-style.
@@ -50,6 +54,7 @@ def test_the_demo_report_draws_every_figure_in_chromium(demo, tmp_path):
     page = workdir / "reports" / "demo.html"
     html = page.read_text(encoding="utf-8")
     assert "Not drawn" not in html and "Not final" not in html
+    assert "Pruning audit: 2 pruned trial(s) resumed to the full budget." in html and "Anytime:" in html
     assert re.search(r"bicubic PSNR [\d.]+ dB on train, [\d.]+ dB on val", html)
     dom, requested = open_in_chromium(page, tmp_path)
     status, errors = render_status(dom)

@@ -54,3 +54,16 @@ def test_no_pruner_trains_every_epoch_and_the_final_step_adds_its_own():
 def test_asha_counts_its_rungs_below_the_last_epoch():
     asha = dataclasses.replace(study(), pruner=Pruner(kind="asha", grace_period=1, reduction_factor=3))
     assert schedule_epochs(asha) == [(24, 1), (8, 3), (2, 9), (2, 27)]
+
+
+def test_the_audit_adds_what_its_trials_train_after_their_rung():
+    halved = study()
+    audited = dataclasses.replace(halved, pruner=dataclasses.replace(halved.pruner, audit=4))
+    base, audit = (estimate_study(s, 100, 10, "cpu", 1e12, 2) for s in (halved, audited))
+    # 34 pruned: 24 stopped at epoch 1, 8 at 3, 2 at 9; the picks spread over them, so the mean left
+    left = (24 * 26 + 8 * 24 + 2 * 18) / 34
+    per_epoch = base.flops_total / 36 / 27
+    assert base.audit_flops == 0 and audit.audit_trials == 4
+    assert audit.audit_flops == per_epoch * 4 * left
+    assert audit.flops_expected == base.flops_expected + audit.audit_flops
+    assert "the audit of 4 pruned trial(s)" in audit.lines()[1]
