@@ -4,6 +4,7 @@
     data prepared and loaded once in the driver, shipped to trials through Ray's object store
     Tuner(run_trial, StudySearcher, PersistentASHA) (search/tune/) -> one report per epoch (+ checkpoint)
     driver: StudyCallback -> MLflow (parent run = study, child run = trial) and Optuna, one decision each
+    then search.steps: the pruning audit ([pruner] audit) and the final step ([final]), each its own experiment
     at the end: search.closing (statuses, the best trial, actual cost, the report)
 
 Resume: the Tune experiment, the Optuna storage and the MLflow parent run are all named in the study's
@@ -17,19 +18,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 
-from search import redaction, tracking
+from search import redaction, steps, tracking
 from search.closing import StudyOutcome, finish
-from search.cluster import (check_address, final_resources, local_scratch_cleanup, measure_trial_device,
-                            ray_session, reap_orphans, trial_resources)
+from search.cluster import (check_address, final_resources, measure_trial_device, ray_session, reap_orphans,
+                            trial_resources)
 from search.errors import StudyError
 from search.gpu_fractions import AUTO, Packing, plan_packing
+from search.session import Prepared, RunOptions, Session
 from search.estimate import ASSUMED_GPU_TFLOPS, Estimate, estimate_study
-from search.interrupts import Interrupted, interrupt_guard
+from search.interrupts import interrupt_guard
 from search.state import StudyState
 from search.study import Study, parse_study
 from search.testhooks import pause_point
@@ -40,49 +39,6 @@ from sr_core.files import remove_stale_temporaries, write_text_atomic
 from sr_core.memory import GIB
 from sr_core.pixels import to_float
 from sr_core.resize import bicubic_upscale
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    workdir: Path = Path("sr-runs")
-    tracking_uri: str | None = None
-    address: str | None = None  # an existing Ray cluster ("auto", HOST:PORT or ray://HOST:PORT)
-    storage: str | None = None  # Optuna storage URL (postgresql://... across machines)
-    ray_storage: str | None = None  # Tune's storage_path (a shared folder or URI across machines)
-    resume: bool = False
-    dry_run: bool = False
-    tflops: float | None = None  # estimate for another device's effective TFLOP/s
-    report: bool = True
-    yes: bool = False  # start even when the estimate is far beyond a working day
-    overrides: dict = field(default_factory=dict)  # CLI flags over the study file, replayed on --resume
-    resume_command: str = ""  # the exact command that resumes this study, for messages
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """The study's data, validated, cached and loaded once in the driver."""
-    path: Path  # the cache file
-    data: SRData
-
-
-@dataclass
-class Session:
-    """A study being run: what its steps share."""
-    study: Study
-    opts: RunOptions
-    workdir: Workdir
-    state: StudyState | None  # None until the study's tracking is opened
-    tracking_uri: str  # the real one (may hold a password: never print it, use the state's)
-    prepared: Prepared
-    restoring: bool
-    packing: Packing | None = None  # gpus_per_trial = "auto" on a cluster with GPUs
-
-    @property
-    def study_dir(self) -> Path:
-        return self.workdir.study_dir(self.study.name)
-
-    def save_state(self) -> None:
-        self.state.save(self.study_dir)
 
 
 def run_study(study: Study, opts: RunOptions, log=print) -> StudyOutcome:
@@ -121,11 +77,11 @@ def run_study(study: Study, opts: RunOptions, log=print) -> StudyOutcome:
         _open_tracking(session, estimate, storage, log)
         _note_ray_session(session, cluster, log)
         outcome.parent_run_id = session.state.parent_run_id
-        _fit(session, guard, per_trial, concurrency, log)
+        steps.fit(session, guard, per_trial, concurrency, log)
         if study.pruner.audit:
-            _audit(session, guard, per_trial, concurrency, log)
+            steps.audit(session, guard, per_trial, concurrency, log)
         if study.final.epochs:
-            _final(session, guard, final_resources(cluster), log)
+            steps.final(session, guard, final_resources(cluster), log)
         return finish(session, outcome, log)
 
 
@@ -337,94 +293,3 @@ def _note_ray_session(s: Session, cluster, log) -> None:
                 "driver, from its whole copy in that driver's Ray session")
     s.state.ray_session_dir = cluster.session_dir
     s.save_state()
-
-
-def _fit(s: Session, guard, per_trial: dict, concurrency: int, log) -> None:
-    """Build (or restore) the search's Tuner and run it (`_run_tuner`)."""
-    from search.tune.tuner import TuneSetup, make_tuner
-    local_scratch_cleanup(s.state.optuna_study)  # what a killed driver's trials left on this node
-    tuner = make_tuner(TuneSetup(s.study, s.state, s.prepared.data, s.prepared.path, s.restoring,
-                                 per_trial, concurrency, s.packing))
-    gpu = "auto (per config)" if s.packing else f"{per_trial['gpu']:g}"
-    log(f"running      : {per_trial['cpu']:g} CPU + {gpu} GPU per trial, "
-        f"{concurrency} at a time, Ray experiment {s.state.ray_storage}")
-    _run_tuner(s, guard, tuner, s.state.optuna_study, log)
-
-
-def _audit(s: Session, guard, per_trial: dict, concurrency: int, log) -> None:
-    """The pruning audit (search.audit): [pruner].audit pruned trials, spread over the rung ranking,
-    resumed from their checkpoints to the full budget, in an experiment of their own (restored on
-    --resume: the trials picked when it started are the ones audited)."""
-    from mlflow.tracking import MlflowClient
-
-    from search import audit
-    from search.tune.tuner import TuneSetup, audit_experiment, make_audit_tuner, restore_audit_tuner
-    setup = TuneSetup(s.study, s.state, s.prepared.data, s.prepared.path, s.restoring, per_trial, concurrency,
-                      s.packing)
-    tag = audit_experiment(s.state)
-    tuner = restore_audit_tuner(setup)
-    if tuner is None:
-        client = MlflowClient(s.tracking_uri)
-        pruned = audit.pruned_trials(client, s.state.experiment_id, s.state.parent_run_id, s.study.search.metric)
-        checkpoints = audit.latest_checkpoints(f"{s.state.ray_storage.rstrip('/')}/{s.state.optuna_study}")
-        resumable = [p for p in pruned if p.trial_id in checkpoints]
-        if len(resumable) < len(pruned):
-            log(f"audit        : {len(pruned) - len(resumable)} pruned trial(s) left no checkpoint to resume from")
-        chosen = audit.picks(resumable, s.study.pruner.audit, s.study.search.direction)
-        if not chosen:
-            log("audit        : skipped: the search pruned no trial that can be resumed")
-            return
-        log(f"audit        : {len(chosen)} of {len(resumable)} pruned trials resumed to epoch "
-            f"{s.study.train.epochs}, spread over the rung ranking: "
-            + ", ".join(f"{p.name} (rank {rank}, stopped at epoch {p.stopped_at})" for rank, p in chosen))
-        tuner = make_audit_tuner(setup, [audit.audit_config(rank, len(resumable), p, checkpoints[p.trial_id])
-                                         for rank, p in chosen])
-    local_scratch_cleanup(tag)
-    _run_tuner(s, guard, tuner, tag, log)
-
-
-def _final(s: Session, guard, per_trial: dict, log) -> None:
-    """The final step: the search's best configuration trained for [final].epochs as one more Tune
-    trial (its own experiment and MLflow run, role `final`), restored on --resume like the search."""
-    from mlflow.tracking import MlflowClient
-
-    from search.audit import space_point
-    from search.tune.tuner import TuneSetup, final_experiment, make_final_tuner
-    client = MlflowClient(s.tracking_uri)
-    best = tracking.best_of(tracking.study_trials(client, s.state.experiment_id, s.state.parent_run_id),
-                            s.study.search.metric, s.study.search.direction)
-    if best is None:
-        log("final        : skipped: no trial of the search ran to its end")
-        return
-    point = space_point(best)
-    tag = final_experiment(s.state)
-    local_scratch_cleanup(tag)
-    tuner = make_final_tuner(TuneSetup(s.study, s.state, s.prepared.data, s.prepared.path, s.restoring,
-                                       per_trial, 1), point)
-    log(f"final        : {best['name']} (the search's best) trained {s.study.final.epochs} epochs from "
-        f"scratch on {per_trial['cpu']:g} CPU + {per_trial['gpu']:g} GPU, Ray experiment {tag}")
-    _run_tuner(s, guard, tuner, tag, log)
-
-
-def _run_tuner(s: Session, guard, tuner, scratch_tag: str, log) -> None:
-    """fit() under the interrupt guard: on a signal, tag what ran `interrupted` and re-raise; the
-    wall time counted and the trials' node-local scratch swept however it ends."""
-    t0 = time.monotonic()
-    try:
-        with guard.tune():
-            tuner.fit()
-    except Interrupted as exc:
-        _mark_interrupted(s, f"interrupted by {exc}; resumable", log)
-        raise
-    finally:
-        s.state.wall_seconds += time.monotonic() - t0
-        s.save_state()
-        local_scratch_cleanup(scratch_tag)
-
-
-def _mark_interrupted(s: Session, reason: str, log) -> None:
-    from mlflow.tracking import MlflowClient
-    names = tracking.mark_unfinished(MlflowClient(s.tracking_uri), s.state.experiment_id,
-                                     s.state.parent_run_id, reason)
-    log(f"interrupted  : {len(names)} running trial(s) stopped and tagged interrupted"
-        + (f": {', '.join(names)}" if names else ""))

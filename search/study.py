@@ -40,6 +40,7 @@ from typing import Any
 
 from reports.schema import EPOCH_METRICS, OBJECTIVE
 from search.errors import StudyError
+from search.rungs import halving_rungs
 from sr_core.errors import ConfigError
 from sr_core.models import check_model_args
 from sr_core.trial_config import TrialConfig, fields_in
@@ -84,15 +85,6 @@ class Pruner:
     reduction_factor: int = 3
     insure: str = ""  # halving: a [space] key whose every value keeps its best trial at each rung
     audit: int = 0  # pruned trials resumed to the full budget after the search (search.audit)
-
-
-def halving_rungs(first_rung: int, reduction_factor: int, max_epochs: int) -> list[int]:
-    """The epochs synchronous successive halving compares trials at: the first rung, then each the
-    last times the reduction factor, capped at max_epochs (as Ray's HyperBand bracket computes them)."""
-    rungs = [first_rung]
-    while rungs[-1] < max_epochs:
-        rungs.append(int(min(rungs[-1] * reduction_factor, max_epochs)))
-    return rungs
 
 
 @dataclass(frozen=True)

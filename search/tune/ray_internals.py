@@ -49,7 +49,7 @@ from ray.tune.experiment import Trial  # noqa: E402
 from ray.tune.schedulers import HyperBandScheduler  # noqa: E402
 from ray.tune.schedulers.hyperband import _Bracket  # noqa: E402
 
-from search.study import halving_rungs  # noqa: E402
+from search.rungs import halving_rungs  # noqa: E402
 
 
 class RungBracket(_Bracket):

@@ -15,7 +15,7 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, HyperBandScheduler, Tri
 
 from reports.schema import ENDED
 
-from search.study import halving_rungs
+from search.rungs import halving_rungs
 from search.tune import ray_internals as ray_private
 from search.tune.optuna_store import RAY_TRIAL_ID, OptunaTarget
 
