@@ -201,8 +201,8 @@ def rung_check(
 
     The final val/mse is the trial's best-epoch val/mse (what its saved weights give); an audited
     trial's rung value is its pruned run's. The verdict also says where the eventual best trial
-    ranked at the rung among every trial that reached it, pruned ones included, and whether ASHA's
-    keep-the-top-1/rf rule would keep it; with an audit, whether an audited trial beat the winner.
+    ranked at the rung among every trial that reached it, pruned ones included, and whether the
+    schedule's keep-the-top-1/rf rule would keep it; with an audit, whether an audited trial beat the winner.
     """
     own = trials[trials["study"] == study]
     at_rung = history[(history["study"] == study) & (history["epoch"] == grace_period)]
@@ -230,35 +230,40 @@ def rung_check(
             f"(epoch {grace_period}); at least 3 with differing values are needed."
         )
         return RungCheck(study, grace_period, rho, n, verdict, table, audit)
-    if round(rho, 9) >= 0.8:
-        words = "trustworthy: the ranking at the rung predicts the final ranking well"
-    elif round(rho, 9) >= 0.5:
-        words = "roughly trustworthy: the rung ranking mostly holds, but some late bloomers move"
-    else:
-        words = (
-            "not trustworthy: early val/mse says little about the final one; "
-            "raise pruner.grace_period"
-        )
     n_audited = int((table["kind"] == "audited").sum())
     over = f"{n} finished trials" if not n_audited else f"{n} trials ({n - n_audited} finished, {n_audited} audited)"
-    verdict = f"{study}: Spearman ρ = {rho:.3f} over {over} at epoch {grace_period}: {words}."
+    verdict = f"{study}: Spearman ρ = {rho:.3f} over {over} at epoch {grace_period}: {_trust(rho)}."
     if n < 5:
         verdict += f" Only {n} trials: treat this with care."
-    if winner_row is None:
-        return RungCheck(study, grace_period, rho, n, verdict + (" " + audit if audit else ""), table, audit)
-    winner = winner_row
-    ranks = rung_vals.dropna().rank(method="min")
-    if winner["run_id"] in ranks.index:
-        rank, field = int(ranks[winner["run_id"]]), len(ranks)
-        verdict += f" The eventual best ({winner['name']}) ranked {rank} of {field} at the rung"
-        if reduction_factor and reduction_factor > 1:
-            keep = max(1, math.ceil(field / reduction_factor))
-            kept = "inside" if rank <= keep else "outside"
-            verdict += f", {kept} the top {keep} that the schedule keeps (1/{reduction_factor:g})"
-        verdict += "."
+    if winner_row is not None:
+        verdict += _winner_at_rung(winner_row, rung_vals, reduction_factor)
     if audit:
         verdict += " " + audit
     return RungCheck(study, grace_period, rho, n, verdict, table, audit)
+
+
+def _winner_at_rung(winner: pd.Series, rung_vals: pd.Series, reduction_factor: float | None) -> str:
+    """Where the eventual best ranked at the rung among every trial that reached it, and whether the
+    schedule's keep-the-top-1/rf rule keeps it."""
+    ranks = rung_vals.dropna().rank(method="min")
+    if winner["run_id"] not in ranks.index:
+        return ""
+    rank, field = int(ranks[winner["run_id"]]), len(ranks)
+    words = f" The eventual best ({winner['name']}) ranked {rank} of {field} at the rung"
+    if reduction_factor and reduction_factor > 1:
+        keep = max(1, math.ceil(field / reduction_factor))
+        kept = "inside" if rank <= keep else "outside"
+        words += f", {kept} the top {keep} that the schedule keeps (1/{reduction_factor:g})"
+    return words + "."
+
+
+def _trust(rho: float) -> str:
+    """What a rung-vs-final Spearman says of the pruning, in words."""
+    if round(rho, 9) >= 0.8:
+        return "trustworthy: the ranking at the rung predicts the final ranking well"
+    if round(rho, 9) >= 0.5:
+        return "roughly trustworthy: the rung ranking mostly holds, but some late bloomers move"
+    return "not trustworthy: early val/mse says little about the final one; raise pruner.grace_period"
 
 
 def _audited(study: str, audits: pd.DataFrame | None, rung_vals: pd.Series) -> pd.DataFrame | None:
