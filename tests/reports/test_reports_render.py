@@ -92,14 +92,14 @@ def test_two_study_report_renders_every_figure_without_errors_or_requests(two_st
     dom, requested = open_in_chromium(path, tmp_path)
     status, errors = render_status(dom)
     # images: the samples grid, and 3 crops x (HR, bicubic and its error map, 5 trials and theirs)
-    assert status == {"figures": 9, "rendered": 9, "images": 40, "loaded": 40, "errors": 0}, errors
+    assert status == {"figures": 10, "rendered": 10, "images": 40, "loaded": 40, "errors": 0}, errors
     assert html.count('class="plotly-graph-div"') == status["figures"]
     assert requested == []
 
 
 def test_one_arch_report_renders_and_its_table_sorts_on_click(residual_report, tmp_path):
     dom, status, errors, requested = open_with_probe(residual_report[1], SORT_PROBE, tmp_path)
-    assert status == {"figures": 8, "rendered": 8, "images": 34, "loaded": 34, "errors": 0}, errors  # 4 trials
+    assert status == {"figures": 9, "rendered": 9, "images": 34, "loaded": 34, "errors": 0}, errors  # 4 trials
     assert requested == []
     probe = re.search(r'data-sort-probe="([^"]*)"', dom).group(1).split(",")
     assert probe == ["residual_b4_c32_lr0.001", "residual_b4_c8_lr0.001", "residual_b8_c64_lr0.001",
