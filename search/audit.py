@@ -71,8 +71,7 @@ def pruned_trials(client, experiment_id: str, parent_run_id: str, metric: str) -
             continue
         history = {m.step: m.value for m in client.get_metric_history(row["run_id"], metric)}
         stopped = max(history, default=0)
-        run = client.get_run(row["run_id"])
-        out.append(Pruned(row["run_id"], row["name"], run.data.tags.get("trial_id", ""), int(stopped),
+        out.append(Pruned(row["run_id"], row["name"], row.get("trial_id", ""), int(stopped),
                           float(history.get(stopped, math.nan)),
                           space_point(row)))
     return out

@@ -238,7 +238,8 @@ def study_trials(client: MlflowClient, experiment_id: str, parent_run_id: str,
         row: dict[str, Any] = {"name": run.info.run_name, "run_id": run.info.run_id, "role": role,
                                "status": run.data.tags.get("status", "unknown"),
                                "reason": run.data.tags.get("reason", ""),
-                               **{t: run.data.tags[t] for t in ("ray.gpus", *AUDIT_TAGS) if t in run.data.tags}}
+                               **{t: run.data.tags[t] for t in ("trial_id", "ray.gpus", *AUDIT_TAGS)
+                                  if t in run.data.tags}}
         row.update(run.data.params)
         row.update({k: v for k, v in run.data.metrics.items()
                     if k.startswith("best/") or k in ("epochs_run", "wall_seconds")})
