@@ -167,5 +167,51 @@ def load_curves(path: Path) -> dict:
     return recorded
 
 
+def load_partial(path: Path, study_name: str, seed: int) -> dict:
+    """What a `bench curves` run that has not finished yet has in OUT.partial, as a curves file of the
+    largest complete sub-grid it holds (`subgrid`: the space's values kept), so a schedule can be
+    replayed on the configs already trained; a StudyError names a file or study that does not fit."""
+    from search.errors import StudyError
+    from search.study import load_study
+    path = Path(path)
+    if not path.is_file():
+        raise StudyError(f"{path}: partial curves file not found")
+    study = _seeded(load_study(study_name), seed)
+    if study.grid_size is None:
+        raise StudyError(f"{study.source}: a partial curves file needs the grid study it was recorded from")
+    done = _read_partial(path)
+    names = {study.trial_config(point).run_name: point for point in study.grid()}
+    unknown = sorted(set(done) - set(names))
+    if unknown:
+        raise StudyError(f"{path}: {len(unknown)} configs are not in {study.source}'s grid, e.g. {unknown[0]}")
+    subgrid = complete_subgrid({k: list(v) for k, v in study.space.items()}, [names[n] for n in done])
+    if not subgrid:
+        raise StudyError(f"{path}: its {len(done)} configs hold no complete sub-grid of {study.source}")
+    kept = {n: done[n] for n, point in names.items() if n in done and all(point[k] in subgrid[k] for k in subgrid)}
+    return {"study": study.name, "study_text": study.text, "seed": seed, "epochs": study.train.epochs,
+            "configs": kept, "subgrid": subgrid, "grid_configs": len(names), "recorded_configs": len(done)}
+
+
+def complete_subgrid(space: dict[str, list], points: list[dict]) -> dict[str, list] | None:
+    """The space with values dropped until every config of what is left is among `points` (a greedy
+    largest complete product): each step drops the value whose configs are most often missing, on a tie
+    the one that drops fewest configs. None when nothing is left."""
+    have = {tuple(sorted(p.items())) for p in points}
+    space = {k: list(v) for k, v in space.items()}
+    while True:
+        grid: list[dict] = [{}]
+        for key, values in space.items():
+            grid = [{**g, key: v} for g in grid for v in values]
+        missing = [g for g in grid if tuple(sorted(g.items())) not in have]
+        if not missing:
+            return space if grid and grid != [{}] else None
+        share = {(k, v): sum(1 for g in missing if g[k] == v) * len(values) / len(grid)
+                 for k, values in space.items() for v in values}
+        key, value = max(share, key=lambda kv: (share[kv], len(space[kv[0]])))
+        space[key].remove(value)
+        if not space[key]:
+            return None
+
+
 SUBCOMMAND = ("train every config of a grid study to its end: the learning curves bench search replays",
               _arguments, _run)

@@ -3,6 +3,10 @@ Ray's own scheduler objects deciding (search/bench/replay.py), against training 
 
     sr-search bench search                                  # the shipped curves, every schedule
     sr-search bench search --curves F.json.gz ... --json OUT
+    sr-search bench search --curves F.json.gz.partial --study S.toml --seed N   # a bench curves run so far
+
+A `.partial` file (what a `bench curves` run has finished so far) is replayed on the largest complete
+sub-grid it holds, e.g. the depths whose every width and lr is trained; its rows say which (`subgrid`).
 
 For each schedule, curves file (one seed) and number of parallel slots: the share of the grid's
 epochs trained (`epochs_fraction`), the share of its compute (`compute_fraction`: epochs weighted by
@@ -72,6 +76,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--slots", default=",".join(map(str, SLOTS)), help="parallel slots to replay with (default 1,4,8)")
     p.add_argument("--only", help="comma-separated schedule names (default: all)")
     p.add_argument("--json", metavar="FILE", help="write every figure as JSON")
+    p.add_argument("--study", help="for a .partial curves file: the grid study it is being recorded from")
+    p.add_argument("--seed", type=int, default=0, help="for a .partial curves file: its seed (default 0)")
 
 
 def _run(args) -> int:
@@ -79,12 +85,10 @@ def _run(args) -> int:
     files = args.curves or shipped_curves()
     if not files or min(slots) < 1:
         raise ValueError(f"need curves files and slots >= 1, got {files=} {slots=}")
-    from search.bench.curves import load_curves
-    for path in files:
-        load_curves(path)  # every file checked before anything is replayed
+    recorded = [read_curves(path, args.study, args.seed) for path in files]  # every file checked first
     rows = []
-    for path in files:
-        rows += replay_file(path, slots, set(args.only.split(",")) if args.only else None)
+    for path, curves in zip(files, recorded):
+        rows += replay_file(path, slots, set(args.only.split(",")) if args.only else None, curves)
     result = {**envelope("search", "cpu", sys.argv), "rows": rows, "summary": summary(rows)}
     print(format_rows(result["summary"]))
     if args.json:
@@ -92,12 +96,28 @@ def _run(args) -> int:
     return 0
 
 
-def replay_file(path: Path, slots: list[int], only: set[str] | None) -> list[dict]:
+def read_curves(path: Path, study: str | None, seed: int) -> dict:
+    """A curves file, or a .partial one as the complete sub-grid it holds (which needs its study)."""
+    from search.bench.curves import load_curves, load_partial
+    from search.errors import StudyError
+    if Path(path).suffix != ".partial":
+        return load_curves(path)
+    if not study:
+        raise StudyError(f"{path}: a .partial curves file needs --study, the grid study it is recorded from")
+    recorded = load_partial(path, study, seed)
+    print(f"{Path(path).name}: {recorded['recorded_configs']} of {recorded['grid_configs']} configs recorded; "
+          f"replaying the complete sub-grid of {len(recorded['configs'])}: "
+          + ", ".join(f"{k} {v}" for k, v in recorded["subgrid"].items()), flush=True)
+    return recorded
+
+
+def replay_file(path: Path, slots: list[int], only: set[str] | None, recorded: dict | None = None) -> list[dict]:
     """Every schedule on one curves file, at each slot count: one row each."""
     from search.bench.curves import load_curves
     from search.bench.replay import Replay, summarise
-    recorded = load_curves(path)
+    recorded = recorded or load_curves(path)
     study, curves = curve_set(recorded)
+    extra = {"subgrid": recorded["subgrid"], "grid_configs": recorded["grid_configs"]} if "subgrid" in recorded else {}
     rows = []
     for schedule in schedules(study, recorded["epochs"]):
         if only and schedule.name not in only:
@@ -105,7 +125,7 @@ def replay_file(path: Path, slots: list[int], only: set[str] | None) -> list[dic
         for n_slots in slots:
             outcome = Replay(schedule.make(len(curves), recorded["epochs"]), curves, n_slots).run()
             rows.append({"curves": Path(path).name, "study": recorded["study"], "seed": recorded["seed"],
-                         "schedule": schedule.name, "slots": n_slots, **summarise(curves, outcome)})
+                         "schedule": schedule.name, "slots": n_slots, **summarise(curves, outcome), **extra})
         print(f"{Path(path).name} seed {recorded['seed']}: {schedule.name}: "
               f"compute {rows[-1]['compute_fraction']:.1%}, regret {rows[-1]['regret']:.2%}", flush=True)
     return rows
@@ -113,25 +133,30 @@ def replay_file(path: Path, slots: list[int], only: set[str] | None) -> list[dic
 
 def curve_set(recorded: dict):
     """(the recorded study, its curves in the grid sampler's order, each weighted by the FLOPs per image
-    of the config it stands for: the real residual config for the residual proxy, its own otherwise)."""
+    of the config it stands for: the real residual config for the residual proxy, its own otherwise).
+    With a `subgrid` (a partial file) the study is that sub-grid, and the curves are its configs."""
     from search.study import load_study, parse_study
-    study = parse_study(recorded["study_text"], recorded["study"], recorded["study"])
-    study = dataclasses.replace(study, search=dataclasses.replace(study.search, seed=recorded["seed"]))
+    full = parse_study(recorded["study_text"], recorded["study"], recorded["study"])
+    full = dataclasses.replace(full, search=dataclasses.replace(full.search, seed=recorded["seed"]))
+    study = full
+    if "subgrid" in recorded:
+        study = dataclasses.replace(full, space={**full.space, **{k: tuple(v) for k, v in recorded["subgrid"].items()}})
     real = load_study("residual") if recorded["study"] == "residual-proxy" else None
     curves = []
     for name in grid_order(study):
         c = recorded["configs"][name]
-        curves.append(_curve(name, c, study, real))
+        curves.append(_curve(name, c, full, real))
     return study, curves
 
 
-def _curve(name: str, c: dict, study, real):
+def _curve(name: str, c: dict, full, real):
+    """One config's curve; the proxy's (depth, width) index in the full grid picks the real config."""
     from search.bench.replay import Curve
     from sr_core.models import flops_per_image
     if real is None:
         weight = c["flops_per_image"]
     else:
-        i, j = study.space["blocks"].index(c["blocks"]), study.space["channels"].index(c["channels"])
+        i, j = full.space["blocks"].index(c["blocks"]), full.space["channels"].index(c["channels"])
         weight = flops_per_image("residual", real.space["blocks"][i], real.space["channels"][j])
     config = {"arch": c["arch"], "blocks": c["blocks"], "channels": c["channels"], "lr": c["lr"]}
     return Curve(name, config, c["val_mse"], c["seconds"], weight, c["status"] == "completed")
