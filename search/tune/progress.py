@@ -13,10 +13,11 @@ class Progress:
 
     The ETA counts epochs: the epochs still to run (unfinished trials to their last epoch, trials not
     started yet at the mean length of the trials that ended, which is where pruning shows) times this
-    session's wall time per epoch. Before the first epoch it is the cost estimate's.
+    session's wall time per epoch. Before the first epoch it is the cost estimate's; with no estimate
+    (the audit and the final step: `estimate_seconds=None`) the line says it comes after the first epoch.
     """
 
-    def __init__(self, total_trials: int, max_epochs: int, estimate_seconds: float,
+    def __init__(self, total_trials: int, max_epochs: int, estimate_seconds: float | None,
                  clock: Callable[[], float] = time.monotonic):
         self.total_trials, self.max_epochs, self.estimate_seconds = total_trials, max_epochs, estimate_seconds
         self.clock = clock  # seconds, monotonic (tests give their own)
@@ -49,10 +50,10 @@ class Progress:
         best = f": best val/psnr {summary['best/val_psnr']:.2f} dB" if "best/val_psnr" in summary else ""
         self.event(trials, f"{status:<7} {run_name(trial.config)}{best}")
 
-    def eta_seconds(self, trials) -> float:
+    def eta_seconds(self, trials) -> float | None:
         elapsed = self.clock() - self.started
         if self.epochs_run == 0:
-            return max(self.estimate_seconds - elapsed, 0.0)
+            return None if self.estimate_seconds is None else max(self.estimate_seconds - elapsed, 0.0)
         ended = [self.epochs.get(tid, 0) for tid in self.statuses]
         per_trial = sum(ended) / len(ended) if ended else self.max_epochs
         running = [t.trial_id for t in trials if t.trial_id not in self.statuses]
@@ -68,7 +69,9 @@ class Progress:
                 counts[key] = counts.get(key, 0) + 1
         parts = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
         best = f" | best {self.best[0]:.2f} dB {self.best[1]}" if self.best else ""
-        ended = f"{len(self.statuses)}/{self.total_trials} ended, ETA {_clock(self.eta_seconds(trials))}"
+        eta = self.eta_seconds(trials)
+        ended = f"{len(self.statuses)}/{self.total_trials} ended, " \
+            + ("ETA after the first epoch" if eta is None else f"ETA {_clock(eta)}")
         print(f"[{_clock(self.clock() - self.started, exact=True)}] {text:<48} | {parts} | {ended}{best}",
               flush=True)
 

@@ -112,7 +112,7 @@ def make_final_tuner(setup: TuneSetup, point: dict) -> tune.Tuner:
                                   restart_errored=False)
     callback = StudyCallback(TrackingTarget(state.tracking_uri, state.experiment_id, state.parent_run_id, study.name),
                              None, str(setup.data_path), study.train.epochs, study.search.metric, name,
-                             Progress(1, study.train.epochs, 0.0), role=ROLE_FINAL)
+                             Progress(1, study.train.epochs, None), role=ROLE_FINAL)
     return tune.Tuner(
         trainable,
         param_space={**study.trial_constants(), **point, CPUS_KEY: setup.per_trial["cpu"], SCRATCH_KEY: name},
@@ -152,7 +152,7 @@ def make_audit_tuner(setup: TuneSetup, audits: list[dict]) -> tune.Tuner:
     study, state, name = setup.study.audit_study(), setup.state, audit_experiment(setup.state)
     callback = StudyCallback(TrackingTarget(state.tracking_uri, state.experiment_id, state.parent_run_id, study.name),
                              None, str(setup.data_path), study.train.epochs, study.search.metric, name,
-                             Progress(len(audits), study.train.epochs, 0.0), role=ROLE_AUDIT)
+                             Progress(len(audits), study.train.epochs, None), role=ROLE_AUDIT)
     # One trial per audited config: its [space] point, and the rest (checkpoint, tags) under AUDIT_KEY.
     configs = [{**{k: a[k] for k in SPACE_KEYS}, AUDIT_KEY: a} for a in audits]
     return tune.Tuner(

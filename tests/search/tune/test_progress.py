@@ -52,3 +52,13 @@ def test_a_replayed_epoch_does_not_count_as_progress():
 def test_clock_formats():
     assert _clock(187.9, exact=True) == "  3:07" and _clock(45) == "~45 s"
     assert _clock(600) == "~10 min" and _clock(3 * 3600) == "~3.0 h"
+
+
+def test_with_no_estimate_the_line_says_the_eta_comes_after_the_first_epoch(capsys):
+    clock = Clock()
+    progress = Progress(total_trials=2, max_epochs=4, estimate_seconds=None, clock=clock)  # the audit's
+    progress.event([_trial("a")], "started")
+    assert progress.eta_seconds([_trial("a")]) is None and "ETA after the first epoch" in capsys.readouterr().out
+    clock.now += 5.0
+    progress.result([_trial("a")], _trial("a"), {"epoch": 3, "val/psnr": 30.0}, replayed=False)
+    assert "ETA ~" in capsys.readouterr().out
