@@ -28,6 +28,7 @@ class Curve:
     seconds: list[float]
     weight: float  # FLOPs per image of the config this curve stands for
     completed: bool = True  # ran to its last epoch (False: early-stopped at the end of val_mse)
+    epoch_hours: float = 0.0  # one epoch of the real config it stands for on one GPU (0: not projected)
 
 
 @dataclass(eq=False)
@@ -138,4 +139,13 @@ def summarise(curves: list[Curve], outcome: Outcome) -> dict:
             "grid_best": grid_best[winner], "found_best": seen[found] if found else None,
             "winner": winner, "found": found, "winner_finished": winner in finished,
             "winner_rank_among_finished": rank, "winner_epochs": outcome.trained[winner],
-            "finished": len(finished), "trials": len(curves), "wall_s": outcome.wall_s}
+            "finished": len(finished), "trials": len(curves), "wall_s": outcome.wall_s,
+            **_projected(curves, outcome)}
+
+
+def _projected(curves: list[Curve], outcome: Outcome) -> dict:
+    """GPU-hours of the real grid the curves stand for: what the schedule trained, and every epoch."""
+    if not all(c.epoch_hours for c in curves):
+        return {}
+    return {"projected_gpu_hours": sum(outcome.trained[c.name] * c.epoch_hours for c in curves),
+            "full_grid_gpu_hours": sum(len(c.val_mse) * c.epoch_hours for c in curves)}

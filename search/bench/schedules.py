@@ -151,15 +151,16 @@ def curve_set(recorded: dict):
 
 def _curve(name: str, c: dict, full, real):
     """One config's curve; the proxy's (depth, width) index in the full grid picks the real config."""
+    from search.bench.projection import epoch_hours
     from search.bench.replay import Curve
     from sr_core.models import flops_per_image
-    if real is None:
-        weight = c["flops_per_image"]
-    else:
+    weight, hours = c["flops_per_image"], 0.0
+    if real is not None:
         i, j = full.space["blocks"].index(c["blocks"]), full.space["channels"].index(c["channels"])
         weight = flops_per_image("residual", real.space["blocks"][i], real.space["channels"][j])
+        hours = epoch_hours("residual", real.space["blocks"][i], real.space["channels"][j])
     config = {"arch": c["arch"], "blocks": c["blocks"], "channels": c["channels"], "lr": c["lr"]}
-    return Curve(name, config, c["val_mse"], c["seconds"], weight, c["status"] == "completed")
+    return Curve(name, config, c["val_mse"], c["seconds"], weight, c["status"] == "completed", hours)
 
 
 def grid_order(study) -> list[str]:
@@ -191,6 +192,9 @@ def summary(rows: list[dict]) -> list[dict]:
             values = [r[key] for r in one_slot]
             row[key], row[f"{key}_max"] = statistics.mean(values), max(values)
         row["winner_finished"] = sum(r["winner_finished"] for r in one_slot) / len(one_slot)
+        if all("projected_gpu_hours" in r for r in one_slot):
+            row["projected_gpu_hours"] = statistics.mean(r["projected_gpu_hours"] for r in one_slot)
+            row["full_grid_gpu_hours"] = statistics.mean(r["full_grid_gpu_hours"] for r in one_slot)
         for n_slots in sorted({r["slots"] for r in mine}):
             row[f"wall_s_{n_slots}"] = statistics.mean(r["wall_s"] for r in mine if r["slots"] == n_slots)
         out.append(row)
@@ -208,8 +212,15 @@ def format_rows(rows: list[dict]) -> str:
                ("epochs_fraction", "epochs", ".1%"), ("regret", "regret", ".2%"), ("regret_max", "max", ".2%"),
                ("winner_finished", "winner finished", ".0%")]
     columns += [(f"wall_s_{s}", f"wall s at {s}", ",.0f") for s in walls]
-    return "bench search: schedules replayed on recorded curves (compute: FLOP-weighted share of the full grid)\n\n" \
+    text = "bench search: schedules replayed on recorded curves (compute: FLOP-weighted share of the full grid)\n\n" \
         + table(rows, columns)
+    projected = [r for r in rows if "projected_gpu_hours" in r]
+    if projected:
+        text += "\n\nprojected to the real residual grid on one H100 (search/bench/projection.py: a throughput model " \
+            "anchored on b24 c612 and b8 c64 measured there; 7000/1250 images per epoch)\n\n" + table(projected, [
+                ("study", "study", ""), ("schedule", "schedule", ""), ("projected_gpu_hours", "GPU-hours", ",.1f"),
+                ("full_grid_gpu_hours", "full grid", ",.1f")])
+    return text
 
 
 SUBCOMMAND = ("search schedules replayed on recorded learning curves: compute, regret, the winner",

@@ -56,3 +56,23 @@ def test_wall_time_shrinks_with_slots_and_decisions_do_not_change():
     four = Replay(Schedule("h", "halving", 1, 3).make(9, 9), curves, slots=4).run()
     assert one.trained == four.trained and one.wall_s == sum(one.trained.values())
     assert four.wall_s < one.wall_s
+
+
+def test_the_projection_counts_each_trained_epoch_at_its_real_configs_hours():
+    curves = _curves(FINALS)
+    for c in curves:
+        c.epoch_hours = 0.1 * (c.config["blocks"] + 1)
+    outcome = Replay(Schedule("h", "halving", 1, 3).make(9, 9), curves, slots=1).run()
+    figures = summarise(curves, outcome)
+    assert figures["projected_gpu_hours"] == pytest.approx(sum(outcome.trained[c.name] * c.epoch_hours for c in curves))
+    assert figures["full_grid_gpu_hours"] == pytest.approx(9 * sum(c.epoch_hours for c in curves))
+    assert "projected_gpu_hours" not in summarise(_curves(FINALS), outcome)  # no hours: no projection
+
+
+def test_the_h100_model_meets_its_two_measured_anchors():
+    from search.bench.projection import epoch_hours
+    # b24 c612 is compute-bound at the measured 211 images/s; b8 c64 launch-bound at 1492 images/s
+    train_only = lambda b, c: epoch_hours("residual", b, c, train_images=7000, val_images=0) * 3600 / 7000
+    assert 1 / train_only(24, 612) == pytest.approx(211.1, rel=0.01)
+    assert 1 / train_only(8, 64) == pytest.approx(1492, rel=1e-6)
+    assert train_only(24, 64) == pytest.approx(3 * train_only(8, 64))  # launches grow with the depth
