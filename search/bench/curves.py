@@ -204,7 +204,7 @@ def complete_subgrid(space: dict[str, list], points: list[dict]) -> dict[str, li
             grid = [{**g, key: v} for g in grid for v in values]
         missing = [g for g in grid if tuple(sorted(g.items())) not in have]
         if not missing:
-            return space if grid and grid != [{}] else None
+            return space
         share = {(k, v): sum(1 for g in missing if g[k] == v) * len(values) / len(grid)
                  for k, values in space.items() for v in values}
         key, value = max(share, key=lambda kv: (share[kv], len(space[kv[0]])))
