@@ -8,8 +8,6 @@ pickle written at the start (ray-project/ray#30838), so the persistent scheduler
 """
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 from ray.tune.schedulers import AsyncHyperBandScheduler
 
@@ -163,32 +161,3 @@ def hyperband_stopped(scheduler: HyperBandScheduler, n: int) -> None:
 
 PAUSED, PENDING, RUNNING, TERMINATED, ERROR = Trial.PAUSED, Trial.PENDING, Trial.RUNNING, Trial.TERMINATED, Trial.ERROR
 
-
-# -- Tune's experiment-state upload racing its own atomic writes ----------------------------------
-# Tune saves the experiment and searcher state into its driver staging folder (each file written as
-# `.<uuid>-tmp-<name>` and renamed) while the previous snapshot's background upload may still be
-# copying that folder; the upload then fails on the temporary file that was just renamed, and Tune
-# logs a full traceback at ERROR ("Saving experiment state to storage ... failed"). Nothing is lost:
-# the next snapshot (every step, TUNE_GLOBAL_CHECKPOINT_S=0) uploads the whole folder again. Seen
-# under load in CI (test_trial_faults); the logger's name is Tune's module path.
-EXPERIMENT_STATE_LOGGER = "ray.tune.execution.experiment_state"
-
-
-class _RenamedTemporaryUpload(logging.Filter):
-    """Turns that one race into one warning line; every other record passes unchanged."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, FileNotFoundError) and "-tmp-" in str(exc) and "Saving experiment state" in record.getMessage():
-            record.msg, record.args, record.exc_info, record.exc_text = (
-                "Tune's experiment-state upload raced a file it was rewriting; the next snapshot "
-                "uploads it again", (), None, None)
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-        return True
-
-
-def quiet_state_upload_race() -> None:
-    """Install the filter once on Tune's experiment-state logger."""
-    log = logging.getLogger(EXPERIMENT_STATE_LOGGER)
-    if not any(isinstance(f, _RenamedTemporaryUpload) for f in log.filters):
-        log.addFilter(_RenamedTemporaryUpload())

@@ -20,16 +20,19 @@ from pathlib import Path
 
 
 def loads(path: Path) -> bool:
-    """Whether a state file loads: JSON for .json, pickle for .pkl; other files are not judged."""
-    try:
-        if path.suffix == ".json":
-            json.loads(path.read_text())
-        elif path.suffix == ".pkl":
-            with open(path, "rb") as f:
-                pickle.load(f)
-    except Exception:  # a torn file fails in many ways (JSONDecodeError, EOFError, UnpicklingError)
-        return False
-    return True
+    """Whether a state file loads: JSON (or a pickle) for .json, pickle for .pkl; other files are not judged."""
+    if path.suffix not in (".json", ".pkl"):
+        return True
+    # Tune's search_gen_state-*.json is a cloudpickle despite its name: a .json file loads as either.
+    readers = [lambda b: json.loads(b.decode()), pickle.loads] if path.suffix == ".json" else [pickle.loads]
+    content = path.read_bytes()
+    for read in readers:
+        try:
+            read(content)
+            return True
+        except Exception:  # a torn file fails in many ways (JSONDecodeError, EOFError, UnpicklingError)
+            continue
+    return False
 
 
 def staging_copies(session_dir: str | Path, experiment: str) -> list[Path]:

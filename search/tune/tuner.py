@@ -16,10 +16,10 @@ from search.audit import AUDIT_KEY
 from search.gpu_fractions import Packing, resources_fn
 from search.state import StudyState
 from search.study import SPACE_KEYS, Study
+from search.tune import state_upload
 from search.tune.callback import StudyCallback, TrackingTarget
 from search.tune.optuna_store import OptunaTarget
 from search.tune.progress import Progress
-from search.tune.ray_internals import quiet_state_upload_race
 from search.tune.scheduler import PersistentASHA, SyncHalving
 from search.tune.searcher import ListSearcher, StudySearcher, make_sampler, optuna_space
 from search.tune.trainable import CPUS_KEY, SCRATCH_KEY, data_arrays, run_trial
@@ -80,7 +80,7 @@ def scheduler_rungs(study: Study, target: OptunaTarget) -> list[int]:
 
 
 def make_tuner(setup: TuneSetup) -> tune.Tuner:
-    quiet_state_upload_race()
+    state_upload.install()
     resources = resources_fn(setup.per_trial["cpu"], setup.packing) if setup.packing else setup.per_trial
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, data=data_arrays(setup.data), study=setup.study, packing=setup.packing),
@@ -102,7 +102,7 @@ def final_experiment(state: StudyState) -> str:
 def make_final_tuner(setup: TuneSetup, point: dict) -> tune.Tuner:
     """The final step: one trial of `setup.study.final_study(point)`, with the search's trainable and
     callback (role `final`, no Optuna), made new or restored from its own experiment on --resume."""
-    quiet_state_upload_race()
+    state_upload.install()
     study, state, name = setup.study.final_study(point), setup.state, final_experiment(setup.state)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, data=data_arrays(setup.data), study=study), setup.per_trial)
@@ -132,7 +132,7 @@ def restore_audit_tuner(setup: TuneSetup) -> tune.Tuner | None:
     path = f"{setup.state.ray_storage.rstrip('/')}/{audit_experiment(setup.state)}"
     if not tune.Tuner.can_restore(path):
         return None
-    quiet_state_upload_race()
+    state_upload.install()
     return tune.Tuner.restore(path, _audit_trainable(setup), resume_unfinished=True, resume_errored=False,
                               restart_errored=False)
 
@@ -148,7 +148,7 @@ def _audit_trainable(setup: TuneSetup):
 def make_audit_tuner(setup: TuneSetup, audits: list[dict]) -> tune.Tuner:
     """The pruning audit (search.audit): one trial per pruned trial in `audits` (search.audit.audit_config),
     each resuming from that trial's checkpoint to the search's full budget, role `audit`, no Optuna."""
-    quiet_state_upload_race()
+    state_upload.install()
     study, state, name = setup.study.audit_study(), setup.state, audit_experiment(setup.state)
     callback = StudyCallback(TrackingTarget(state.tracking_uri, state.experiment_id, state.parent_run_id, study.name),
                              None, str(setup.data_path), study.train.epochs, study.search.metric, name,

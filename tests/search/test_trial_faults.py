@@ -6,11 +6,15 @@ the device. The study is driven through the real CLI with real Ray, Optuna (jour
 (sqlite); Optuna is read back through Optuna's own API.
 """
 import math
+from fnmatch import fnmatch
 
 import pytest
 from optuna.trial import TrialState
 
-from _driver import child_env, epochs_logged, optuna_study, run_cli, runs, write_study
+from _driver import child_env, client, epochs_logged, optuna_study, run_cli, runs, write_study
+from reports.schema import WITH_WEIGHTS
+from search.tracking import has_artifact
+from search.tune.torn_state import loads
 
 pytestmark = pytest.mark.slow  # a real study through the CLI
 
@@ -41,6 +45,8 @@ def test_the_study_survives_every_trial_fault_and_completes(faulty):
     (parent,) = runs(workdir, "study")
     assert parent.data.tags["status"] == "completed" and parent.info.status == "FINISHED"
     assert "Traceback" not in out and "KeyError" not in out
+    # Tune's experiment-state upload never races its own writes (search.tune.state_upload)
+    assert "Last sync command failed" not in out and "Saving experiment state to storage" not in out
 
 
 def test_each_trial_is_tagged_with_its_true_status_and_a_reason(faulty):
@@ -96,3 +102,18 @@ def test_no_scratch_folder_is_left_behind(faulty):
     *_, root = faulty
     leftovers = list((root / "tmp").glob("sr-search-trials/**/*"))
     assert leftovers == []
+
+
+def test_every_trial_with_weights_has_its_best_pt_in_mlflow_and_tunes_uploaded_state_is_whole(faulty):
+    _, _, workdir, *_ = faulty
+    weighted = [r for r in runs(workdir) if r.data.tags["status"] in WITH_WEIGHTS]
+    assert len(weighted) == 2  # completed and early_stopped
+    assert all(has_artifact(client(workdir), r.info.run_id, "best.pt") for r in weighted)
+    # What Tune's experiment-state upload copies (search.tune.state_upload) is Tune's state only, and
+    # the copy is whole: no temporary file, every state file loads. The checkpoints MLflow's best.pt
+    # comes from are persisted by the trials themselves, inside tune.report.
+    (experiment,) = [p for p in (workdir / "studies" / "faults" / "ray").iterdir() if p.is_dir()]
+    state = [p for p in experiment.iterdir() if p.is_file()]
+    assert any(p.name.startswith("experiment_state") for p in state)
+    assert not [p.name for p in state if fnmatch(p.name, ".*-tmp-*")]
+    assert all(loads(p) for p in state)

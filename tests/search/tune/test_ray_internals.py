@@ -39,28 +39,3 @@ def test_a_recorded_value_is_what_asha_compares_with():
     ray_internals.asha_adopt(asha, "t")
     assert ray_internals.asha_knows(asha, "t")
 
-
-def test_the_state_upload_race_becomes_one_warning_and_other_errors_pass():
-    import logging
-
-    import ray.tune.execution.experiment_state as state
-
-    from search.tune.ray_internals import EXPERIMENT_STATE_LOGGER, quiet_state_upload_race
-    assert state.logger.name == EXPERIMENT_STATE_LOGGER  # the logger Tune writes the error to
-    quiet_state_upload_race()
-    quiet_state_upload_race()
-    (f,) = state.logger.filters
-
-    def record(exc):
-        try:
-            raise exc
-        except Exception:
-            import sys
-            return logging.LogRecord(EXPERIMENT_STATE_LOGGER, logging.ERROR, __file__, 1,
-                                     "Saving experiment state to storage at '%s' failed with exception: ",
-                                     ("/x",), sys.exc_info())
-    race = record(FileNotFoundError("[Errno 2] Failed to open local file '/s/driver_artifacts/.ab-tmp-search_gen_state.json'"))
-    assert f.filter(race) and race.levelno == logging.WARNING and race.exc_info is None
-    assert "next snapshot" in race.getMessage()
-    other = record(PermissionError("denied"))
-    assert f.filter(other) and other.levelno == logging.ERROR and other.exc_info is not None

@@ -31,3 +31,12 @@ def test_without_a_whole_copy_nothing_changes(tmp_path):
     assert repair(storage, tmp_path / "session") == []
     assert repair(storage, None) == [] and repair("s3://bucket/study-abc", tmp_path / "session") == []
     assert not loads(storage / "experiment_state-1.json")
+
+
+def test_tunes_search_generator_state_is_a_pickle_named_json_and_loads_until_torn(tmp_path):
+    import ray.cloudpickle as cloudpickle
+    path = tmp_path / "search_gen_state-1.json"  # what Tune's SearchGenerator writes under that name
+    path.write_bytes(cloudpickle.dumps({"counter": 3, "finished": False}))
+    assert loads(path)
+    path.write_bytes(path.read_bytes()[:20])
+    assert not loads(path)
