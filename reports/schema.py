@@ -39,7 +39,7 @@ STUDY_METRICS = (
 #: A trial's params besides its hyperparameters (which are TrialConfig's logged fields).
 TRIAL_SHAPE_PARAMS = ("n_params", "flops_per_image")
 
-# -- comparison crops (search.crops chooses them, reports.comparison lines them up) ----------------
+# -- comparison crops (sr_core.crops chooses them, reports.comparison lines them up) ----------------
 #: On the study run: the crops' identity (name, key, photo, bicubic PSNRs) and the rule that chose them.
 CROPS_MANIFEST = "crops.json"
 #: Per crop of a trial, logged at its best epoch's weights (step = that epoch).

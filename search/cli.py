@@ -138,8 +138,8 @@ def _resume_command(args) -> str:
 
 
 def _cmd_run(args) -> int:
-    from search.engine import RunOptions, run_study
-    from search.interrupts import Interrupted
+    from search.run.engine import RunOptions, run_study
+    from search.run.interrupts import Interrupted
     from search.study import load_study
     overrides = {"data": args.data, "epochs": args.epochs, "trials": args.trials,
                  "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial,
@@ -201,7 +201,7 @@ def _cmd_status(args) -> int:
         raise StudyError(f"no runs of study {args.study!r} in {workdir.root}")
     if not driver_alive(workdir.study_dir(args.study)):
         # No driver holds the study: whatever still says running was left by one that died.
-        from search.cluster import reap_orphans
+        from search.run.cluster import reap_orphans
         state = StudyState.load(workdir.study_dir(args.study))
         reap_orphans(state.ray_session_dir if state else None)
         repaired = mark_unfinished(client, *found, "the driver stopped while it ran")
@@ -231,7 +231,7 @@ def _status_row(t: dict) -> None:
 
 
 def _cmd_report(args) -> int:
-    from search.closing import write_report
+    from search.run.closing import write_report
     from search.workdir import Workdir
     workdir = Workdir(args.workdir)
     out = args.out or workdir.report_path("+".join(args.study))
@@ -266,7 +266,7 @@ def _gpus(text: str) -> float | str:
 
 
 def _cmd_predict(args) -> int:
-    from search.predict import predict_folder
+    from search.apply.predict import predict_folder
     from search.workdir import Workdir
     predict_folder(Workdir(args.workdir).tracking_uri(args.tracking_uri), args.study, args.input,
                    args.output, self_ensemble=args.self_ensemble, device=args.device)
@@ -281,15 +281,15 @@ def _cmd_evaluate(args) -> int:
     workdir = Workdir(args.workdir)
     if not args.tracking_uri and not (workdir.root / "mlflow.db").exists():
         raise StudyError(f"no runs of study {args.study!r}: {workdir.root} has no MLflow store")
-    from search.evaluate import EvalOptions, evaluate_study
-    from search.eval_table import format_table
+    from search.apply.evaluate import EvalOptions, evaluate_study
+    from search.apply.eval_table import format_table
     uri = workdir.tracking_uri(args.tracking_uri)
     options = EvalOptions(data=tuple(args.data), trials=tuple(args.trials), self_ensemble=args.self_ensemble,
                           lr_kernel=args.lr_kernel, tile=args.tile, device=args.device)
     rows = evaluate_study(uri, args.study, options)
     print(format_table(rows, args.lr_kernel), flush=True)
     if not args.no_report:
-        from search.closing import write_report
+        from search.run.closing import write_report
         write_report(uri, [args.study], workdir.report_path(args.study))
     return 0
 

@@ -84,14 +84,14 @@ class Pruner:
     grace_period: int = 2  # the first rung's epoch
     reduction_factor: int = 3
     insure: str = ""  # halving: a [space] key whose every value keeps its best trial at each rung
-    audit: int = 0  # pruned trials resumed to the full budget after the search (search.audit)
+    audit: int = 0  # pruned trials resumed to the full budget after the search (search.run.audit)
 
 
 @dataclass(frozen=True)
 class Resources:
     cpus_per_trial: float = 1.0
     # A fraction packs trials on a GPU; "auto" gives each config its own from its predicted memory and
-    # compute share (search.gpu_fractions). Ignored where the cluster has no GPU: trials run on CPU.
+    # compute share (search.tune.packing). Ignored where the cluster has no GPU: trials run on CPU.
     gpus_per_trial: float | str = 1.0
     gpu_memory_gib: float = 0.0  # one GPU's memory for "auto"; 0: measured on a GPU node
     max_concurrent: int = 0
@@ -100,7 +100,7 @@ class Resources:
 
 @dataclass(frozen=True)
 class Final:
-    """The search's best configuration trained again (search.engine; no early stop, no pruning)."""
+    """The search's best configuration trained again (search.run.engine; no early stop, no pruning)."""
     epochs: int = 0  # 0: no final step
 
 
@@ -172,7 +172,7 @@ class Study:
                                    pruner=Pruner(kind="none"), final=Final(), faults={})
 
     def audit_study(self) -> "Study":
-        """The pruning audit's trials as a study: the search's own epochs, no pruner (search.audit)."""
+        """The pruning audit's trials as a study: the search's own epochs, no pruner (search.run.audit)."""
         return dataclasses.replace(self, pruner=Pruner(kind="none"), final=Final(), faults={})
 
     def flat_params(self) -> dict[str, str]:

@@ -25,7 +25,7 @@ from mlflow.tracking import MlflowClient
 from reports.schema import (AUDIT_SUFFIX, AUDIT_TAGS, CROP_METRICS, CROPS_MANIFEST, EPOCH_METRICS, EXPERIMENT, EXPERIMENT_TAGS,
                             FINAL_SUFFIX, FINISHED, OBJECTIVE, OBJECTIVE_MODE, ROLE_AUDIT, ROLE_FINAL, ROLE_TRIAL,
                             best_position, crop_image, crop_metric, eval_artifact, summary_key)
-from search.crops import ComparisonCrops, Weights, bicubic_crops, crop_metrics, hr_crops, manifest, render_crops
+from sr_core.crops import ComparisonCrops, Weights, bicubic_crops, crop_metrics, hr_crops, manifest, render_crops
 from search.errors import StudyError, TrackingError
 from search.redaction import mask
 from sr_core.models import flops_per_image, params_count
@@ -188,7 +188,7 @@ def log_epoch(client: MlflowClient, run_id: str, epoch: int, result: Mapping[str
                      + [Metric(k, float(v), now, 0) for k, v in summary.items() if math.isfinite(float(v))])
 
 
-# -- comparison crops (search.crops) ------------------------------------------------------------------
+# -- comparison crops (sr_core.crops) ------------------------------------------------------------------
 def log_study_crops(client: MlflowClient, run_id: str, crops: ComparisonCrops) -> None:
     """The study's comparison crops on its run, once when it opens: crops.json (names, photos, bicubic
     PSNRs) and each crop's HR and bicubic images, so the report shows them without sr_core."""

@@ -66,7 +66,7 @@ def _seeded(study, seed: int):
 
 def record(study, seed: int, out: Path, processes: int, val_patches: int) -> dict:
     """Train every config of the grid (resuming from OUT.partial), then write OUT; returns its content."""
-    from search.engine import prepare
+    from search.run.engine import prepare
     from search.workdir import Workdir
     seeded = _seeded(study, seed)
     partial = out.with_name(out.name + ".partial")

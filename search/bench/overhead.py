@@ -118,7 +118,7 @@ def _run_overhead(args) -> int:
 
 
 def _tiny_study(trials: int, epochs: int) -> dict:
-    from search.engine import RunOptions, run_study
+    from search.run.engine import RunOptions, run_study
     from search.study import parse_study
     from search.workdir import Workdir
     blocks = list(range(math.ceil(trials / 2)))

@@ -1,7 +1,7 @@
 """The driver's Tune callback: each trial's story, written once into MLflow and Optuna, and printed.
 
 Tune calls it in the driver for every trial start, epoch result, completion and error. How a trial
-ended is decided once (`search.statuses.closing_status`, or `failed` for an error) and written to
+ended is decided once (`search.tune.statuses.closing_status`, or `failed` for an error) and written to
 both stores from that one decision: MLflow tags `status` and `reason` (through search.tracking, the
 one MLflow writer), Optuna's state and user attrs (search.tune.optuna_store.OptunaRecorder).
 
@@ -21,13 +21,12 @@ from ray import tune
 
 from reports.schema import ENDED, ROLE_AUDIT, ROLE_TRIAL, WITH_WEIGHTS, summary_key
 from search import tracking
-from search.audit import AUDIT_KEY
 from search.redaction import TRACKING_ENV, resolve
-from search.statuses import closing_status
+from search.tune.statuses import closing_status
 from search.testhooks import pause_point
 from search.tune.optuna_store import OPTUNA_NUMBER, OptunaRecorder, OptunaTarget
 from search.tune.progress import Progress
-from search.tune.trainable import scratch_dir
+from search.tune.trainable import AUDIT_KEY, scratch_dir
 
 
 @dataclass(frozen=True)
@@ -171,9 +170,9 @@ class StudyCallback(tune.Callback):
 
     def _log_artifacts(self, run_id: str, checkpoint, best_epoch: int) -> None:
         """best.pt, the trial's prediction of the study's comparison crops (MLflow images at its best
-        epoch, search.crops) and the samples grid."""
-        from search.crops import study_crops
-        from search.sample_grid import sample_grid
+        epoch, sr_core.crops) and the samples grid."""
+        from sr_core.crops import study_crops
+        from search.tune.sample_grid import sample_grid
         with checkpoint.as_directory() as ckpt, tempfile.TemporaryDirectory() as tmp:
             best = Path(ckpt) / "best.pt"
             if not best.exists():

@@ -75,7 +75,7 @@ class StudySearcher(Searcher):
 
 
 class ListSearcher(Searcher):
-    """Suggests the given configs in order, then FINISHED: the pruning audit's trials (search.audit),
+    """Suggests the given configs in order, then FINISHED: the pruning audit's trials (search.run.audit),
     whose configs are decided before it starts. Its place in the list is saved with Tune's
     experiment, so a restored audit makes no trial twice."""
 

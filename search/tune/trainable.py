@@ -26,14 +26,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from search.audit import AUDIT_KEY
-from search.gpu_fractions import shape_of
+from search.tune.packing import shape_of
 from search.study import SPACE_KEYS, Study
 from sr_core.data import SRData, SRPairs
 from sr_core.train import TrialConfig, best_metrics, default_device, train_trial
 
-#: Config keys that the search adds for the trial's own use (not TrialConfig fields).
-SCRATCH_KEY, CPUS_KEY = "_scratch", "_cpus"
+#: Config keys that the search adds for the trial's own use (not TrialConfig fields); an audited trial's
+#: AUDIT_KEY holds the pruned trial it continues (search.run.audit.audit_config).
+SCRATCH_KEY, CPUS_KEY, AUDIT_KEY = "_scratch", "_cpus", "_audit"
 SCRATCH_ROOT = "sr-search-trials"
 
 

@@ -12,8 +12,7 @@ from pathlib import Path
 from ray import tune
 
 from reports.schema import ROLE_AUDIT, ROLE_FINAL
-from search.audit import AUDIT_KEY
-from search.gpu_fractions import Packing, resources_fn
+from search.tune.packing import Packing, resources_fn
 from search.state import StudyState
 from search.study import SPACE_KEYS, Study
 from search.tune import state_upload
@@ -22,7 +21,7 @@ from search.tune.optuna_store import OptunaTarget
 from search.tune.progress import Progress
 from search.tune.scheduler import PersistentASHA, SyncHalving
 from search.tune.searcher import ListSearcher, StudySearcher, make_sampler, optuna_space
-from search.tune.trainable import CPUS_KEY, SCRATCH_KEY, data_arrays, run_trial
+from search.tune.trainable import AUDIT_KEY, CPUS_KEY, SCRATCH_KEY, data_arrays, run_trial
 from sr_core.data import SRData
 
 # Tune reads these when the Tuner is made (the engine puts them in the driver's environment).
@@ -39,7 +38,7 @@ TUNE_ENV = {
     # CheckpointConfig(num_to_keep) makes Tune snapshot the experiment after every checkpoint, which is what a
     # crash-safe resume wants; its warning about that would print once per epoch.
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
-    # search.interrupts is the only SIGINT listener of the driver (Tune's would print Tuner.restore).
+    # search.run.interrupts is the only SIGINT listener of the driver (Tune's would print Tuner.restore).
     "TUNE_DISABLE_SIGINT_HANDLER": "1",
 }
 
@@ -146,7 +145,7 @@ def _audit_trainable(setup: TuneSetup):
 
 
 def make_audit_tuner(setup: TuneSetup, audits: list[dict]) -> tune.Tuner:
-    """The pruning audit (search.audit): one trial per pruned trial in `audits` (search.audit.audit_config),
+    """The pruning audit (search.run.audit): one trial per pruned trial in `audits` (search.run.audit.audit_config),
     each resuming from that trial's checkpoint to the search's full budget, role `audit`, no Optuna."""
     state_upload.install()
     study, state, name = setup.study.audit_study(), setup.state, audit_experiment(setup.state)

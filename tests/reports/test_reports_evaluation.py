@@ -1,5 +1,5 @@
 """The report's benchmark-folder section, read back from a real MLflow store that search's own writer
-(search.evaluate.log_rows -> search.tracking.log_evaluation) filled with known figures."""
+(search.apply.evaluate.log_rows -> search.tracking.log_evaluation) filled with known figures."""
 import re
 
 import pytest
@@ -10,7 +10,7 @@ from _study_store import StoredTrial, write_store
 from reports import build_report, load_runs
 from reports.evaluation import evaluation_figure, load_evaluations
 from reports.schema import BICUBIC, SELF_ENSEMBLE
-from search.evaluate import EvalRow, ImageScore, log_rows
+from search.apply.evaluate import EvalRow, ImageScore, log_rows
 from sr_core.models import flops_per_image
 
 STUDY = "evalrep"

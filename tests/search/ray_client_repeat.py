@@ -4,7 +4,7 @@ head's Ray Client server died at start (ray-project/ray#63202) and `run` had to 
     python tests/search/ray_client_repeat.py 30
 
 Not a test (pytest does not collect it): it takes about 30 s a run. It is how the retry in
-search.cluster.ray_session was measured (BENCHMARKS.md, "Ray Client")."""
+search.run.cluster.ray_session was measured (BENCHMARKS.md, "Ray Client")."""
 import argparse
 import shutil
 import sys

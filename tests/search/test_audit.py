@@ -1,9 +1,9 @@
-"""The pruning audit's choice of trials (search.audit): spread over the rung ranking, best first."""
+"""The pruning audit's choice of trials (search.run.audit): spread over the rung ranking, best first."""
 import math
 
 import pytest
 
-from search.audit import Pruned, audit_config, picks, rung_ranking, spread
+from search.run.audit import Pruned, audit_config, picks, rung_ranking, spread
 
 
 def pruned(name: str, stopped_at: int, value: float) -> Pruned:

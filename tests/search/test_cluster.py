@@ -1,7 +1,7 @@
 """Which failures of joining a ray:// cluster `run` retries: the two ways Ray 2.60 reported the head's
 client server process dying at start (ray-project/ray#63202), copied from runs on this machine, and
 failures a retry cannot mend."""
-from search.cluster import client_server_start_failed
+from search.run.cluster import client_server_start_failed
 
 PROXIER = "/venv/lib/python3.11/site-packages/ray/util/client/server/proxier.py"
 
@@ -37,7 +37,7 @@ def test_failures_a_retry_cannot_mend_are_not_retried():
 
 
 # -- what each trial asks Ray for, and how many run at once ----------------------------------------
-from search.cluster import Cluster, trial_resources  # noqa: E402
+from search.run.cluster import Cluster, trial_resources  # noqa: E402
 from search.study import parse_study  # noqa: E402
 
 _STUDY = """

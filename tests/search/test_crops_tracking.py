@@ -12,7 +12,7 @@ from PIL import Image
 from reports import load_runs
 from reports.comparison import load_comparison
 from search import tracking
-from search.crops import bicubic_crops, choose_crops, hr_crops, render_crops
+from sr_core.crops import bicubic_crops, choose_crops, hr_crops, render_crops
 from sr_core.data import SRPairs
 from sr_core.models import build_model
 from sr_core.patches import patch_name

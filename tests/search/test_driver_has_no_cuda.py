@@ -3,17 +3,20 @@ driver shares its machine with trials that want every byte of GPU memory). Devic
 driver needs (the throughput for the cost estimate) runs in a Ray task placed like a trial.
 
 The driver-side modules are checked for any use of `torch.cuda` or of the helper that picks it; the
-Ray task in search/cluster.py is the one allowed place, inside a function Ray runs remotely."""
+Ray task in search/run/cluster.py is the one allowed place, inside a function Ray runs remotely."""
 import ast
 from pathlib import Path
 
 import pytest
 
-SEARCH = Path(__file__).resolve().parents[2] / "search"
-# Every module the driver runs: the study machinery and the driver side of search/tune/ (the
-# trainable runs in the trials' processes, where CUDA belongs; the benchmarks are not the driver).
-DRIVER_MODULES = sorted(str(p.relative_to(SEARCH)) for p in [*SEARCH.glob("*.py"), *(SEARCH / "tune").glob("*.py")]
-                        if p.name not in ("trainable.py", "predict.py", "evaluate.py"))  # these two run on a GPU by design
+ROOT = Path(__file__).resolve().parents[2]
+# Every module the driver runs: the study machinery, the driver side of search/tune/ (the trainable
+# runs in the trials' processes, where CUDA belongs) and the image science the driver calls from
+# sr_core. search/apply/ (predict, evaluate) runs models on a GPU by design; the benchmarks are not
+# the driver.
+DRIVER_MODULES = sorted(str(p.relative_to(ROOT)) for p in [
+    *(ROOT / "search").glob("*.py"), *(ROOT / "search" / "run").glob("*.py"), *(ROOT / "search" / "tune").glob("*.py"),
+    ROOT / "sr_core" / "crops.py", ROOT / "sr_core" / "generalise.py"] if p.name != "trainable.py")
 REMOTE_FUNCTIONS = {"measure"}  # decorated with @ray.remote: runs in a worker, not the driver
 
 
@@ -36,12 +39,13 @@ def _cuda_uses(tree: ast.AST, skip: set[str]) -> list[int]:
 
 
 def test_the_driver_modules_are_found():
-    assert {"engine.py", "tracking.py", "closing.py", "tune/callback.py", "tune/tuner.py"} <= set(DRIVER_MODULES)
+    assert {"search/run/engine.py", "search/tracking.py", "search/run/closing.py", "search/tune/callback.py",
+            "search/tune/tuner.py", "sr_core/crops.py"} <= set(DRIVER_MODULES)
 
 
 @pytest.mark.parametrize("module", DRIVER_MODULES)
 def test_driver_module_does_not_touch_cuda(module):
-    tree = ast.parse((SEARCH / module).read_text())
+    tree = ast.parse((ROOT / module).read_text())
     assert _cuda_uses(tree, REMOTE_FUNCTIONS) == []
 
 

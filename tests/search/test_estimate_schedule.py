@@ -1,7 +1,7 @@
 """The estimate counts the epochs a study's schedule trains, not every epoch of every trial."""
 import dataclasses
 
-from search.estimate import estimate_study, schedule_epochs
+from search.run.estimate import estimate_study, schedule_epochs
 from search.study import Final, Pruner, parse_study
 
 GRID = """

@@ -1,15 +1,15 @@
 """The study's Tune runs, each under the interrupt guard: the search (`fit`), then the pruning audit
-(`audit`, search.audit) and the final step (`final`), each in a Tune experiment of its own that a
---resume restores. search.engine prepares the session and calls them in that order.
+(`audit`, search.run.audit) and the final step (`final`), each in a Tune experiment of its own that a
+--resume restores. search.run.engine prepares the session and calls them in that order.
 """
 from __future__ import annotations
 
 import time
 
 from search import tracking
-from search.cluster import local_scratch_cleanup
-from search.interrupts import Interrupted
-from search.session import Session
+from search.run.cluster import local_scratch_cleanup
+from search.run.interrupts import Interrupted
+from search.run.session import Session
 
 
 def fit(s: Session, guard, per_trial: dict, concurrency: int, log) -> None:
@@ -25,12 +25,12 @@ def fit(s: Session, guard, per_trial: dict, concurrency: int, log) -> None:
 
 
 def audit(s: Session, guard, per_trial: dict, concurrency: int, log) -> None:
-    """The pruning audit (search.audit): [pruner].audit pruned trials, spread over the rung ranking,
+    """The pruning audit (search.run.audit): [pruner].audit pruned trials, spread over the rung ranking,
     resumed from their checkpoints to the full budget, in an experiment of their own (restored on
     --resume: the trials picked when it started are the ones audited)."""
     from mlflow.tracking import MlflowClient
 
-    from search import audit as pruning
+    from search.run import audit as pruning
     from search.tune.tuner import TuneSetup, audit_experiment, make_audit_tuner, restore_audit_tuner
     setup = TuneSetup(s.study, s.state, s.prepared.data, s.prepared.path, s.restoring, per_trial, concurrency,
                       s.packing)
@@ -61,7 +61,7 @@ def final(s: Session, guard, per_trial: dict, log) -> None:
     trial (its own experiment and MLflow run, role `final`), restored on --resume like the search."""
     from mlflow.tracking import MlflowClient
 
-    from search.audit import space_point
+    from search.run.audit import space_point
     from search.tune.tuner import TuneSetup, final_experiment, make_final_tuner
     client = MlflowClient(s.tracking_uri)
     best = tracking.best_of(tracking.study_trials(client, s.state.experiment_id, s.state.parent_run_id),

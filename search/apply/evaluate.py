@@ -2,7 +2,7 @@
 papers score Set5 and friends, so the figures can stand beside published ones.
 
 The conventions (docs/tracking-schema.md, "Evaluations"): HR mod-cropped to a multiple of 4, LR by
-MATLAB's bicubic unless told otherwise (search.benchmark_folders), whole-image inference (tiled under
+MATLAB's bicubic unless told otherwise (search.apply.benchmark_folders), whole-image inference (tiled under
 a memory bound, which is exact: sr_core.infer), the SR output rounded to 8 bits as the papers' scripts
 save it, then per image PSNR and SSIM on Y of BT.601 YCbCr with 4 pixels cut from each border, and
 RGB PSNR without a crop; each folder's figure is the mean over its images. The baseline is MATLAB's
@@ -28,7 +28,7 @@ import torch
 from reports.schema import (BICUBIC, EVAL_METRICS, FINISHED, ROLE_FINAL, ROLE_TRIAL, SELF_ENSEMBLE, WITH_WEIGHTS,
                             eval_key, eval_label, eval_tag)
 from search import tracking
-from search.benchmark_folders import (CROP, LR_KERNEL_WORDS, BenchmarkFolder, BenchmarkImage,
+from search.apply.benchmark_folders import (CROP, LR_KERNEL_WORDS, BenchmarkFolder, BenchmarkImage,
                                       load_benchmark_folders)
 from search.errors import StudyError
 from sr_core.dihedral import NUM_OPS
@@ -232,7 +232,7 @@ def _checked_trials(client, study: str, picks: Sequence[str]) -> tuple[str, list
 
 def evaluate_study(tracking_uri: str, study: str, options: EvalOptions, log=print) -> list[EvalRow]:
     """Bicubic and each chosen trial on each folder, logged to MLflow as they are made; the rows in the
-    order made (search.eval_table orders them). Bad input raises DataError/StudyError before any write."""
+    order made (search.apply.eval_table orders them). Bad input raises DataError/StudyError before any write."""
     from mlflow.tracking import MlflowClient
 
     device = _device(options.device)

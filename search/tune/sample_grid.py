@@ -1,6 +1,6 @@
 """The sample grid logged with each finished trial: columns LR / bicubic / SR / HR, one row per image.
 
-Its rows are the study's first comparison crops (search.crops): one per scene, the hardest of each,
+Its rows are the study's first comparison crops (sr_core.crops): one per scene, the hardest of each,
 so the grid spans several photos instead of the first val patches of one.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ import os
 
 from PIL import Image, ImageDraw
 
-from search.crops import bicubic_crops, hr_crops, render_crops, study_crops
+from sr_core.crops import bicubic_crops, hr_crops, render_crops, study_crops
 from sr_core.sizes import SCALE
 
 ROWS = 4

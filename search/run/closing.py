@@ -11,7 +11,7 @@ from pathlib import Path
 
 from reports.schema import FINISHED, ROLE_AUDIT, ROLE_FINAL, summary_key
 from search import tracking
-from search.estimate import Estimate
+from search.run.estimate import Estimate
 from search.study import Study
 from search.testhooks import pause_point
 
@@ -106,10 +106,10 @@ def audit_line(audits: list[dict], best: dict | None, metric: str, mode: str) ->
 
 
 def _outside_photos(client, parent: str, run: dict, prefix: str, label: str, log) -> dict[str, float]:
-    """A run's model on photos from outside scikit-image, per LR kernel (search.generalise): what a
+    """A run's model on photos from outside scikit-image, per LR kernel (sr_core.generalise): what a
     user's own photos will see. Logged on the study run as <prefix>/<kernel>/{gain_db,model_psnr,
     bicubic_psnr}; a few seconds on a CPU."""
-    from search.generalise import generalisation
+    from sr_core.generalise import generalisation
     with tempfile.TemporaryDirectory() as tmp:
         scores = generalisation(tracking.download(client, run["run_id"], "best.pt", tmp))
     tracking.log_values(client, parent, {f"{prefix}/{k}/{m}": getattr(v, m) for k, v in scores.items()

@@ -1,8 +1,8 @@
-"""search.statuses: how a trial ended, decided once from Tune's last result."""
+"""search.tune.statuses: how a trial ended, decided once from Tune's last result."""
 import pytest
 
 from reports.schema import ENDED
-from search.statuses import OPTUNA_STATE, closing_status
+from search.tune.statuses import OPTUNA_STATE, closing_status
 
 
 @pytest.mark.parametrize("last,expected", [

@@ -18,9 +18,6 @@ from dataclasses import dataclass
 
 from reports.schema import AUDIT_TAGS
 
-#: The config key of an audit trial: the point, the checkpoint it resumes from and its run's tags.
-AUDIT_KEY = "_audit"
-
 
 @dataclass(frozen=True)
 class Pruned:
@@ -64,7 +61,7 @@ def picks(pruned: list[Pruned], k: int, mode: str) -> list[tuple[int, Pruned]]:
 
 def pruned_trials(client, experiment_id: str, parent_run_id: str, metric: str) -> list[Pruned]:
     """The search's pruned trials, with the objective at the epoch each was stopped at."""
-    from search import tracking  # the driver's: trials import this module for AUDIT_KEY alone
+    from search import tracking
     out = []
     for row in tracking.study_trials(client, experiment_id, parent_run_id):
         if row["status"] != "pruned":
@@ -94,7 +91,7 @@ def checkpoint_uri(checkpoint) -> str:
 
 
 def audit_config(rank: int, total: int, trial: Pruned, checkpoint: str) -> dict:
-    """One audit trial's `AUDIT_KEY` value: the point, where it resumes from and its run's tags."""
+    """One audit trial's `search.tune.trainable.AUDIT_KEY` value: the point, where it resumes from and its run's tags."""
     tags = dict(zip(AUDIT_TAGS, (trial.run_id, str(trial.stopped_at), str(rank), str(total))))
     return {**trial.point, "checkpoint": checkpoint, "source": trial.name, "tags": tags}
 

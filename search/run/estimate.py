@@ -1,5 +1,5 @@
 """Cost estimate of a study: FLOPs from `flops_per_image`, the device's throughput as measured by
-`sr_core.throughput.measure_device_flops` (in a Ray task placed like a trial, search.cluster).
+`sr_core.throughput.measure_device_flops` (in a Ray task placed like a trial, search.run.cluster).
 
 The schedule decides how much of the grid's compute a study spends: `schedule_epochs` counts how many
 trials stop at each rung (synchronous halving keeps ceil(n / reduction_factor) at each, plus the best

@@ -1,7 +1,7 @@
 """gpus_per_trial = "auto": the fraction of each config from its predicted memory and compute share."""
 import pytest
 
-from search.gpu_fractions import plan_packing, shape_of
+from search.tune.packing import plan_packing, shape_of
 from search.study import StudyError, parse_study
 from sr_core.memory import GIB, device_need, predict_trial
 from sr_core.trial_config import TrialConfig

@@ -8,7 +8,7 @@ images (china.jpg, flower.jpg) and matplotlib's grace_hopper.jpg. Each is cut in
 ``sr_core.resize.LR_KERNELS`` (sr-search's, Pillow's, OpenCV-style), and for each kernel we report the
 mean per-image PSNR of the model and of bicubic upscaling, and the gain (model - bicubic, in dB).
 
-    python -m search.generalise sr-runs/.../best.pt    # prints a table and JSON
+    python -m sr_core.generalise sr-runs/.../best.pt    # prints a table and JSON
 
 Imports only torch, numpy, PIL and sr_core (plus scikit-learn and matplotlib for their photos):
 no Ray, Optuna or MLflow.

@@ -1,11 +1,11 @@
-"""What a study's run shares between its steps (search.engine prepares it, search.steps runs the Tune
-experiments, search.closing sums it up): the options it was started with, its data, its session."""
+"""What a study's run shares between its steps (search.run.engine prepares it, search.run.steps runs the Tune
+experiments, search.run.closing sums it up): the options it was started with, its data, its session."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from search.gpu_fractions import Packing
+from search.tune.packing import Packing
 from search.state import StudyState
 from search.study import Study
 from search.workdir import Workdir

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from reports.schema import BICUBIC
-from search.benchmark_folders import CROP, LR_KERNEL_WORDS
-from search.evaluate import EvalRow
+from search.apply.benchmark_folders import CROP, LR_KERNEL_WORDS
+from search.apply.evaluate import EvalRow
 
 HEADS = ("folder", "model", "images", "PSNR-Y dB", "SSIM-Y", "PSNR dB", "params", "FLOPs/img")
 _LEFT = 2  # folder and model are text: left-aligned; the figures right-aligned

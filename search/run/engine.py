@@ -4,8 +4,8 @@
     data prepared and loaded once in the driver, shipped to trials through Ray's object store
     Tuner(run_trial, StudySearcher, PersistentASHA) (search/tune/) -> one report per epoch (+ checkpoint)
     driver: StudyCallback -> MLflow (parent run = study, child run = trial) and Optuna, one decision each
-    then search.steps: the pruning audit ([pruner] audit) and the final step ([final]), each its own experiment
-    at the end: search.closing (statuses, the best trial, actual cost, the report)
+    then search.run.steps: the pruning audit ([pruner] audit) and the final step ([final]), each its own experiment
+    at the end: search.run.closing (statuses, the best trial, actual cost, the report)
 
 Resume: the Tune experiment, the Optuna storage and the MLflow parent run are all named in the study's
 folder of the workdir (`state.json`, search.state.StudyState), so `--resume` after a crash (even
@@ -20,15 +20,16 @@ import dataclasses
 import os
 from collections.abc import Iterator
 
-from search import redaction, steps, tracking
-from search.closing import StudyOutcome, finish
-from search.cluster import (check_address, final_resources, measure_trial_device, ray_session, reap_orphans,
+from search import redaction, tracking
+from search.run import steps
+from search.run.closing import StudyOutcome, finish
+from search.run.cluster import (check_address, final_resources, measure_trial_device, ray_session, reap_orphans,
                             trial_resources)
 from search.errors import StudyError
-from search.gpu_fractions import AUTO, Packing, plan_packing
-from search.session import Prepared, RunOptions, Session
-from search.estimate import ASSUMED_GPU_TFLOPS, Estimate, estimate_study
-from search.interrupts import interrupt_guard
+from search.tune.packing import AUTO, Packing, plan_packing
+from search.run.session import Prepared, RunOptions, Session
+from search.run.estimate import ASSUMED_GPU_TFLOPS, Estimate, estimate_study
+from search.run.interrupts import interrupt_guard
 from search.state import StudyState
 from search.study import Study, parse_study
 from search.testhooks import pause_point
@@ -210,7 +211,7 @@ def _estimate(study: Study, opts: RunOptions, per_trial: dict, concurrency: int,
 
 
 def _packing(study: Study, cluster, data: SRData, measured_bytes: int) -> Packing | None:
-    """gpus_per_trial = "auto" on a cluster with GPUs: each config's fraction (search.gpu_fractions),
+    """gpus_per_trial = "auto" on a cluster with GPUs: each config's fraction (search.tune.packing),
     on the stated [resources].gpu_memory_gib or the measured device memory."""
     if study.resources.gpus_per_trial != AUTO or cluster.gpus <= 0:
         return None
@@ -267,7 +268,7 @@ def _open_tracking(s: Session, estimate: Estimate, storage: str | None, log) -> 
         optuna=redaction.mask(storage) or str(s.study_dir / "optuna.journal"),
         ray_storage=s.opts.ray_storage or str(s.study_dir / "ray"), overrides=s.opts.overrides,
         estimate_seconds=estimate.wall_hours * 3600)
-    from search.crops import study_crops
+    from sr_core.crops import study_crops
     tracking.log_study_crops(client, parent, study_crops(str(s.prepared.path)))  # chosen once per study
     target = optuna_target(s.study, s.state)
     target.create_study()

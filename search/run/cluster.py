@@ -108,7 +108,7 @@ def trial_resources(study: Study, cluster: Cluster) -> tuple[dict[str, float], i
     runs on `cpus_per_trial` threads).
     """
     gpus = study.resources.gpus_per_trial
-    # "auto": a whole GPU until the packing is planned (search.gpu_fractions, after the device is measured)
+    # "auto": a whole GPU until the packing is planned (search.tune.packing, after the device is measured)
     per_trial = {"cpu": min(study.resources.cpus_per_trial, cluster.cpus),
                  "gpu": (1.0 if gpus == "auto" else gpus) if cluster.gpus > 0 else 0.0}
     fits = math.floor(cluster.cpus / per_trial["cpu"] + 1e-9)
