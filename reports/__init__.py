@@ -1,8 +1,8 @@
 """MLflow runs -> DataFrames -> plotly figures -> one self-contained HTML report.
 
-Reads only what docs/tracking-schema.md says search writes (its vocabulary: `reports.schema`, which
+Reads only what docs/tracking-schema.md says search writes (its vocabulary: `sr_core.contract`, which
 search imports too); never imports sr_core or search. The names below are loaded on first use, so
-that importing `reports.schema` does not import pandas, plotly or MLflow.
+that importing `sr_core.contract` does not import pandas, plotly or MLflow.
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .schema import FINISHED, OBJECTIVE_MODE, best_position
+from sr_core.contract import FINISHED, OBJECTIVE, OBJECTIVE_MODE, best_position
 
 
 def finished(trials: pd.DataFrame) -> pd.DataFrame:
@@ -23,9 +23,11 @@ def _counted(trials: pd.DataFrame, require_finished: bool) -> pd.DataFrame:
     return finished(trials) if require_finished else trials[np.isfinite(trials["val/mse"].astype(float))]
 
 
-def best_trial(trials: pd.DataFrame, metric: str = "val/mse", mode: str = OBJECTIVE_MODE) -> pd.Series | None:
-    """The best trial by the one rule (`schema.best_position`, which search applies too), over the
-    trials in start order; `metric` is a column of the best epoch's values. None when no trial finished."""
+def best_trial(trials: pd.DataFrame, objective: tuple[str, str] = (OBJECTIVE, OBJECTIVE_MODE)) -> pd.Series | None:
+    """The best trial by the one rule (`contract.best_position`, which search applies too), over the
+    trials in start order, by the study's objective (`RunData.objective`: a column of the best epoch's
+    values and its direction). None when no trial finished."""
+    metric, mode = objective
     ordered = trials.sort_values("start_time", kind="stable") if "start_time" in trials else trials
     at = best_position(list(ordered["status"]), list(ordered[metric].astype(float)), mode)
     return None if at is None else ordered.iloc[at]

@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from sr_core.contract import CROPS_MANIFEST, FINISHED, crop_image
+
 from . import analysis as an
 from .figure_base import FigureUnavailable
 from .load import RunData, load_artifact, load_artifact_folder
-from .schema import CROPS_MANIFEST, FINISHED, crop_image
 
 TOP = 3  # the best trials always shown
 #: |SR - HR| (gray levels of 255, mean over R, G, B) at the top of an error map's colour scale: one

@@ -1,7 +1,7 @@
 """The report's section on benchmark folders: what `sr-search evaluate` logged (docs/tracking-schema.md,
 "Evaluations"), drawn per folder as bicubic against each evaluated trial and its x8 ensemble ("+").
 
-It reads only MLflow: the eval/* metrics and tags of a study's runs (keys from reports.schema) and
+It reads only MLflow: the eval/* metrics and tags of a study's runs (keys from sr_core.contract) and
 each run's per-image artifact. A study never evaluated has no such metrics, and its report no such
 section.
 """
@@ -17,12 +17,13 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from plotly.subplots import make_subplots
 
+from sr_core.contract import (BICUBIC, ENSEMBLE_FORWARDS, EVAL_METRICS, EXPERIMENT, PER_IMAGE_FIELDS, SELF_ENSEMBLE,
+                              eval_artifact, eval_label, eval_tag, parse_eval_key)
+
 from . import figure_base as fb
 from . import figures as fg
 from . import summary as sm
 from .load import RunData, _search, load_artifact
-from .schema import (BICUBIC, ENSEMBLE_FORWARDS, EVAL_METRICS, EXPERIMENT, PER_IMAGE_FIELDS, SELF_ENSEMBLE,
-                     eval_artifact, eval_label, eval_tag, parse_eval_key)
 
 FOLDER_COLUMNS = ("study", "folder", "variant", "name", "label", "run_id", "lr_kernel", "images",
                   *EVAL_METRICS, "n_params", "flops_per_image")

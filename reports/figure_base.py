@@ -21,8 +21,8 @@ ARCH_COLORS = {"residual": "#1f77b4", "refiner": "#ff7f0e"}
 OTHER_COLORS = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 STATUS_COLORS = {
     "completed": "#1f77b4", "early_stopped": "#17becf", "pruned": "#d62728", "diverged": "#ff7f0e",
-    "oom": "#8c564b", "failed": "#7f7f7f", "running": "#bcbd22",
-}  # fmt: skip
+    "oom": "#8c564b", "failed": "#7f7f7f", "running": "#bcbd22", "paused": "#e377c2", "interrupted": "#9467bd",
+}  # fmt: skip  # every status of sr_core.contract.STATUSES (tests/reports/test_reports_figures.py)
 
 
 class FigureUnavailable(Exception):

@@ -24,9 +24,9 @@ def runs_table(trials: pd.DataFrame) -> pd.DataFrame:
     return ordered[cols].reset_index(drop=True)
 
 
-def best_progress(trials: pd.DataFrame, history: pd.DataFrame) -> go.Figure:
-    """Figure 3: train/val MSE, PSNR and SSIM per epoch of the best trial."""
-    best = an.best_trial(trials)
+def best_progress(trials: pd.DataFrame, history: pd.DataFrame, objective: tuple[str, str]) -> go.Figure:
+    """Figure 3: train/val MSE, PSNR and SSIM per epoch of the best trial (by the study's objective)."""
+    best = an.best_trial(trials, objective)
     if best is None:
         raise FigureUnavailable("no trial finished (completed or early_stopped) with a val/mse yet")
     rows = history[history["run_id"] == best["run_id"]].sort_values("epoch")

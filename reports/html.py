@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import os
-import re
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +15,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
+
+from sr_core.contract import mask, write_text_atomic
 
 from . import analysis as an
 from . import comparison_html as ch
@@ -125,10 +125,10 @@ def _cell(value, shown: str) -> str:
     return f'<td data-sort="{escape(raw)}">{shown}</td>'
 
 
-def runs_table_html(trials: pd.DataFrame) -> str:
-    """Figure 1: the sortable runs table, best val/mse first."""
+def runs_table_html(trials: pd.DataFrame, objective: tuple[str, str]) -> str:
+    """Figure 1: the sortable runs table, best val/mse first; the best trial by the study's objective marked."""
     table = fg.runs_table(trials)
-    best = an.best_trial(trials)
+    best = an.best_trial(trials, objective)
     many = trials["study"].nunique() > 1
     heads = ["name"] + (["study"] if many else []) + ["runtime", "channels", "eta_min", "lr", "blocks",
              "train/mse", "val/mse", "val/psnr (dB)", "val/ssim", "status", "epochs"]  # fmt: skip
@@ -163,7 +163,7 @@ def runs_table_html(trials: pd.DataFrame) -> str:
 def samples_section(number: int, data: RunData, png: bytes | None) -> Section:
     """Figure 11: the best trial's LR / bicubic / SR / HR grid, embedded as a data URI."""
     heading = "Samples of the best trial (LR / bicubic / SR / HR)"
-    best = an.best_trial(data.trials)
+    best = an.best_trial(data.trials, data.objective)
     if best is None:
         return Section(number, heading, _unavailable("no trial finished, so there is no best trial to show"))
     if png is None:
@@ -209,10 +209,10 @@ def render_page(data: RunData, samples_png: bytes | None, evaluations: Evaluatio
                 comparison: Comparison | str = "no comparison crops were loaded") -> str:
     """The full HTML document for already-loaded data."""
     t, h, s = data.trials, data.history, data.studies
-    sections = [Section(1, "Runs (click a header to sort)", runs_table_html(t))]
+    sections = [Section(1, "Runs (click a header to sort)", runs_table_html(t, data.objective))]
     makers: Sequence[tuple[str, Callable[[], go.Figure]]] = [
         ("Refiner vs residual at equal size", lambda: fe.arch_comparison(t, h, s)),
-        ("Training progress of the best trial", lambda: fg.best_progress(t, h)),
+        ("Training progress of the best trial", lambda: fg.best_progress(t, h, data.objective)),
         ("Depth effect", lambda: fe.depth_effect(t, history=h, studies=s)),
         ("Width effect", lambda: fe.width_effect(t, history=h, studies=s)),
         ("All trials' validation curves", lambda: fg.all_curves(t, h, s)),
@@ -244,7 +244,7 @@ def render_page(data: RunData, samples_png: bytes | None, evaluations: Evaluatio
 <script type="text/javascript">{get_plotlyjs()}</script>
 </head><body>
 <h1>sr-search report: {escape(names)}</h1>
-<p class="meta">Generated {stamp} from MLflow store <code>{escape(_without_password(data.tracking_uri))}</code>.</p>
+<p class="meta">Generated {stamp} from MLflow store <code>{escape(mask(data.tracking_uri))}</code>.</p>
 {sm.interrupted_banner(data)}
 {sm.best_config(data)}
 {sm.data_line(data)}
@@ -259,22 +259,10 @@ def render_page(data: RunData, samples_png: bytes | None, evaluations: Evaluatio
 """
 
 
-def _without_password(uri: str) -> str:
-    """A report is shared: a password in the tracking URI (user:pw@host) is never shown."""
-    return re.sub(r"(://[^:/@\s]+:)[^@/\s]+@", r"\1***@", uri)
-
-
 def write_atomic(path: Path, text: str) -> None:
-    """Write to a temp file next to path, then rename: readers never see half a report."""
+    """Write the report as sr-search writes every file others read: readers never see half a report."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text)
 
 
 def build_report(tracking_uri: str, studies: Sequence[str], out: str | os.PathLike) -> Path:
@@ -283,7 +271,7 @@ def build_report(tracking_uri: str, studies: Sequence[str], out: str | os.PathLi
     Raises ReportError (a ValueError) naming the study when a study is unknown or has no trials.
     """
     data = load_runs(tracking_uri, studies)
-    best = an.best_trial(data.trials)
+    best = an.best_trial(data.trials, data.objective)
     png = load_artifact(tracking_uri, best["run_id"], "samples.png") if best is not None else None
     try:
         comparison: Comparison | str = load_comparison(data)

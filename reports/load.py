@@ -16,8 +16,9 @@ import pandas as pd
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from .schema import (AUDIT_TAGS, BEST_COLUMNS, CROP_METRICS, EPOCH_METRICS, EXPERIMENT, ROLE_AUDIT, ROLE_FINAL,
-                     ROLE_TRIAL, STUDY_METRICS)
+from sr_core.contract import (AUDIT_TAGS, BEST_COLUMNS, CROP_METRICS, EPOCH_METRICS, EPOCHS_RUN, EXPERIMENT, ROLE_AUDIT,
+                              ROLE_FINAL, ROLE_TRIAL, STUDY_METRICS, TAG_GPUS, TAG_STATUS, TAG_STUDY, TAG_TRIAL_ID,
+                              WALL_SECONDS, OBJECTIVE, OBJECTIVE_MODE, objective_of)
 
 CROP_SCORE_COLUMNS = ["run_id", "crop", *CROP_METRICS]
 #: One row per audit run (role `audit`): the pruned trial it continued and how it ended.
@@ -41,6 +42,12 @@ class RunData:
     crop_scores: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CROP_SCORE_COLUMNS))
     audits: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=AUDIT_COLUMNS))
 
+    @property
+    def objective(self) -> tuple[str, str]:
+        """(metric, mode) the studies optimised ([search] metric and mode, as `run` used them): the
+        first study's. Studies that disagree are compared on the default, val/mse."""
+        found = {objective_of(params) for params in self.studies.get("params", [])}
+        return found.pop() if len(found) == 1 else (OBJECTIVE, OBJECTIVE_MODE)
 
 def _check_store(tracking_uri: str, names: Sequence[str]) -> None:
     # Opening a sqlite URI whose file does not exist would silently create an empty store.
@@ -116,23 +123,23 @@ def _trial_row(run: Run, parent: Run) -> dict:
     row = {
         "run_id": run.info.run_id,
         "name": run.info.run_name or run.info.run_id,
-        "study": parent.data.tags.get("study", parent.info.run_name),
+        "study": parent.data.tags.get(TAG_STUDY, parent.info.run_name),
         "arch": tags.get("arch", params.get("arch", "?")),
-        "status": tags.get("status", run.info.status.lower()),
-        "trial_id": tags.get("trial_id"),
+        "status": tags.get(TAG_STATUS, run.info.status.lower()),
+        "trial_id": tags.get(TAG_TRIAL_ID),
         "parent_run_id": parent.info.run_id,
         "start_time": pd.to_datetime(run.info.start_time, unit="ms", utc=True),
         # the share of a GPU Ray placed it with (0 on a CPU); NaN for runs from before the tag
-        "gpus": pd.to_numeric(tags.get("ray.gpus"), errors="coerce"),
+        "gpus": pd.to_numeric(tags.get(TAG_GPUS), errors="coerce"),
     }
     # Every param the trial logged: its hyperparameters (search derives them from TrialConfig's
-    # fields) and its shape figures (schema.TRIAL_SHAPE_PARAMS). The arch comes from its tag.
+    # fields) and its shape figures (contract.TRIAL_SHAPE_PARAMS). The arch comes from its tag.
     row.update({k: v for k, v in params.items() if k not in row})
     row["max_epochs"] = row.pop("epochs", None)
     for src, dst in BEST_COLUMNS.items():
         row[dst] = metrics.get(src, math.nan)
-    row["epochs_run"] = metrics.get("epochs_run", math.nan)
-    wall = metrics.get("wall_seconds", math.nan)
+    row["epochs_run"] = metrics.get(EPOCHS_RUN, math.nan)
+    wall = metrics.get(WALL_SECONDS, math.nan)
     if not np.isfinite(wall) and run.info.end_time and run.info.start_time:
         wall = (run.info.end_time - run.info.start_time) / 1000.0
     row["runtime_s"] = wall if wall >= 0 else math.nan
@@ -162,9 +169,9 @@ def _fill_from_history(trials: pd.DataFrame, history: pd.DataFrame) -> pd.DataFr
 def _study_row(parent: Run, n_trials: int, final: Run | None = None) -> dict:
     params = dict(parent.data.params)
     row = {
-        "study": parent.data.tags.get("study", parent.info.run_name),
+        "study": parent.data.tags.get(TAG_STUDY, parent.info.run_name),
         "run_id": parent.info.run_id,
-        "status": parent.data.tags.get("status", parent.info.status.lower()),
+        "status": parent.data.tags.get(TAG_STATUS, parent.info.status.lower()),
         "start_time": pd.to_datetime(parent.info.start_time, unit="ms", utc=True),
         "device": params.get("device"),
         "train_images": pd.to_numeric(params.get("data.train_images"), errors="coerce"),
@@ -179,10 +186,10 @@ def _study_row(parent: Run, n_trials: int, final: Run | None = None) -> dict:
     metrics = final.data.metrics if final is not None else {}
     row.update({"final/name": final.info.run_name if final is not None else None,
                 "final/run_id": final.info.run_id if final is not None else None,
-                "final/status": final.data.tags.get("status") if final is not None else None,
+                "final/status": final.data.tags.get(TAG_STATUS) if final is not None else None,
                 "final/val_psnr": metrics.get("best/val_psnr", math.nan),
                 "final/val_mse": metrics.get("best/val_mse", math.nan),
-                "final/epochs": metrics.get("epochs_run", math.nan)})
+                "final/epochs": metrics.get(EPOCHS_RUN, math.nan)})
     return row
 
 
@@ -200,9 +207,9 @@ def _children(client: MlflowClient, experiment_id: str,
 def _audit_row(run: Run, parent: Run) -> dict:
     tags, metrics = run.data.tags, run.data.metrics
     of, stopped, rank, pruned = (tags.get(t) for t in AUDIT_TAGS)
-    return {"run_id": run.info.run_id, "name": run.info.run_name, "study": parent.data.tags.get("study"),
-            "status": tags.get("status", ""), "val/mse": metrics.get("best/val_mse", math.nan),
-            "val/psnr": metrics.get("best/val_psnr", math.nan), "epochs_run": metrics.get("epochs_run", math.nan),
+    return {"run_id": run.info.run_id, "name": run.info.run_name, "study": parent.data.tags.get(TAG_STUDY),
+            "status": tags.get(TAG_STATUS, ""), "val/mse": metrics.get("best/val_mse", math.nan),
+            "val/psnr": metrics.get("best/val_psnr", math.nan), "epochs_run": metrics.get(EPOCHS_RUN, math.nan),
             "source_run_id": of, "stopped_at": pd.to_numeric(stopped, errors="coerce"),
             "rank": pd.to_numeric(rank, errors="coerce"), "pruned": pd.to_numeric(pruned, errors="coerce")}
 
@@ -224,7 +231,7 @@ def load_runs(tracking_uri: str, studies: Sequence[str]) -> RunData:
         )
     parents: dict[str, Run] = {}
     for run in _search(client, experiment.experiment_id, "tags.`sr.role` = 'study'"):
-        parents.setdefault(run.data.tags.get("study", run.info.run_name), run)  # newest first
+        parents.setdefault(run.data.tags.get(TAG_STUDY, run.info.run_name), run)  # newest first
     unknown = [n for n in names if n not in parents]
     if unknown:
         known = ", ".join(sorted(parents)) or "none"

@@ -11,9 +11,10 @@ from html import escape
 import numpy as np
 import pandas as pd
 
+from sr_core.contract import ENDED, UNFINISHED
+
 from . import analysis as an
 from .load import RunData
-from .schema import ENDED, UNFINISHED
 
 STATUS_ORDER = ENDED + UNFINISHED
 
@@ -44,7 +45,7 @@ def duration(seconds) -> str:
 
 def best_config(data: RunData) -> str:
     """One paragraph: the best config, its metrics and its gain over bicubic."""
-    best = an.best_trial(data.trials)
+    best = an.best_trial(data.trials, data.objective)
     if best is None:
         return '<p class="unavailable">No trial finished (completed or early_stopped) yet: no best config.</p>'
     study = data.studies.set_index("study").loc[best["study"]]

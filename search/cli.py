@@ -8,12 +8,13 @@ import sys
 from pathlib import Path
 
 from search.bench.cli import add_bench_parser, run_bench
+from sr_core.contract import DEFAULT_WORKDIR
 
 EXIT_USAGE = 2
 
 
 def _workdir_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workdir", type=Path, default=Path("sr-runs"),
+    p.add_argument("--workdir", type=Path, default=Path(DEFAULT_WORKDIR),
                    help="where runs, data cache, MLflow store and reports live (default: ./sr-runs)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI, e.g. http://127.0.0.1:5000 "
                                           "(default: the workdir's sqlite store)")
@@ -22,7 +23,7 @@ def _workdir_args(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sr-search", description="Hyperparameter search for 4x super-resolution "
-        "(32x32 -> 128x128): Ray Tune schedules, Optuna samples, ASHA prunes, MLflow tracks.")
+        "(32x32 -> 128x128): Ray Tune schedules, Optuna samples, synchronous halving (or ASHA) stops the losers early, MLflow tracks.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _run_parser(sub)
     status = sub.add_parser("status", help="a table of a study's trials (repairs runs a killed driver left running)")
@@ -34,12 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     _workdir_args(report)
     report.add_argument("--out", type=Path, help="output file (default: WORKDIR/reports/<study>.html)")
     ui = sub.add_parser("ui", help="serve the MLflow UI for the workdir's store on 127.0.0.1, on the training runs")
-    ui.add_argument("--workdir", type=Path, default=Path("sr-runs"))
+    ui.add_argument("--workdir", type=Path, default=Path(DEFAULT_WORKDIR))
     ui.add_argument("--port", type=int, default=5000)
     ui.add_argument("--study", help="print the URL of this study's run (default: all training runs)")
     dash = sub.add_parser("dashboard", help="serve optuna-dashboard on a study's Optuna storage (127.0.0.1)")
     dash.add_argument("--study", required=True)
-    dash.add_argument("--workdir", type=Path, default=Path("sr-runs"))
+    dash.add_argument("--workdir", type=Path, default=Path(DEFAULT_WORKDIR))
     dash.add_argument("--port", type=int, default=8080)
     dash.add_argument("--storage", help="the study's Optuna storage URL, when it holds a password")
     _predict_parser(sub)
@@ -79,7 +80,8 @@ def _run_parser(sub) -> None:
 
 
 def _predict_parser(sub) -> None:
-    predict = sub.add_parser("predict", help="upscale a folder of images with a study's best model")
+    predict = sub.add_parser("predict", help="upscale a folder of images with a study's model: its final step's "
+                                              "when it has one, else the search's best trial")
     predict.add_argument("--study", required=True)
     predict.add_argument("--input", required=True, type=Path, help="folder of LR images (png/jpg)")
     predict.add_argument("--output", required=True, type=Path, help="folder for the 4x PNGs (same names)")
@@ -95,7 +97,7 @@ whole-image inference, PSNR-Y and SSIM-Y (Y of BT.601 YCbCr, 4 pixels cropped fr
 mean over images) and RGB PSNR, after the bicubic baseline on the same LR. The table is printed and
 logged to each trial's MLflow run as eval/<folder>/psnr_y, ssim_y, psnr (the ensemble as
 eval/<folder>/self_ensemble/..., bicubic on the study run as eval/<folder>/bicubic/...), and the
-report gets a section of its own. Bad input (an unreadable image, an empty folder, an LR/ file
+report gets a section of its own. Bad input (an unreadable image, an empty folder, an lr/ file
 without its HR) exits 2 naming the file, with nothing logged.
 
 Write the benchmark folder that ships with sr-search (4 scikit-image photos at full size) with:
@@ -118,7 +120,7 @@ def _evaluate_parser(sub) -> None:
                     help="also score each trial's x8 rot90/flip ensemble: a second row, labelled NAME+")
     ev.add_argument("--lr-kernel", choices=("matlab", "pil", "given"), default="matlab",
                     help="how the LR is made: matlab (MATLAB's bicubic imresize, the papers' LR; default), pil "
-                         "(Pillow's bicubic), given (read DIR/LR/NAME.*, exactly 1/4 of the mod-cropped HR)")
+                         "(Pillow's bicubic), given (read DIR/lr/NAME.* or DIR/LR/NAME.*, exactly 1/4 of the mod-cropped HR)")
     ev.add_argument("--tile", type=int, metavar="PX",
                     help="upscale in tiles of PX LR pixels (exact: tiles overlap by the net's receptive "
                          "radius); default: the largest whose activations fit 8 GiB")
@@ -130,7 +132,7 @@ def _evaluate_parser(sub) -> None:
 def _resume_command(args) -> str:
     """The exact command that resumes this study (flags that are not stored with it included)."""
     parts = ["sr-search", "run", "--study", str(args.study), "--resume"]
-    if Path(args.workdir) != Path("sr-runs"):
+    if Path(args.workdir) != Path(DEFAULT_WORKDIR):
         parts += ["--workdir", str(args.workdir)]
     if args.address:
         parts += ["--address", args.address]
@@ -168,7 +170,7 @@ def _cmd_run(args) -> int:
         if outcome.final:
             f = outcome.final
             print(f"final        : {_scores(f)}  ({f['status']}, "
-                  f"{int(f.get('epochs_run', 0))} epochs; the model predict and evaluate use)")
+                  f"{int(f.get('epochs_run', 0))} epochs; the model predict uses, and evaluate --trials final)")
             if outcome.baseline_psnr is not None:
                 print(f"final gain   : {f.get('best/val_psnr', float('nan')) - outcome.baseline_psnr:+.2f} dB "
                       "over bicubic on val")
@@ -186,11 +188,11 @@ def _cmd_run(args) -> int:
 def _cmd_status(args) -> int:
     from mlflow.tracking import MlflowClient
 
-    from reports.schema import ROLE_AUDIT, ROLE_FINAL
     from search.errors import StudyError
     from search.state import StudyState
     from search.tracking import latest_study_run, mark_unfinished, study_trials
     from search.workdir import Workdir, driver_alive
+    from sr_core.contract import ROLE_AUDIT, ROLE_FINAL
     workdir = Workdir(args.workdir)
     uri = workdir.tracking_uri(args.tracking_uri)
     if not args.tracking_uri and not (workdir.root / "mlflow.db").exists():
@@ -281,8 +283,8 @@ def _cmd_evaluate(args) -> int:
     workdir = Workdir(args.workdir)
     if not args.tracking_uri and not (workdir.root / "mlflow.db").exists():
         raise StudyError(f"no runs of study {args.study!r}: {workdir.root} has no MLflow store")
-    from search.apply.evaluate import EvalOptions, evaluate_study
     from search.apply.eval_table import format_table
+    from search.apply.evaluate import EvalOptions, evaluate_study
     uri = workdir.tracking_uri(args.tracking_uri)
     options = EvalOptions(data=tuple(args.data), trials=tuple(args.trials), self_ensemble=args.self_ensemble,
                           lr_kernel=args.lr_kernel, tile=args.tile, device=args.device)

@@ -1,6 +1,6 @@
 """Redaction of passwords in storage and tracking URIs: never printed, logged, pickled or written to MLflow.
 
-`mask` gives the form that may be shown or stored (`postgresql://user:***@host/db`). Objects that Tune
+`mask` (its one home is sr_core.contract, which the report uses too) gives the form that may be shown or stored (`postgresql://user:***@host/db`). Objects that Tune
 pickles into its experiment state (the searcher, the scheduler, the callback) keep the masked form and
 `resolve` the real one from an environment variable the driver sets, so a password never reaches disk.
 """
@@ -8,26 +8,12 @@ from __future__ import annotations
 
 import os
 import re
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-MASK = "***"
+from sr_core.contract import MASK, mask  # noqa: F401 (mask is this module's API: one home, the contract)
 #: Environment variables through which the driver hands the real URIs to its own Tune components.
 STORAGE_ENV = "SR_SEARCH_OPTUNA_STORAGE"
 TRACKING_ENV = "SR_SEARCH_TRACKING_URI"
-
-
-def mask(url: str | None) -> str | None:
-    """The URL with any password replaced by ***; URLs without one are returned unchanged."""
-    if not url or "://" not in url:
-        return url
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{host}"))
 
 
 def is_masked(url: str | None) -> bool:

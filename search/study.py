@@ -38,9 +38,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from reports.schema import EPOCH_METRICS, OBJECTIVE
 from search.errors import StudyError
 from search.rungs import halving_rungs
+from sr_core.contract import EPOCH_METRICS, OBJECTIVE
 from sr_core.errors import ConfigError
 from sr_core.models import check_model_args
 from sr_core.trial_config import TrialConfig, fields_in
@@ -190,8 +190,11 @@ class Study:
         """CLI flags over the file: data, epochs, trials, cpus/gpus per trial, max concurrency."""
         where = "command-line flag"
         changes: dict[str, Any] = {}
-        if overrides.get("data") is not None:
+        if overrides.get("data") is not None and str(overrides["data"]) != self.data:
             changes["data"] = str(overrides["data"])
+            # The file's description speaks of the file's data ("on the embedded photos"): with other
+            # data it would mislead the run's header and the MLflow note, so it is dropped.
+            changes["description"] = ""
         for section, keys in (("train", ("epochs",)), ("search", ("trials",)),
                               ("resources", ("cpus_per_trial", "gpus_per_trial", "max_concurrent"))):
             given = {k: overrides[k] for k in keys if overrides.get(k) is not None}

@@ -1,5 +1,5 @@
 """MLflow tracking: the one module that writes to MLflow (from the Ray driver only), and the reads
-the search needs back. docs/tracking-schema.md is the contract; its vocabulary is `reports.schema`,
+the search needs back. docs/tracking-schema.md is the contract; its vocabulary is `sr_core.contract`,
 which the report reads with.
 
 The parent run is the study; each Tune trial is a child run tagged `mlflow.parentRunId` (MLflow's
@@ -22,12 +22,14 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
-from reports.schema import (AUDIT_SUFFIX, AUDIT_TAGS, CROP_METRICS, CROPS_MANIFEST, EPOCH_METRICS, EXPERIMENT, EXPERIMENT_TAGS,
-                            FINAL_SUFFIX, FINISHED, OBJECTIVE, OBJECTIVE_MODE, ROLE_AUDIT, ROLE_FINAL, ROLE_TRIAL,
-                            best_position, crop_image, crop_metric, eval_artifact, summary_key)
-from sr_core.crops import ComparisonCrops, Weights, bicubic_crops, crop_metrics, hr_crops, manifest, render_crops
 from search.errors import StudyError, TrackingError
 from search.redaction import mask
+from sr_core.contract import (AUDIT_SUFFIX, AUDIT_TAGS, CROP_METRICS, CROPS_MANIFEST, EPOCH_METRICS, EPOCHS_RUN,
+                              EXPERIMENT, EXPERIMENT_TAGS, FINAL_SUFFIX, FINISHED, MLFLOW_STATE, OBJECTIVE,
+                              OBJECTIVE_MODE, ROLE_AUDIT, ROLE_FINAL, ROLE_STUDY, ROLE_TRIAL, TAG_GPUS, TAG_REASON,
+                              TAG_ROLE, TAG_STATUS, TAG_STUDY, TAG_TRIAL_ID, WALL_SECONDS, best_position, crop_image,
+                              crop_metric, eval_artifact, summary_key)
+from sr_core.crops import ComparisonCrops, Weights, bicubic_crops, crop_metrics, hr_crops, manifest, render_crops
 from sr_core.models import flops_per_image, params_count
 from sr_core.trial_config import LOGGED_FIELDS
 from sr_core.trial_config import run_name as _run_name
@@ -104,7 +106,7 @@ def log_file(client: MlflowClient, run_id: str, path: str | Path) -> None:
 def start_study_run(client: MlflowClient, experiment_id: str, study, values: Mapping[str, float],
                     params: Mapping[str, Any]) -> str:
     run = client.create_run(experiment_id, run_name=study.name,
-                            tags={"sr.role": "study", "study": study.name, "status": "running"})
+                            tags={TAG_ROLE: ROLE_STUDY, TAG_STUDY: study.name, TAG_STATUS: "running"})
     log_params(client, run.info.run_id, {**study.flat_params(), **params})
     log_values(client, run.info.run_id, values)
     client.log_text(run.info.run_id, study.text, "study.toml")
@@ -115,15 +117,14 @@ def set_status(client: MlflowClient, run_id: str, status: str, reason: str | Non
     """The `status` tag and MLflow's own run state, which say the same thing (docs/tracking-schema.md),
     and the `reason` tag: set when given, removed when given empty, kept when None."""
     if reason:
-        client.set_tag(run_id, "reason", reason)
-    elif reason is not None and "reason" in client.get_run(run_id).data.tags:
-        client.delete_tag(run_id, "reason")  # e.g. a resumed trial that was interrupted, now completed
-    client.set_tag(run_id, "status", status)
-    if status in ("running", "paused"):  # a paused trial waits to be resumed: MLflow's SCHEDULED
-        client.update_run(run_id, status="RUNNING" if status == "running" else "SCHEDULED")
+        client.set_tag(run_id, TAG_REASON, reason)
+    elif reason is not None and TAG_REASON in client.get_run(run_id).data.tags:
+        client.delete_tag(run_id, TAG_REASON)  # e.g. a resumed trial that was interrupted, now completed
+    client.set_tag(run_id, TAG_STATUS, status)
+    if MLFLOW_STATE[status] in ("RUNNING", "SCHEDULED"):  # running, or paused: waiting to be resumed
+        client.update_run(run_id, status=MLFLOW_STATE[status])
     else:
-        state = {"interrupted": "KILLED", "failed": "FAILED"}.get(status, "FINISHED")
-        client.set_terminated(run_id, state)
+        client.set_terminated(run_id, MLFLOW_STATE[status])
 
 
 def mark_unfinished(client: MlflowClient, experiment_id: str, parent_run_id: str, reason: str) -> list[str]:
@@ -134,11 +135,11 @@ def mark_unfinished(client: MlflowClient, experiment_id: str, parent_run_id: str
     """
     names = []
     for run in study_runs(client, experiment_id, parent_run_id):
-        if run.data.tags.get("status") == "running" or run.info.status == RunStatus.to_string(RunStatus.RUNNING):
+        if run.data.tags.get(TAG_STATUS) == "running" or run.info.status == RunStatus.to_string(RunStatus.RUNNING):
             set_status(client, run.info.run_id, "interrupted", reason)
             names.append(run.info.run_name)
     parent = client.get_run(parent_run_id)
-    if parent.data.tags.get("status") == "running" or parent.info.status == "RUNNING":
+    if parent.data.tags.get(TAG_STATUS) == "running" or parent.info.status == "RUNNING":
         set_status(client, parent_run_id, "interrupted", reason)
     return names
 
@@ -166,8 +167,8 @@ def create_trial_run(client: MlflowClient, experiment_id: str, parent_run_id: st
     name = run_name(config) + {ROLE_FINAL: FINAL_SUFFIX, ROLE_AUDIT: AUDIT_SUFFIX}.get(role, "")
     run_id = client.create_run(
         experiment_id, run_name=name,
-        tags={"mlflow.parentRunId": parent_run_id, "sr.role": role, "study": study_name,
-              "arch": str(config["arch"]), "status": "running", "trial_id": trial_id, **tags},
+        tags={"mlflow.parentRunId": parent_run_id, TAG_ROLE: role, TAG_STUDY: study_name,
+              "arch": str(config["arch"]), TAG_STATUS: "running", TAG_TRIAL_ID: trial_id, **tags},
     ).info.run_id
     shape = (config["arch"], int(config["blocks"]), int(config["channels"]))
     log_params(client, run_id, {**{k: config[k] for k in LOGGED_FIELDS},
@@ -177,7 +178,7 @@ def create_trial_run(client: MlflowClient, experiment_id: str, parent_run_id: st
 
 def run_status(client: MlflowClient, run_id: str) -> str:
     """A run's `status` tag (docs/tracking-schema.md)."""
-    return client.get_run(run_id).data.tags.get("status", "")
+    return client.get_run(run_id).data.tags.get(TAG_STATUS, "")
 
 
 def log_epoch(client: MlflowClient, run_id: str, epoch: int, result: Mapping[str, Any],
@@ -233,23 +234,23 @@ def study_trials(client: MlflowClient, experiment_id: str, parent_run_id: str,
     ties the same way everywhere)."""
     out = []
     runs = [r for r in study_runs(client, experiment_id, parent_run_id)
-            if r.data.tags.get("sr.role", ROLE_TRIAL) == role]
+            if r.data.tags.get(TAG_ROLE, ROLE_TRIAL) == role]
     for run in sorted(runs, key=lambda r: r.info.start_time):
         row: dict[str, Any] = {"name": run.info.run_name, "run_id": run.info.run_id, "role": role,
-                               "status": run.data.tags.get("status", "unknown"),
-                               "reason": run.data.tags.get("reason", ""),
-                               **{t: run.data.tags[t] for t in ("trial_id", "ray.gpus", *AUDIT_TAGS)
+                               "status": run.data.tags.get(TAG_STATUS, "unknown"),
+                               "reason": run.data.tags.get(TAG_REASON, ""),
+                               **{t: run.data.tags[t] for t in (TAG_TRIAL_ID, TAG_GPUS, *AUDIT_TAGS)
                                   if t in run.data.tags}}
         row.update(run.data.params)
         row.update({k: v for k, v in run.data.metrics.items()
-                    if k.startswith("best/") or k in ("epochs_run", "wall_seconds")})
+                    if k.startswith("best/") or k in (EPOCHS_RUN, WALL_SECONDS)})
         out.append(row)
     return out
 
 
 def best_of(trials: Iterable[Mapping[str, Any]], metric: str = OBJECTIVE,
             mode: str = OBJECTIVE_MODE) -> Mapping[str, Any] | None:
-    """The best trial of `study_trials` rows by the one rule (reports.schema.best_position)."""
+    """The best trial of `study_trials` rows by the one rule (sr_core.contract.best_position)."""
     rows = list(trials)
     key = summary_key(metric)
     at = best_position([r.get("status", "") for r in rows], [r.get(key, math.nan) for r in rows], mode)
@@ -324,7 +325,7 @@ def has_artifact(client: MlflowClient, run_id: str, path: str) -> bool:
 def log_evaluation(client: MlflowClient, run_id: str, folder: str, means: Mapping[str, float],
                    tags: Mapping[str, str], per_image: Iterable[Mapping[str, Any]]) -> None:
     """One run's figures on one benchmark folder (docs/tracking-schema.md, "Evaluations"): the folder
-    means as metrics (keys `reports.schema.eval_key`), what they were made with as tags, and every
+    means as metrics (keys `sr_core.contract.eval_key`), what they were made with as tags, and every
     image's figures as the artifact eval/<folder>.json, which the report's per-image table reads.
     A later evaluation of the same folder overwrites all three."""
     log_values(client, run_id, means)

@@ -12,7 +12,6 @@ from search.redaction import is_masked, mask
 from search.state import StudyState
 from search.workdir import Workdir
 
-
 MLFLOW_TRAINING_VIEW = "machine_learning"  # the UI's "Model training" workflow
 
 
@@ -20,8 +19,8 @@ def mlflow_ui(workdir: Workdir, port: int, study: str | None = None, log=print) 
     """Serve MLflow's UI on the workdir's store; print the URL of the training runs (or of a study's run)."""
     from mlflow.tracking import MlflowClient
 
-    from reports.schema import EXPERIMENT
     from search.tracking import latest_study_run
+    from sr_core.contract import EXPERIMENT
     if not (workdir.root / "mlflow.db").exists():
         raise StudyError(f"no MLflow store in {workdir.root}; run a study first (sr-search run --study demo)")
     client = MlflowClient(workdir.mlflow_uri)

@@ -29,7 +29,9 @@ from sr_core.images import list_images, read_rgb
 from sr_core.matlab_resize import matlab_downscale, mod_crop
 from sr_core.sizes import SCALE
 
-LR_FOLDER = "LR"  # DIR/LR/NAME.png: the inputs of the `--lr-kernel given` layout
+LR_FOLDER = "lr"  # DIR/lr/NAME.png: the inputs of the `--lr-kernel given` layout, named as paired folders' lr/
+#: Where `--lr-kernel given` looks, in this order: lr/ as sr-search writes it, LR/ as many benchmark packs ship.
+LR_FOLDERS = (LR_FOLDER, "LR")
 
 
 def benchmark_photos() -> dict[str, np.ndarray]:

@@ -40,10 +40,11 @@ from typing import Any
 
 import torch
 
+from sr_core.contract import BEST_WEIGHTS
 from sr_core.files import atomic_path, write_text_atomic
 
 CHECKPOINT_FILE = "checkpoint.pt"
-BEST_FILE = "best.pt"
+BEST_FILE = BEST_WEIGHTS
 ENDED_FILE = "ended.json"
 
 

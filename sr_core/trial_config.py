@@ -16,11 +16,12 @@ from typing import Any
 
 import torch
 
+from sr_core.contract import TRAINER_STATUSES
 from sr_core.errors import ConfigError
 from sr_core.faults import parse_fault
 from sr_core.models import check_model_args
 
-STATUSES = ("completed", "early_stopped", "pruned", "diverged", "oom")
+STATUSES = TRAINER_STATUSES  # how the trainer ends a trial (sr_core.contract)
 
 
 def _in(table: str, default: Any, logged: bool = True) -> Any:

@@ -7,7 +7,8 @@ and right to a multiple of the scale, and paired with its LR, made by one of `LR
 - ``matlab`` (default): MATLAB's ``imresize(hr, 1/4, 'bicubic')`` (sr_core.matlab_resize), the LR of
   the papers' tables;
 - ``pil``: Pillow's bicubic ``Image.resize`` (a few gray levels from MATLAB's, see sr_core.matlab_resize);
-- ``given``: DIR/LR/NAME.* under the same names, exactly a quarter of the mod-cropped HR.
+- ``given``: DIR/lr/NAME.* (or DIR/LR/, as many benchmark packs ship) under the same names, exactly a
+  quarter of the mod-cropped HR.
 
 Everything is decoded and checked here, before a model is loaded or anything is logged: an unreadable
 file, an empty folder, an LR without its HR (or the reverse), a wrong LR size or an image too small
@@ -23,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reports.schema import EVAL_FOLDER_PATTERN
-from sr_core.benchmark_photos import LR_FOLDER
+from sr_core.benchmark_photos import LR_FOLDER, LR_FOLDERS
+from sr_core.contract import EVAL_FOLDER_PATTERN
 from sr_core.images import IMAGE_SUFFIXES, DataError, list_images, read_rgb
 from sr_core.matlab_resize import matlab_downscale, mod_crop
 from sr_core.resize import downscale_with
@@ -32,7 +33,7 @@ from sr_core.sizes import SCALE
 
 LR_KERNELS = ("matlab", "pil", "given")
 #: How tables and progress lines say where an LR came from.
-LR_KERNEL_WORDS = {"matlab": "MATLAB's bicubic imresize", "pil": "Pillow's bicubic", "given": "the folder's LR/"}
+LR_KERNEL_WORDS = {"matlab": "MATLAB's bicubic imresize", "pil": "Pillow's bicubic", "given": "the folder's lr/"}
 CROP = SCALE  # pixels cut from each border before PSNR-Y and SSIM-Y, as papers do
 _SSIM_WINDOW = 11
 #: The smallest mod-cropped side that leaves an SSIM window after the border crop (a multiple of SCALE).
@@ -69,11 +70,12 @@ def _folder_name(path: Path) -> str:
 
 
 def _given_lr(path: Path, hr_files: dict[str, Path]) -> dict[str, Path]:
-    """DIR/LR/'s images, paired with DIR's by name both ways."""
-    folder = path / LR_FOLDER
+    """DIR/lr/'s (or DIR/LR/'s) images, paired with DIR's by name both ways."""
+    folder = next((path / name for name in LR_FOLDERS if (path / name).is_dir()), path / LR_FOLDER)
     if not folder.is_dir():
-        raise DataError(f"{folder} not found: --lr-kernel given reads each image's LR from DIR/{LR_FOLDER}/ "
-                        f"under the same name; add it, or let sr-search make the LR (--lr-kernel matlab).")
+        raise DataError(f"no LR folder in {path}: --lr-kernel given reads each image's LR from DIR/{LR_FOLDER}/ "
+                        f"(or DIR/LR/) under the same name; add it, or let sr-search make the LR (--lr-kernel "
+                        "matlab).")
     lr_files = list_images(folder)
     for name, lr_path in lr_files.items():
         if name not in hr_files:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from reports.schema import BICUBIC
 from search.apply.benchmark_folders import CROP, LR_KERNEL_WORDS
 from search.apply.evaluate import EvalRow
+from sr_core.contract import BICUBIC
 
 HEADS = ("folder", "model", "images", "PSNR-Y dB", "SSIM-Y", "PSNR dB", "params", "FLOPs/img")
 _LEFT = 2  # folder and model are text: left-aligned; the figures right-aligned

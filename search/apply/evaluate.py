@@ -25,19 +25,19 @@ from typing import Any
 
 import torch
 
-from reports.schema import (BICUBIC, EVAL_METRICS, FINISHED, ROLE_FINAL, ROLE_TRIAL, SELF_ENSEMBLE, WITH_WEIGHTS,
-                            eval_key, eval_label, eval_tag)
 from search import tracking
 from search.apply.benchmark_folders import (CROP, LR_KERNEL_WORDS, BenchmarkFolder, BenchmarkImage,
-                                      load_benchmark_folders)
+                                            load_benchmark_folders)
 from search.errors import StudyError
+from sr_core.contract import (BEST_WEIGHTS, BICUBIC, EVAL_METRICS, FINISHED, ROLE_FINAL, ROLE_TRIAL, SELF_ENSEMBLE,
+                              WITH_WEIGHTS, eval_key, eval_label, eval_tag)
 from sr_core.dihedral import NUM_OPS
 from sr_core.infer import load_model, tile_for, upscale_image
 from sr_core.matlab_resize import matlab_upscale
 from sr_core.metrics import psnr, psnr_y, ssim_y
 from sr_core.pixels import to_float, to_uint8
 
-WEIGHTS = "best.pt"
+WEIGHTS = BEST_WEIGHTS
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,7 @@ def _per_image(row: EvalRow) -> list[dict[str, Any]]:
 
 def log_rows(client, run_id: str, rows: Sequence[EvalRow], lr_kernel: str) -> None:
     """One run's rows (the study run's bicubic ones, or one trial's), folder by folder, through
-    tracking.log_evaluation: eval/<folder>[/<variant>]/<metric> and the tags of reports.schema."""
+    tracking.log_evaluation: eval/<folder>[/<variant>]/<metric> and the tags of sr_core.contract."""
     for folder in dict.fromkeys(r.folder for r in rows):
         here = [r for r in rows if r.folder == folder]
         means = {eval_key(folder, m, r.variant): r.mean(m) for r in here for m in EVAL_METRICS}

@@ -1,4 +1,5 @@
-"""`sr-search predict`: upscale a folder of images with a study's best model."""
+"""`sr-search predict`: upscale a folder of images with a study's model: its final step's when it has one,
+else the search's best trial (`evaluate` scores the search's best unless told `--trials final`)."""
 from __future__ import annotations
 
 import os
@@ -11,6 +12,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from search import tracking
+from sr_core.contract import BEST_WEIGHTS
 from sr_core.images import IMAGE_SUFFIXES, DataError, read_rgb
 from sr_core.infer import load_model, upscale
 from sr_core.pixels import to_uint8
@@ -32,7 +34,7 @@ def predict_folder(tracking_uri: str, study: str, input_dir: Path, output_dir: P
     trial = tracking.best_model(client, study)  # the final step's model when the study has one
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     with tempfile.TemporaryDirectory() as tmp:
-        weights = tracking.download(client, trial["run_id"], "best.pt", tmp)
+        weights = tracking.download(client, trial["run_id"], BEST_WEIGHTS, tmp)
         model = load_model(weights, device)
     log(f"model        : {trial['name']} (val/psnr {trial.get('best/val_psnr', float('nan')):.2f} dB)"
         f"{', self-ensemble x8' if self_ensemble else ''}")

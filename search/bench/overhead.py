@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from search.bench.output import envelope, table, write_json
+from sr_core.contract import DEFAULT_WORKDIR, MLFLOW_DB
 
 OVERHEAD_STUDY = """
 [study]
@@ -100,7 +101,7 @@ def _run_overhead(args) -> int:
     if args.trials < 1 or args.epochs < 1:
         raise ValueError(f"--trials and --epochs must be >= 1, got {args.trials=} {args.epochs=}")
     result = {**envelope("overhead", "cpu", sys.argv), "tiny": _tiny_study(args.trials, args.epochs)}
-    demo = args.demo_workdir or (Path("sr-runs") if (Path("sr-runs") / "mlflow.db").exists() else None)
+    demo = args.demo_workdir or (Path(DEFAULT_WORKDIR) if (Path(DEFAULT_WORKDIR) / MLFLOW_DB).exists() else None)
     if demo is not None:
         from search.workdir import Workdir
         result["demo"] = study_overhead(Workdir(demo).mlflow_uri, args.demo_study)

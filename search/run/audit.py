@@ -4,7 +4,7 @@ After the search, K of its pruned trials, spread over the rung ranking (the best
 worst, and evenly between: not only the near-misses), resume from their last checkpoint (the epoch a
 synchronous schedule paused them at) to the search's full budget. Each is a Tune trial of its own
 experiment (`<study>-audit`, restored on --resume like the search) and a child run of role `audit`
-named `<run name>-audit`, tagged with the pruned trial it continues (reports.schema.AUDIT_TAGS). The
+named `<run name>-audit`, tagged with the pruned trial it continues (sr_core.contract.AUDIT_TAGS). The
 pruned trial itself stays `pruned` in MLflow and Optuna: the search's decision is what is audited.
 
 The report (reports.figures.pruning_validity) then says whether an audited trial beat the search's
@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from reports.schema import AUDIT_TAGS
+from sr_core.contract import AUDIT_TAGS
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reports.schema import FINISHED, ROLE_AUDIT, ROLE_FINAL, summary_key
 from search import tracking
 from search.run.estimate import Estimate
 from search.study import Study
 from search.testhooks import pause_point
+from sr_core.contract import BEST_WEIGHTS, FINISHED, ROLE_AUDIT, ROLE_FINAL, TAG_GPUS, WALL_SECONDS, summary_key
 
 
 @dataclass
@@ -48,7 +48,7 @@ def finish(session, outcome: StudyOutcome, log) -> StudyOutcome:
     finals = tracking.study_trials(client, state.experiment_id, parent, ROLE_FINAL)
     # Every run's time: the search's trials, the audit's and the final step's, each times the share of
     # a device Ray placed it with (ray.gpus; a whole slot on a CPU), as the estimate counts them.
-    outcome.device_hours = sum(float(t.get("wall_seconds") or 0) * gpu_weight(t)
+    outcome.device_hours = sum(float(t.get(WALL_SECONDS) or 0) * gpu_weight(t)
                                for t in trials + audits + finals) / 3600
     tracking.log_values(client, parent, {"actual/device_hours": outcome.device_hours,
                                          "actual/wall_hours": outcome.wall_seconds / 3600})
@@ -80,7 +80,7 @@ def finish(session, outcome: StudyOutcome, log) -> StudyOutcome:
 def gpu_weight(run: dict) -> float:
     """The share of a device a run held: the GPU fraction Ray placed it with, a whole slot on a CPU."""
     try:
-        gpus = float(run.get("ray.gpus") or 0)
+        gpus = float(run.get(TAG_GPUS) or 0)
     except ValueError:
         gpus = 0.0
     return gpus if gpus > 0 else 1.0
@@ -111,7 +111,7 @@ def _outside_photos(client, parent: str, run: dict, prefix: str, label: str, log
     bicubic_psnr}; a few seconds on a CPU."""
     from sr_core.generalise import generalisation
     with tempfile.TemporaryDirectory() as tmp:
-        scores = generalisation(tracking.download(client, run["run_id"], "best.pt", tmp))
+        scores = generalisation(tracking.download(client, run["run_id"], BEST_WEIGHTS, tmp))
     tracking.log_values(client, parent, {f"{prefix}/{k}/{m}": getattr(v, m) for k, v in scores.items()
                                          for m in ("gain_db", "model_psnr", "bicubic_psnr")})
     gains = {k: v.gain_db for k, v in scores.items()}

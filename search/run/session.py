@@ -5,16 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from search.tune.packing import Packing
 from search.state import StudyState
 from search.study import Study
+from search.tune.packing import Packing
 from search.workdir import Workdir
+from sr_core.contract import DEFAULT_WORKDIR
 from sr_core.data import SRData
 
 
 @dataclass(frozen=True)
 class RunOptions:
-    workdir: Path = Path("sr-runs")
+    workdir: Path = Path(DEFAULT_WORKDIR)
     tracking_uri: str | None = None
     address: str | None = None  # an existing Ray cluster ("auto", HOST:PORT or ray://HOST:PORT)
     storage: str | None = None  # Optuna storage URL (postgresql://... across machines)

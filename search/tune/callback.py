@@ -19,14 +19,15 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 from ray import tune
 
-from reports.schema import ENDED, ROLE_AUDIT, ROLE_TRIAL, WITH_WEIGHTS, summary_key
 from search import tracking
 from search.redaction import TRACKING_ENV, resolve
-from search.tune.statuses import closing_status
 from search.testhooks import pause_point
 from search.tune.optuna_store import OPTUNA_NUMBER, OptunaRecorder, OptunaTarget
 from search.tune.progress import Progress
+from search.tune.statuses import closing_status
 from search.tune.trainable import AUDIT_KEY, scratch_dir
+from sr_core.contract import (BEST_WEIGHTS, ENDED, EPOCHS_RUN, ROLE_AUDIT, ROLE_TRIAL, TAG_GPUS, WALL_SECONDS,
+                              WITH_WEIGHTS, summary_key)
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class StudyCallback(tune.Callback):
         if not replayed:
             # The epoch's metrics (step = epoch), and the running summary (best so far, epochs run)
             # so that `status` and the report show a trial that is still going, or was interrupted.
-            summary = {k: v for k, v in _summary(trial, result).items() if k != "wall_seconds"}
+            summary = {k: v for k, v in _summary(trial, result).items() if k != WALL_SECONDS}
             tracking.log_epoch(self.client, run_id, epoch, result, summary)
             self._logged[trial.trial_id] = epoch
             if self.role == ROLE_AUDIT:
@@ -96,7 +97,7 @@ class StudyCallback(tune.Callback):
             # the first result, and again if a retry moved the trial
             tracking.set_tags(self.client, run_id, {tag: str(result[key]) for key, tag in
                                                     (("node_id", "ray.node_id"), ("hostname", "host"),
-                                                     ("gpus", "ray.gpus"))
+                                                     ("gpus", TAG_GPUS))
                                                     if key in result})
             self._nodes[trial.trial_id] = result["node_id"]
         self._to_optuna(trial, "report", epoch, result[self.metric])
@@ -171,10 +172,10 @@ class StudyCallback(tune.Callback):
     def _log_artifacts(self, run_id: str, checkpoint, best_epoch: int) -> None:
         """best.pt, the trial's prediction of the study's comparison crops (MLflow images at its best
         epoch, sr_core.crops) and the samples grid."""
-        from sr_core.crops import study_crops
         from search.tune.sample_grid import sample_grid
+        from sr_core.crops import study_crops
         with checkpoint.as_directory() as ckpt, tempfile.TemporaryDirectory() as tmp:
-            best = Path(ckpt) / "best.pt"
+            best = Path(ckpt) / BEST_WEIGHTS
             if not best.exists():
                 return
             tracking.log_file(self.client, run_id, best)
@@ -188,6 +189,6 @@ def _summary(trial, result: dict | None = None) -> dict[str, float]:
     """best/* as the trainer reported them with its last result; epochs run and Tune's wall time."""
     last = result if result is not None else (trial.last_result or {})
     out = {k: float(v) for k, v in last.items() if k.startswith("best/")}
-    out["epochs_run"] = float(last.get("epoch", 0))
-    out["wall_seconds"] = float(last.get("time_total_s", 0.0))
+    out[EPOCHS_RUN] = float(last.get("epoch", 0))
+    out[WALL_SECONDS] = float(last.get("time_total_s", 0.0))
     return out

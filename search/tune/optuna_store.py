@@ -5,7 +5,7 @@ a scheduler stopped become COMPLETE with a partial value (so TPE learns from tru
 closing report without the metric raises KeyError inside Tune. So the work is split:
 `search.tune.searcher.StudySearcher` only *asks* Optuna for configs, and `OptunaRecorder`, called by
 the driver's Tune callback, writes every epoch's objective as an intermediate value and *tells* Optuna
-how the trial ended, with the state `search.tune.statuses.OPTUNA_STATE` gives and the user attrs `status`
+how the trial ended, with the state `sr_core.contract.OPTUNA_STATE` gives and the user attrs `status`
 and `reason`. The callback writes MLflow from the same decision, so the two stores cannot disagree.
 
 Only Optuna's public API is used: the storage object is built here (so `study._storage` is never
@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 
 from search.errors import StudyError
 from search.redaction import STORAGE_ENV, mask, redact, resolve
-from search.tune.statuses import OPTUNA_STATE
+from sr_core.contract import OPTUNA_STATE
 
 OPTUNA_NUMBER = "_optuna_trial"  # the Tune config key that carries the Optuna trial number
 RAY_TRIAL_ID = "ray_trial_id"  # the Optuna user attr that names the Tune trial

@@ -6,6 +6,7 @@ import time
 from typing import Callable
 
 from search.tracking import run_name
+from sr_core.contract import EPOCHS_RUN
 
 
 class Progress:
@@ -46,7 +47,7 @@ class Progress:
 
     def closed(self, trials, trial, status: str, summary: dict) -> None:
         self.statuses[trial.trial_id] = status
-        self.epochs[trial.trial_id] = int(summary.get("epochs_run", 0))
+        self.epochs[trial.trial_id] = int(summary.get(EPOCHS_RUN, 0))
         best = f": best val/psnr {summary['best/val_psnr']:.2f} dB" if "best/val_psnr" in summary else ""
         self.event(trials, f"{status:<7} {run_name(trial.config)}{best}")
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, HyperBandScheduler, TrialScheduler
 
-from reports.schema import ENDED
-
 from search.rungs import halving_rungs
 from search.tune import ray_internals as ray_private
 from search.tune.optuna_store import RAY_TRIAL_ID, OptunaTarget
+from sr_core.contract import ENDED
 
 TIME_ATTR = "epoch"
 

@@ -1,15 +1,11 @@
-"""How a trial ended, decided once: the closing status from Tune's last result, and the Optuna state
-each status maps to. The status vocabulary itself (FINISHED, ENDED, ...) and the rule for the best
-trial live in `reports.schema`, which the report reads with; docs/tracking-schema.md has the table.
+"""How a trial ended, decided once: the closing status from Tune's last result. The status vocabulary
+(FINISHED, ENDED, ...), the Optuna and MLflow state each maps to, and the rule for the best trial live
+in `sr_core.contract`, which the report reads with; docs/tracking-schema.md has the table.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-
-#: Optuna's state for each ended status (the Optuna trial also carries user attrs status and reason).
-OPTUNA_STATE = {"completed": "COMPLETE", "early_stopped": "COMPLETE", "pruned": "PRUNED",
-                "diverged": "FAIL", "oom": "FAIL", "failed": "FAIL"}
 
 
 def closing_status(last_result: Mapping[str, Any] | None, max_epochs: int) -> tuple[str, str]:

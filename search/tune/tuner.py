@@ -11,17 +11,17 @@ from pathlib import Path
 
 from ray import tune
 
-from reports.schema import ROLE_AUDIT, ROLE_FINAL
-from search.tune.packing import Packing, resources_fn
 from search.state import StudyState
 from search.study import SPACE_KEYS, Study
 from search.tune import state_upload
 from search.tune.callback import StudyCallback, TrackingTarget
 from search.tune.optuna_store import OptunaTarget
+from search.tune.packing import Packing, resources_fn
 from search.tune.progress import Progress
 from search.tune.scheduler import PersistentASHA, SyncHalving
 from search.tune.searcher import ListSearcher, StudySearcher, make_sampler, optuna_space
 from search.tune.trainable import AUDIT_KEY, CPUS_KEY, SCRATCH_KEY, data_arrays, run_trial
+from sr_core.contract import ROLE_AUDIT, ROLE_FINAL
 from sr_core.data import SRData
 
 # Tune reads these when the Tuner is made (the engine puts them in the driver's environment).

@@ -32,7 +32,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from reports.schema import CROPS_MANIFEST, WITH_WEIGHTS, crop_image, crop_metric
+from sr_core.contract import CROPS_MANIFEST, WITH_WEIGHTS, crop_image, crop_metric
 
 # tests/conftest.py sets MLFLOW_DISABLE_TELEMETRY=true before anything here imports mlflow.
 

@@ -3,14 +3,14 @@
 import re
 
 import pytest
+from _study_store import StoredTrial, write_store
 from mlflow.tracking import MlflowClient
 from plotly.offline import get_plotlyjs
 
-from _study_store import StoredTrial, write_store
 from reports import build_report, load_runs
 from reports.evaluation import evaluation_figure, load_evaluations
-from reports.schema import BICUBIC, SELF_ENSEMBLE
 from search.apply.evaluate import EvalRow, ImageScore, log_rows
+from sr_core.contract import BICUBIC, SELF_ENSEMBLE
 from sr_core.models import flops_per_image
 
 STUDY = "evalrep"

@@ -165,7 +165,7 @@ def test_width_effect_falls_back_to_the_equal_budget_when_finished_trials_cover_
 
 
 def test_best_progress_shows_the_best_trial_per_epoch(store, data):
-    fig = fg.best_progress(data.trials, data.history)
+    fig = fg.best_progress(data.trials, data.history, data.objective)
     assert fig.layout.meta["run_id"] == store.runs["R4"]
     assert {t.name for t in fig.data} == {"train/mse", "val/mse", "val/psnr", "val/ssim"}
     assert list(traces(fig, "val/mse")[0].x) == [1, 2, 3, 4, 5, 6]
@@ -193,3 +193,10 @@ def test_figures_without_finished_trials_say_why(data):
         with pytest.raises(fg.FigureUnavailable, match="no trial finished"):
             make(pruned)
     assert an.best_trial(pruned) is None
+
+
+def test_every_status_of_the_contract_has_its_own_colour():
+    from reports.figure_base import STATUS_COLORS
+    from sr_core.contract import STATUSES
+    assert set(STATUS_COLORS) == set(STATUSES)
+    assert len(set(STATUS_COLORS.values())) == len(STATUS_COLORS)

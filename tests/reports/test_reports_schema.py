@@ -1,9 +1,9 @@
-"""reports.schema: the tracking vocabulary's rule for the best trial, which search and the report share."""
+"""sr_core.contract: the tracking vocabulary's rule for the best trial, which search and the report share."""
 import math
 
 import pytest
 
-from reports.schema import FINISHED, best_position, summary_key
+from sr_core.contract import FINISHED, best_position, summary_key
 
 
 def test_the_best_is_the_lowest_value_among_finished_trials_ties_to_the_first():

@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 
 import optuna
+from _photos import write_photos
 from mlflow.tracking import MlflowClient
 from optuna.storages.journal import JournalFileBackend
 
-from _photos import write_photos
-from reports.schema import EXPERIMENT
+from sr_core.contract import EXPERIMENT
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,14 +6,14 @@ import re
 
 import numpy as np
 import pytest
+from _driver import ray_tmp
+from _photos import write_photos
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from _driver import ray_tmp
-from _photos import write_photos
 from search.cli import main
+from sr_core.contract import EXPERIMENT
 from sr_core.trial_config import LOGGED_FIELDS
-from reports.schema import EXPERIMENT
 
 pytestmark = pytest.mark.slow  # real Ray, Optuna and MLflow, and an MLflow server
 

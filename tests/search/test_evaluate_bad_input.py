@@ -1,13 +1,13 @@
 """`sr-search evaluate`'s bad input through the real CLI on a real MLflow store: exit 2, one message
 naming the file (or the pick), and nothing logged: no eval/* metric, tag or artifact on any run."""
 import pytest
+from _study_store import StoredTrial, write_store
 from mlflow.tracking import MlflowClient
 from PIL import Image
 from skimage import data as skdata
 
-from _study_store import StoredTrial, write_store
-from reports.schema import EXPERIMENT
 from search.cli import main
+from sr_core.contract import EXPERIMENT
 
 TRIALS = [StoredTrial(0, 1e-3, "completed", 0.010), StoredTrial(1, 1e-3, "completed", 0.008),
           StoredTrial(0, 2e-3, "pruned", 0.005), StoredTrial(1, 2e-3, "diverged", None)]
@@ -92,7 +92,7 @@ def hr_without_lr(root):
 
 def no_lr_folder(root):
     _photos(root)
-    return root, ["--lr-kernel", "given"], "LR not found"
+    return root, ["--lr-kernel", "given"], "no LR folder in"
 
 
 def wrong_lr_size(root):

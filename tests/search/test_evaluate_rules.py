@@ -8,13 +8,13 @@ from mlflow.utils.validation import validate_param_and_metric_name
 from PIL import Image
 from skimage import data as skdata
 
-from reports.schema import (BICUBIC, ENSEMBLE_FORWARDS, EVAL_METRICS, SELF_ENSEMBLE, eval_key, eval_label,
-                            parse_eval_key)
 from search import tracking
 from search.apply.benchmark_folders import load_benchmark_folder
-from search.errors import StudyError
 from search.apply.eval_table import format_table, table_order
 from search.apply.evaluate import EvalOptions, EvalRow, ImageScore, ranked, select_trials, trial_rows
+from search.errors import StudyError
+from sr_core.contract import (BICUBIC, ENSEMBLE_FORWARDS, EVAL_METRICS, SELF_ENSEMBLE, eval_key, eval_label,
+                              parse_eval_key)
 from sr_core.dihedral import NUM_OPS
 from sr_core.matlab_resize import matlab_downscale
 from sr_core.models import build_model

@@ -4,11 +4,11 @@ with its own fraction; the one that cannot fit is named before anything runs and
 import re
 
 import pytest
-
 from _driver import run_cli, write_study
 from _services import ray_cluster
 from mlflow.tracking import MlflowClient
-from reports.schema import EXPERIMENT
+
+from sr_core.contract import EXPERIMENT
 
 pytestmark = pytest.mark.slow  # a real 2-node Ray cluster, the CLI in a child process
 

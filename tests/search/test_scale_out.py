@@ -9,11 +9,11 @@ import subprocess
 
 import optuna
 import pytest
-from mlflow.tracking import MlflowClient
-
 from _driver import Driver, child_env, epochs_logged, run_cli, runs, write_study
 from _services import BIN, kill_marked, mlflow_server, postgres, ray_cluster
-from reports.schema import EXPERIMENT
+from mlflow.tracking import MlflowClient
+
+from sr_core.contract import EXPERIMENT
 
 pytestmark = pytest.mark.slow
 

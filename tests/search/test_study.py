@@ -95,3 +95,11 @@ def test_an_audit_runs_the_search_s_own_budget_without_a_pruner():
     audit = study.audit_study()
     assert study.pruner.audit == 2 and audit.schedule == "none" and audit.train == study.train
     assert audit.rungs() == [] and audit.final.epochs == 0
+
+
+def test_other_data_drops_the_files_description_which_speaks_of_the_files_data():
+    study = parse_study('[study]\ndescription = "on the embedded photos"\n' + MINIMAL, "my.toml", "my")
+    assert study.description == "on the embedded photos"
+    assert study.with_overrides(data=study.data).description == "on the embedded photos"  # same data: kept
+    moved = study.with_overrides(data="/photos/mine")
+    assert moved.data == "/photos/mine" and moved.description == ""

@@ -9,12 +9,12 @@ import math
 from fnmatch import fnmatch
 
 import pytest
+from _driver import child_env, client, epochs_logged, optuna_study, run_cli, runs, write_study
 from optuna.trial import TrialState
 
-from _driver import child_env, client, epochs_logged, optuna_study, run_cli, runs, write_study
-from reports.schema import WITH_WEIGHTS
 from search.tracking import has_artifact
 from search.tune.torn_state import loads
+from sr_core.contract import WITH_WEIGHTS
 
 pytestmark = pytest.mark.slow  # a real study through the CLI
 

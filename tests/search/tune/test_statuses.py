@@ -1,8 +1,8 @@
 """search.tune.statuses: how a trial ended, decided once from Tune's last result."""
 import pytest
 
-from reports.schema import ENDED
-from search.tune.statuses import OPTUNA_STATE, closing_status
+from search.tune.statuses import closing_status
+from sr_core.contract import ENDED, OPTUNA_STATE
 
 
 @pytest.mark.parametrize("last,expected", [

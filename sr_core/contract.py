@@ -1,11 +1,20 @@
-"""The tracking vocabulary, in one place: what `search` writes to MLflow and `reports` reads back
-(docs/tracking-schema.md is the prose of it). `search.tracking` imports these names, so the writer and
-the reader cannot drift apart. Plain Python only: importing it costs nothing.
+"""The tracking contract, in one place, at the bottom of the import graph: what `search` writes to
+MLflow and Optuna and `reports` reads back (docs/tracking-schema.md is the prose of it): the statuses
+and their Optuna and MLflow states, the metric names and the objective, tag, summary and artifact
+names, the run name and the best-trial rule, the workdir's file names. sr_core, search and reports all
+import these names, so a writer and its reader cannot drift apart. Plain Python, importing nothing of
+the project (and `sr_core/__init__` imports nothing): reports may import this module and no other
+part of sr_core (tests/test_layering.py).
 """
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 EXPERIMENT = "sr-search"
 # MLflow 3 opens an experiment on its GenAI overview unless it is marked as model training.
@@ -21,6 +30,22 @@ ROLE_AUDIT, AUDIT_SUFFIX = "audit", "-audit"
 AUDIT_TAGS = ("audit.of", "audit.stopped_at", "audit.rank", "audit.pruned")
 
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+
+# -- tag, summary and artifact names ---------------------------------------------------------------
+#: Tags of every run: its role (ROLE_*), its status (STATUSES) and why it ended (empty when nothing
+#: needs explaining), the study's name; a trial's Tune id and the GPU share Ray placed it with.
+TAG_ROLE, TAG_STATUS, TAG_REASON, TAG_STUDY = "sr.role", "status", "reason", "study"
+TAG_TRIAL_ID, TAG_GPUS = "trial_id", "ray.gpus"
+#: Summary metrics of a trial besides its best epoch's (`summary_key`): epochs it ran, seconds it took.
+EPOCHS_RUN, WALL_SECONDS = "epochs_run", "wall_seconds"
+#: A trial's weights at its best epoch (the artifact, and the file in its checkpoint folder), and the
+#: grid of its predictions.
+BEST_WEIGHTS, SAMPLES_IMAGE = "best.pt", "samples.png"
+
+# -- the workdir -------------------------------------------------------------------------------------
+#: `--workdir` unless given; inside it the MLflow store (unless --tracking-uri), one folder per study
+#: and the reports.
+DEFAULT_WORKDIR, MLFLOW_DB, STUDIES_DIR, REPORTS_DIR = "sr-runs", "mlflow.db", "studies", "reports"
 
 #: The val metrics of every epoch: the study's own (RGB, no border crop) and the papers' (Y of BT.601
 #: YCbCr, `scale` pixels cropped from each border); see docs/tracking-schema.md.
@@ -71,10 +96,27 @@ ENDED = WITH_WEIGHTS + ("diverged", "oom", "failed")
 #: stopped (resumable).
 UNFINISHED = ("running", "paused", "interrupted")
 STATUSES = UNFINISHED + ENDED
+#: How the trainer itself ends a trial (sr_core.train); the search adds failed, interrupted, running
+#: and paused.
+TRAINER_STATUSES = ("completed", "early_stopped", "pruned", "diverged", "oom")
+#: Optuna's state for each ended status (the Optuna trial also carries user attrs status and reason);
+#: a trial not ended is RUNNING there.
+OPTUNA_STATE = {"completed": "COMPLETE", "early_stopped": "COMPLETE", "pruned": "PRUNED",
+                "diverged": "FAIL", "oom": "FAIL", "failed": "FAIL"}
+#: MLflow's run state for each status.
+MLFLOW_STATE = {**{s: "FINISHED" for s in ENDED}, "failed": "FAILED", "interrupted": "KILLED",
+                "running": "RUNNING", "paused": "SCHEDULED"}
 
 # -- the best trial ------------------------------------------------------------------------------
 #: The search objective unless a study names another logged metric ([search] metric, mode).
 OBJECTIVE, OBJECTIVE_MODE = "val/mse", "min"
+#: The study run's params that hold its objective (search.study.Study.flat_params writes them).
+OBJECTIVE_PARAM, MODE_PARAM = "search.metric", "search.mode"
+
+
+def objective_of(params: Mapping[str, str]) -> tuple[str, str]:
+    """(metric, mode) a study optimised, from its study run's params; the default for older runs."""
+    return params.get(OBJECTIVE_PARAM) or OBJECTIVE, params.get(MODE_PARAM) or OBJECTIVE_MODE
 
 
 #: Summary metric of a trial (its best epoch's value) -> the report's column for it.
@@ -158,3 +200,56 @@ def eval_label(run_name: str, variant: str | None) -> str:
     if variant == BICUBIC:
         return BICUBIC
     return run_name + (ENSEMBLE_SUFFIX if variant == SELF_ENSEMBLE else "")
+
+
+# -- files others read, and URLs others see ---------------------------------------------------------
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """The one way sr-search writes a file that someone else may read (a report, a cache, a state
+    file): yield a temporary sibling that replaces `path` only if the block succeeds, so a reader sees
+    the old file or the new one, never half of one; a kill mid-write leaves at most a hidden
+    `.NAME.*.tmp` beside it. The parent folder must exist. The file gets the permissions any new file
+    of the user's gets (0666 less the umask), as other tools' files do, not mkstemp's owner-only 0600.
+
+        with atomic_path(out) as tmp:
+            torch.save(obj, tmp)
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    current = os.umask(0)  # reading the umask means setting it: set it straight back
+    os.umask(current)
+    return current
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+#: What a password in a URL shown to anyone (a log line, a report, a tag) is replaced by.
+MASK = "***"
+
+
+def mask(url: str | None) -> str | None:
+    """The URL with any password replaced by ***; URLs without one are returned unchanged."""
+    if not url or "://" not in url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{host}"))
