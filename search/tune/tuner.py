@@ -21,7 +21,7 @@ from search.tune.progress import Progress
 from search.tune.scheduler import PersistentASHA, SyncHalving
 from search.tune.searcher import ListSearcher, StudySearcher, make_sampler, optuna_space
 from search.tune.trainable import AUDIT_KEY, CPUS_KEY, SCRATCH_KEY, data_arrays, run_trial
-from sr_core.contract import ROLE_AUDIT, ROLE_FINAL
+from sr_core.contract import ROLE_AUDIT, ROLE_FINAL, ROLE_TRIAL
 from sr_core.data import SRData
 
 # Tune reads these when the Tuner is made (the engine puts them in the driver's environment).
@@ -79,18 +79,27 @@ def scheduler_rungs(study: Study, target: OptunaTarget) -> list[int]:
 
 
 def make_tuner(setup: TuneSetup) -> tune.Tuner:
-    state_upload.install()
-    resources = resources_fn(setup.per_trial["cpu"], setup.packing) if setup.packing else setup.per_trial
-    trainable = tune.with_resources(
-        tune.with_parameters(run_trial, data=data_arrays(setup.data), study=setup.study, packing=setup.packing),
-        resources)
-    path = f"{setup.state.ray_storage.rstrip('/')}/{setup.state.optuna_study}"
-    if setup.restoring and tune.Tuner.can_restore(path):
-        # Errored trials stay errored (their process died more often than FailureConfig allows);
-        # every trial that ended is TERMINATED; only unfinished ones run again.
-        return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False,
-                                  restart_errored=False)
-    return _new_tuner(setup, trainable)
+    """The search: restored on --resume of a study that has a Tune experiment, else made new."""
+    trainable = _trainable(setup, setup.study, setup.packing)
+    if setup.restoring and (restored := _restored(setup, setup.state.optuna_study, trainable)):
+        return restored
+    study, state = setup.study, setup.state
+    target = optuna_target(study, state)
+    searcher = StudySearcher(target, optuna_space(study), make_sampler(study), study.search.metric,
+                             study.search.direction)
+    progress = Progress(study.num_trials, study.train.epochs, state.estimate_seconds)
+    callback = _callback(setup, study, target, state.optuna_study, progress, ROLE_TRIAL)
+    return _tuner(setup, study, state.optuna_study, trainable, callback,
+                  {CPUS_KEY: min(study.resources.cpus_per_trial, setup.per_trial["cpu"])},
+                  search_alg=searcher, scheduler=make_scheduler(study, target), num_samples=study.num_trials,
+                  # Tune's concurrency limiter counts paused trials as running, so a synchronous
+                  # schedule would wait forever for trials it never makes: there the trials'
+                  # resources bound how many run at once.
+                  max_concurrent_trials=None if study.schedule == "halving" else setup.concurrency,
+                  # One worker process serves trial after trial: no process start and no torch import
+                  # per trial (measured: 10.5 -> 2.3 slot-seconds of overhead per trial, `sr-search
+                  # bench overhead`).
+                  reuse_actors=True)
 
 
 def final_experiment(state: StudyState) -> str:
@@ -101,24 +110,13 @@ def final_experiment(state: StudyState) -> str:
 def make_final_tuner(setup: TuneSetup, point: dict) -> tune.Tuner:
     """The final step: one trial of `setup.study.final_study(point)`, with the search's trainable and
     callback (role `final`, no Optuna), made new or restored from its own experiment on --resume."""
-    state_upload.install()
-    study, state, name = setup.study.final_study(point), setup.state, final_experiment(setup.state)
-    trainable = tune.with_resources(
-        tune.with_parameters(run_trial, data=data_arrays(setup.data), study=study), setup.per_trial)
-    path = f"{state.ray_storage.rstrip('/')}/{name}"
-    if tune.Tuner.can_restore(path):
-        return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False,
-                                  restart_errored=False)
-    callback = StudyCallback(TrackingTarget(state.tracking_uri, state.experiment_id, state.parent_run_id, study.name),
-                             None, str(setup.data_path), study.train.epochs, study.search.metric, name,
-                             Progress(1, study.train.epochs, None), role=ROLE_FINAL)
-    return tune.Tuner(
-        trainable,
-        param_space={**study.trial_constants(), **point, CPUS_KEY: setup.per_trial["cpu"], SCRATCH_KEY: name},
-        tune_config=tune.TuneConfig(num_samples=1, trial_dirname_creator=lambda t: t.trial_id),
-        run_config=tune.RunConfig(name=name, storage_path=state.ray_storage, verbose=0, callbacks=[callback],
-                                  failure_config=tune.FailureConfig(max_failures=study.resources.max_failures),
-                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=2)))
+    study, name = setup.study.final_study(point), final_experiment(setup.state)
+    trainable = _trainable(setup, study)
+    if restored := _restored(setup, name, trainable):
+        return restored
+    progress = Progress(1, study.train.epochs, None)
+    return _tuner(setup, study, name, trainable, _callback(setup, study, None, name, progress, ROLE_FINAL),
+                  {**point, CPUS_KEY: setup.per_trial["cpu"]}, num_samples=1)
 
 
 def audit_experiment(state: StudyState) -> str:
@@ -128,71 +126,67 @@ def audit_experiment(state: StudyState) -> str:
 
 def restore_audit_tuner(setup: TuneSetup) -> tune.Tuner | None:
     """The audit's Tuner restored from its experiment (a --resume after the audit started), or None."""
-    path = f"{setup.state.ray_storage.rstrip('/')}/{audit_experiment(setup.state)}"
-    if not tune.Tuner.can_restore(path):
-        return None
-    state_upload.install()
-    return tune.Tuner.restore(path, _audit_trainable(setup), resume_unfinished=True, resume_errored=False,
-                              restart_errored=False)
-
-
-def _audit_trainable(setup: TuneSetup):
-    study = setup.study.audit_study()
-    resources = resources_fn(setup.per_trial["cpu"], setup.packing) if setup.packing else setup.per_trial
-    return tune.with_resources(
-        tune.with_parameters(run_trial, data=data_arrays(setup.data), study=study, packing=setup.packing),
-        resources)
+    return _restored(setup, audit_experiment(setup.state), _trainable(setup, setup.study.audit_study(), setup.packing))
 
 
 def make_audit_tuner(setup: TuneSetup, audits: list[dict]) -> tune.Tuner:
-    """The pruning audit (search.run.audit): one trial per pruned trial in `audits` (search.run.audit.audit_config),
-    each resuming from that trial's checkpoint to the search's full budget, role `audit`, no Optuna."""
-    state_upload.install()
-    study, state, name = setup.study.audit_study(), setup.state, audit_experiment(setup.state)
-    callback = StudyCallback(TrackingTarget(state.tracking_uri, state.experiment_id, state.parent_run_id, study.name),
-                             None, str(setup.data_path), study.train.epochs, study.search.metric, name,
-                             Progress(len(audits), study.train.epochs, None), role=ROLE_AUDIT)
+    """The pruning audit (search.run.audit): one trial per pruned trial in `audits`
+    (search.run.audit.audit_config), each resuming from that trial's checkpoint to the search's full
+    budget, role `audit`, no Optuna."""
+    study, name = setup.study.audit_study(), audit_experiment(setup.state)
     # One trial per audited config: its [space] point, and the rest (checkpoint, tags) under AUDIT_KEY.
     configs = [{**{k: a[k] for k in SPACE_KEYS}, AUDIT_KEY: a} for a in audits]
-    return tune.Tuner(
-        _audit_trainable(setup),
-        param_space={**study.trial_constants(),
-                     CPUS_KEY: min(study.resources.cpus_per_trial, setup.per_trial["cpu"]), SCRATCH_KEY: name},
-        tune_config=tune.TuneConfig(search_alg=ListSearcher(configs, study.search.metric, study.search.direction),
-                                    num_samples=len(configs), max_concurrent_trials=setup.concurrency,
-                                    reuse_actors=True, trial_dirname_creator=lambda t: t.trial_id),
-        run_config=tune.RunConfig(name=name, storage_path=state.ray_storage, verbose=0, callbacks=[callback],
-                                  failure_config=tune.FailureConfig(max_failures=study.resources.max_failures),
-                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=2)))
+    progress = Progress(len(audits), study.train.epochs, None)
+    return _tuner(setup, study, name, _trainable(setup, study, setup.packing),
+                  _callback(setup, study, None, name, progress, ROLE_AUDIT),
+                  {CPUS_KEY: min(study.resources.cpus_per_trial, setup.per_trial["cpu"])},
+                  search_alg=ListSearcher(configs, study.search.metric, study.search.direction),
+                  num_samples=len(configs), max_concurrent_trials=setup.concurrency, reuse_actors=True)
 
 
-def _new_tuner(setup: TuneSetup, trainable) -> tune.Tuner:
-    study, state = setup.study, setup.state
-    target = optuna_target(study, state)
-    searcher = StudySearcher(target, optuna_space(study), make_sampler(study), study.search.metric,
-                             study.search.direction)
-    callback = StudyCallback(TrackingTarget(state.tracking_uri, state.experiment_id, state.parent_run_id, study.name),
-                             target, str(setup.data_path), study.train.epochs, study.search.metric,
-                             state.optuna_study,
-                             Progress(study.num_trials, study.train.epochs, state.estimate_seconds))
+# -- the one factory the three Tune runs share ---------------------------------------------------------
+def _trainable(setup: TuneSetup, study: Study, packing: Packing | None = None):
+    """run_trial with the data (into Ray's object store once), the study, and each trial's resources."""
+    resources = resources_fn(setup.per_trial["cpu"], packing) if packing else setup.per_trial
+    return tune.with_resources(
+        tune.with_parameters(run_trial, data=data_arrays(setup.data), study=study, packing=packing), resources)
+
+
+def _restored(setup: TuneSetup, name: str, trainable) -> tune.Tuner | None:
+    """The experiment `name` restored from the study's Ray storage, or None when there is none.
+    Errored trials stay errored (their process died more often than FailureConfig allows); every
+    trial that ended is TERMINATED; only unfinished ones run again."""
+    state_upload.install()
+    path = f"{setup.state.ray_storage.rstrip('/')}/{name}"
+    if not tune.Tuner.can_restore(path):
+        return None
+    return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False, restart_errored=False)
+
+
+def _callback(setup: TuneSetup, study: Study, target: OptunaTarget | None, name: str, progress: Progress,
+              role: str) -> StudyCallback:
+    """The driver's callback of experiment `name` (also its trials' scratch tag): MLflow always, Optuna
+    for the search's trials only (`target`)."""
+    state = setup.state
+    return StudyCallback(TrackingTarget(state.tracking_uri, state.experiment_id, state.parent_run_id, study.name),
+                         target, str(setup.data_path), study.train.epochs, study.search.metric,
+                         name, progress, role=role)
+
+
+def _trial_dirname(trial) -> str:
+    return trial.trial_id
+
+
+def _tuner(setup: TuneSetup, study: Study, name: str, trainable, callback: StudyCallback,
+           param_space: dict, **tune_config) -> tune.Tuner:
+    """A new Tune experiment `name` in the study's Ray storage, wired as every run of a study is."""
+    state_upload.install()
     return tune.Tuner(
         trainable,
-        param_space={**study.trial_constants(), CPUS_KEY: min(study.resources.cpus_per_trial, setup.per_trial["cpu"]),
-                     SCRATCH_KEY: state.optuna_study},
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=make_scheduler(study, target),
-                                    num_samples=study.num_trials,
-                                    # Tune's concurrency limiter counts paused trials as running, so a
-                                    # synchronous schedule would wait forever for trials it never makes:
-                                    # there the trials' resources bound how many run at once.
-                                    max_concurrent_trials=None if study.schedule == "halving" else setup.concurrency,
-                                    # One worker process serves trial after trial: no process start and
-                                    # no torch import per trial (measured: 10.5 -> 2.3 slot-seconds of
-                                    # overhead per trial, `sr-search bench overhead`).
-                                    reuse_actors=True,
-                                    trial_dirname_creator=lambda t: t.trial_id),
+        param_space={**study.trial_constants(), **param_space, SCRATCH_KEY: name},
+        tune_config=tune.TuneConfig(trial_dirname_creator=_trial_dirname, **tune_config),
         run_config=tune.RunConfig(
-            name=state.optuna_study, storage_path=state.ray_storage, verbose=0,
-            callbacks=[callback],
+            name=name, storage_path=setup.state.ray_storage, verbose=0, callbacks=[callback],
             # Retries are for processes that died (a node lost, the OS's OOM killer): they resume
             # from the last epoch checkpoint. A trial's own exception is reported, not retried.
             failure_config=tune.FailureConfig(max_failures=study.resources.max_failures),
@@ -200,5 +194,4 @@ def _new_tuner(setup: TuneSetup, trainable) -> tune.Tuner:
             # registered but snapshots the experiment at the end of the step, so after a kill -9 in
             # between the snapshot names the older one (seen with one kept: "Could not recover from
             # checkpoint as it does not exist on storage anymore" for a trial paused at a rung).
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
-    )
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2)))
