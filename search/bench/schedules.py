@@ -46,8 +46,8 @@ class Schedule:
             return AsyncHyperBandScheduler(time_attr="epoch", metric="val/mse", mode="min", max_t=max_epochs,
                                            grace_period=self.first_rung, reduction_factor=self.reduction_factor,
                                            brackets=1, stop_last_trials=False)
-        from search.tune.scheduler import SyncHalving
-        return SyncHalving(None, n_trials, max_epochs, self.first_rung, self.reduction_factor,
+        from search.tune.scheduler import RungRecord, SyncHalving
+        return SyncHalving(RungRecord(), n_trials, max_epochs, self.first_rung, self.reduction_factor,
                            insure_by=self.insure_by)
 
 

@@ -51,18 +51,18 @@ from search.rungs import halving_rungs  # noqa: E402
 
 
 class RungBracket(_Bracket):
-    """Ray's successive-halving bracket over every trial of a grid (n known up front), changed in
-    four ways: no rung is decided before all n trials were added; trials are compared on their value
-    AT the milestone epoch (a trial restored after a crash may report an epoch past it); with
-    `group_of`, the best trial of each group (e.g. each depth) survives every rung besides the top
-    1/eta, insurance against curves that cross; and each decision is kept (`decisions`)."""
+    """Ray's successive-halving bracket over every trial of a grid (n known up front), reached through
+    accessors, with two changes of bookkeeping: no rung is decided before all n trials were added,
+    and each trial's value AT each milestone epoch is kept (a trial restored after a crash may report
+    an epoch past it). Which trials survive a rung is the scheduler's rule (`rule`,
+    search.tune.scheduler.survivors); each decision is kept (`decisions`)."""
 
-    def __init__(self, n: int, first_rung: int, max_epochs: int, reduction_factor: int,
-                 group_of=None, time_attr: str = "epoch"):
+    def __init__(self, n: int, first_rung: int, max_epochs: int, reduction_factor: int, rule,
+                 time_attr: str = "epoch"):
         halvings = len(halving_rungs(first_rung, reduction_factor, max_epochs)) - 1
         super().__init__(time_attr=time_attr, max_trials=n, init_t_attr=first_rung, max_t_attr=max_epochs,
                          eta=reduction_factor, s=halvings, stop_last_trials=True)
-        self.group_of = group_of
+        self.rule = rule  # (trials best first, how many to keep) -> (kept, cut)
         self.at_rung: dict[str, dict[int, float]] = {}  # trial id -> {milestone epoch: value}
         self.decisions: list[tuple[int, list[str], list[str]]] = []  # (milestone, kept ids, cut ids)
 
@@ -93,6 +93,7 @@ class RungBracket(_Bracket):
             self.at_rung.setdefault(trial.trial_id, {})[epoch] = float(result[metric])
 
     def successive_halving(self, metric: str, metric_op: float):
+        """Ray's arithmetic of one halving (the survivors to keep, the next milestone), then the rule."""
         self._halves -= 1
         milestone = self.milestone
         self._n = int(np.ceil(self._n / self._eta))
@@ -102,13 +103,7 @@ class RungBracket(_Bracket):
         def value(t):
             return metric_op * self.at_rung.get(t.trial_id, {}).get(milestone, self._live_trials[t][metric])
         ranked = sorted(self._live_trials, key=value, reverse=True)  # best first; ties: the order added
-        good = ranked[: self._n]
-        if self.group_of is not None:
-            best_of_group = {}
-            for t in ranked:
-                best_of_group.setdefault(self.group_of(t), t)
-            good += [t for t in best_of_group.values() if t not in good]
-        bad = [t for t in ranked if t not in good]
+        good, bad = self.rule(ranked, self._n)
         self.decisions.append((milestone, [t.trial_id for t in good], [t.trial_id for t in bad]))
         return good, bad
 

@@ -77,17 +77,73 @@ class PersistentASHA(AsyncHyperBandScheduler):
         ray_private.asha_forget(self, trial.trial_id)
 
 
-class _GroupBy:
-    """A trial's group for the insured rule: the value of one config key (picklable, unlike a lambda)."""
+def survivors(ranked: list, keep: int, group_of=None) -> tuple[list, list]:
+    """The halving rule: of the trials ranked best first at a rung, the best `keep` go on; with
+    `group_of`, so does the best of each group (e.g. each depth), insurance against curves that cross.
+    (kept, cut), each in rank order."""
+    good = ranked[:keep]
+    if group_of is not None:
+        best_of_group = {}
+        for t in ranked:
+            best_of_group.setdefault(group_of(t), t)
+        good += [t for t in best_of_group.values() if t not in good]
+    return good, [t for t in ranked if t not in good]
 
-    def __init__(self, key: str):
-        self.key = key
 
-    def __call__(self, trial) -> object:
+class _Rule:
+    """`survivors`, insured by one config key or not (picklable, unlike a lambda: Tune pickles the
+    scheduler into its experiment state)."""
+
+    def __init__(self, insure_by: str = ""):
+        self.key = insure_by
+
+    def group_of(self, trial) -> object:
         return trial.config.get(self.key)
+
+    def __call__(self, ranked: list, keep: int) -> tuple[list, list]:
+        return survivors(ranked, keep, self.group_of if self.key else None)
 
 
 DECISIONS_ATTR = "sync_decisions"  # the Optuna study's user attr holding every rung decision
+
+
+class RungRecord:
+    """What a synchronous schedule remembers of its rungs, so that a restarted driver finds its
+    decisions: in memory here (a replay of recorded curves, `bench search`, never restarts), in the
+    study's Optuna study for a real study (`OptunaRungRecord`)."""
+
+    def __init__(self):
+        self._decisions: list[list] = []
+
+    def decisions(self) -> list[list]:
+        """Every rung decided so far: [milestone, kept trial ids, cut trial ids], in order."""
+        return list(self._decisions)
+
+    def keep(self, decision: tuple[int, list[str], list[str]]) -> None:
+        self._decisions.append(list(decision))
+
+    def trials(self) -> list:
+        """Optuna's trials (their user attrs and intermediate values): none in memory."""
+        return []
+
+
+class OptunaRungRecord(RungRecord):
+    """The rung decisions as a user attr of the study's Optuna study (DECISIONS_ATTR), and its trials."""
+
+    def __init__(self, target: OptunaTarget):
+        self.target = target
+
+    def _study_id(self) -> int:
+        return self.target.backend.get_study_id_from_name(self.target.study_name)
+
+    def decisions(self) -> list[list]:
+        return self.target.backend.get_study_user_attrs(self._study_id()).get(DECISIONS_ATTR, [])
+
+    def keep(self, decision: tuple[int, list[str], list[str]]) -> None:
+        self.target.backend.set_study_user_attr(self._study_id(), DECISIONS_ATTR, [*self.decisions(), list(decision)])
+
+    def trials(self) -> list:
+        return self.target.trials()
 
 
 class SyncHalving(HyperBandScheduler):
@@ -103,7 +159,7 @@ class SyncHalving(HyperBandScheduler):
     A rung is decided between Tune's steps (in `choose_trial_to_run`), once every live trial has
     reached it and none is still running or being saved: the last trial to arrive is paused like the
     others, so its epoch is recorded by the driver's callback before any decision can end a trial.
-    Each decision is written to the Optuna study (user attr `sync_decisions`) before Ray acts on it,
+    Each decision is written to its RungRecord (the Optuna study's user attr `sync_decisions`) before Ray acts on it,
     and after a restart (Tune rebuilds the scheduler from the pickle of the start) the first trial
     added reloads them: rungs decided stay decided, trials cut stay cut (a cut trial Tune brings back
     is stopped at once), survivors compare at the values they had at the milestone, and trials that
@@ -111,7 +167,7 @@ class SyncHalving(HyperBandScheduler):
     through search/tune/ray_internals.py.
     """
 
-    def __init__(self, target: OptunaTarget, n_trials: int, max_epochs: int, first_rung: int,
+    def __init__(self, record: RungRecord, n_trials: int, max_epochs: int, first_rung: int,
                  reduction_factor: int, metric: str = "val/mse", mode: str = "min", insure_by: str = ""):
         if not 1 <= first_rung < max_epochs:
             raise ValueError(f"first_rung must be in [1, max_epochs), got {first_rung=} {max_epochs=}")
@@ -119,14 +175,13 @@ class SyncHalving(HyperBandScheduler):
             raise ValueError(f"need n_trials >= 1 and reduction_factor >= 2, got {n_trials=} {reduction_factor=}")
         super().__init__(time_attr=TIME_ATTR, metric=metric, mode=mode, max_t=max_epochs,
                          reduction_factor=reduction_factor, stop_last_trials=True)
-        self.target, self.max_epochs, self.metric_name = target, max_epochs, metric
+        self.record, self.max_epochs, self.metric_name = record, max_epochs, metric
         self.milestones = halving_rungs(first_rung, reduction_factor, max_epochs)
-        self.bracket = ray_private.RungBracket(n_trials, first_rung, max_epochs, reduction_factor,
-                                               group_of=_GroupBy(insure_by) if insure_by else None)
+        self.bracket = ray_private.RungBracket(n_trials, first_rung, max_epochs, reduction_factor, _Rule(insure_by))
         self._cut: set[str] = set()  # trial ids cut at a rung (from Optuna after a restart)
         self._ended: set[str] = set()  # trial ids Optuna holds as ended
         self._to_stop: list = []  # cut trials that Tune brought back
-        self._loaded = target is None  # replays (bench search) have no Optuna study
+        self._loaded = False
 
     # -- Tune's hooks -------------------------------------------------------------------------
     def on_trial_add(self, tune_controller, trial) -> None:
@@ -187,7 +242,7 @@ class SyncHalving(HyperBandScheduler):
         return self.bracket.halvings_left > 0 and settled and self.bracket.cur_iter_done()
 
     def _decide(self, tune_controller) -> None:
-        """Ray's bracket halves the field (search.tune.ray_internals.RungBracket), the decision is kept
+        """Ray's bracket halves the field by `survivors` (search.tune.ray_internals.RungBracket), the decision is kept
         in Optuna, then the losers are stopped and the survivors marked to resume."""
         good, bad = self.bracket.successive_halving(self._metric, ray_private.hyperband_metric_op(self))
         self._keep(self.bracket.decisions[-1])
@@ -200,26 +255,19 @@ class SyncHalving(HyperBandScheduler):
 
     def _keep(self, decision: tuple[int, list[str], list[str]]) -> None:
         self._cut.update(decision[2])
-        if self.target is None:
-            return
-        backend = self.target.backend
-        study_id = backend.get_study_id_from_name(self.target.study_name)
-        kept = backend.get_study_user_attrs(study_id).get(DECISIONS_ATTR, [])
-        backend.set_study_user_attr(study_id, DECISIONS_ATTR, [*kept, list(decision)])
+        self.record.keep(decision)
 
     def _load(self) -> None:
         """Once per process: the rungs decided, the trials cut or ended, and the values at each
-        milestone, from the Optuna study (what a restarted driver knows of the last one)."""
+        milestone, from its RungRecord: the Optuna study (what a restarted driver knows of the last one)."""
         if self._loaded:
             return
         self._loaded = True
-        backend = self.target.backend
-        decisions = backend.get_study_user_attrs(backend.get_study_id_from_name(self.target.study_name)).get(
-            DECISIONS_ATTR, [])
+        decisions = self.record.decisions()
         self.bracket.replay_decisions([m for m, _, _ in decisions])
         self.bracket.decisions = [tuple(d) for d in decisions]
         self._cut = {tid for _, _, cut in decisions for tid in cut}
-        for trial in self.target.trials():
+        for trial in self.record.trials():
             ray_id = trial.user_attrs.get(RAY_TRIAL_ID)
             if ray_id is None:
                 continue

@@ -18,7 +18,7 @@ from search.tune.callback import StudyCallback, TrackingTarget
 from search.tune.optuna_store import OptunaTarget
 from search.tune.packing import Packing, resources_fn
 from search.tune.progress import Progress
-from search.tune.scheduler import PersistentASHA, SyncHalving
+from search.tune.scheduler import OptunaRungRecord, PersistentASHA, SyncHalving
 from search.tune.searcher import ListSearcher, StudySearcher, make_sampler, optuna_space
 from search.tune.trainable import AUDIT_KEY, CPUS_KEY, SCRATCH_KEY, data_arrays, run_trial
 from sr_core.contract import ROLE_AUDIT, ROLE_FINAL, ROLE_TRIAL
@@ -64,8 +64,8 @@ def optuna_target(study: Study, state: StudyState) -> OptunaTarget:
 def make_scheduler(study: Study, target: OptunaTarget) -> tune.schedulers.TrialScheduler:
     p, metric, mode = study.pruner, study.search.metric, study.search.direction
     if study.schedule == "halving":
-        return SyncHalving(target, study.num_trials, study.train.epochs, p.grace_period, p.reduction_factor,
-                           metric=metric, mode=mode, insure_by=p.insure)
+        return SyncHalving(OptunaRungRecord(target), study.num_trials, study.train.epochs, p.grace_period,
+                           p.reduction_factor, metric=metric, mode=mode, insure_by=p.insure)
     if study.schedule == "asha":
         return PersistentASHA(target, study.train.epochs, p.grace_period, p.reduction_factor, metric=metric,
                               mode=mode)

@@ -60,3 +60,34 @@ def test_after_a_crash_the_rungs_refill_from_optuna_and_a_pruned_trial_stays_sto
 def test_a_grace_period_at_or_past_the_last_epoch_is_refused(target):
     with pytest.raises(ValueError, match="grace_period=8 max_epochs=8"):
         PersistentASHA(target, max_epochs=8, grace_period=8, reduction_factor=2)
+
+
+# -- the halving rule of SyncHalving ---------------------------------------------------------------------
+def test_survivors_keep_the_best_and_with_insurance_the_best_of_each_group():
+    from search.tune.scheduler import survivors
+    ranked = [("b4", 1), ("b4", 2), ("b2", 3), ("b4", 4), ("b1", 5)]  # (depth, rank), best first
+    assert survivors(ranked, 2) == (ranked[:2], ranked[2:])
+    kept, cut = survivors(ranked, 2, group_of=lambda t: t[0])
+    assert kept == [("b4", 1), ("b4", 2), ("b2", 3), ("b1", 5)] and cut == [("b4", 4)]
+    assert survivors(ranked, 9) == (ranked, [])
+
+
+def test_the_rule_a_study_pickles_insures_by_its_config_key():
+    import pickle
+
+    from ray.tune.experiment import Trial
+
+    from search.tune.scheduler import _Rule
+    trials = [Trial("__fake", stub=True, config={"blocks": b}, trial_id=f"t{i}") for i, b in enumerate((4, 4, 2))]
+    rule = pickle.loads(pickle.dumps(_Rule("blocks")))
+    assert [t.trial_id for t in rule(trials, 1)[0]] == ["t0", "t2"]
+    assert [t.trial_id for t in _Rule()(trials, 1)[0]] == ["t0"]
+
+
+def test_a_rung_record_in_memory_and_in_optuna_keeps_the_decisions_in_order(target):
+    from search.tune.scheduler import OptunaRungRecord, RungRecord
+    for record in (RungRecord(), OptunaRungRecord(target)):
+        record.keep((1, ["a"], ["b"]))
+        record.keep((2, ["a"], []))
+        assert record.decisions() == [[1, ["a"], ["b"]], [2, ["a"], []]]
+    assert RungRecord().trials() == [] and OptunaRungRecord(target).decisions() == [[1, ["a"], ["b"]], [2, ["a"], []]]
