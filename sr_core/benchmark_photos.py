@@ -1,5 +1,5 @@
 """A benchmark folder that ships: scikit-image's photos written at full size, for `sr-search evaluate`,
-and the LR/ subfolder papers would make for any such folder (MATLAB's bicubic, after a mod-crop).
+and the lr/ subfolder papers would make for any such folder (MATLAB's bicubic, after a mod-crop).
 
 The photos are chosen for what a paper-style evaluation must get right, not for coverage:
 
@@ -12,7 +12,7 @@ They are not a held-out test of quality: chelsea, coffee and retina are also in 
 training data (sr_core.data), so figures on them measure fit, and are not comparable to Set5/Set14.
 Only camera is outside it. Use them to check the pipeline offline; report Set5 and friends.
 
-    python -m sr_core.benchmark_photos DIR [--lr]    # writes DIR/*.png (and DIR/LR/*.png)
+    python -m sr_core.benchmark_photos DIR [--lr]    # writes DIR/*.png (and DIR/lr/*.png)
 """
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def write_benchmark(folder: str | os.PathLike) -> list[Path]:
 
 
 def write_lr(folder: str | os.PathLike, scale: int = SCALE) -> list[Path]:
-    """FOLDER/LR/NAME.png for every image FOLDER/NAME.*: MATLAB's bicubic 1/scale of the image
+    """FOLDER/lr/NAME.png for every image FOLDER/NAME.*: MATLAB's bicubic 1/scale of the image
     mod-cropped to a multiple of `scale` (so HR = scale x LR once the evaluation mod-crops too).
     An image whose three channels are equal (a gray photo) gets a gray LR."""
     folder = Path(folder)
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                                                  "coffee_crop, camera, retina at full size) for sr-search evaluate.")
     parser.add_argument("folder", help="where to write NAME.png (made if missing)")
     parser.add_argument("--lr", action="store_true",
-                        help="also write FOLDER/LR/NAME.png, MATLAB's bicubic x1/4 (for --lr-kernel given)")
+                        help="also write FOLDER/lr/NAME.png, MATLAB's bicubic x1/4 (for --lr-kernel given)")
     args = parser.parse_args(argv)
     paths = write_benchmark(args.folder) + (write_lr(args.folder) if args.lr else [])
     print(f"wrote {len(paths)} images to {Path(args.folder).resolve()}")
