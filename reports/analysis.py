@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from sr_core.contract import FINISHED, OBJECTIVE, OBJECTIVE_MODE, best_position
+from sr_core.contract import FINISHED, OBJECTIVE, OBJECTIVE_MODE, best_position, pruning_regret
 
 
 def finished(trials: pd.DataFrame) -> pd.DataFrame:
@@ -293,10 +293,10 @@ def audit_verdict(audited: pd.DataFrame, winner: pd.Series | None) -> str:
     if winner is None:
         return f"{head} No trial of the search finished to compare them with."
     w, b = float(winner["final_val_mse"]), float(best["final_val_mse"])
-    if b < w:
+    if regret := pruning_regret(w, b, "min"):
         return (f"{head} The pruning was not trustworthy: {where} ended at val/mse {b:.5g}, better than the "
-                f"search's winner {winner['name']} ({w:.5g}) by {(w - b) / w:.1%} "
-                f"({psnr_change_db(b / w):+.2f} dB): a pruning regret of {(w - b) / w:.1%}.")
+                f"search's winner {winner['name']} ({w:.5g}) by {regret:.1%} "
+                f"({psnr_change_db(b / w):+.2f} dB): a pruning regret of {regret:.1%}.")
     return (f"{head} None beat the search's winner {winner['name']} (val/mse {w:.5g}): the best of them, "
             f"{where}, ended {(b - w) / w:.1%} above it. Pruning regret 0.")
 

@@ -9,8 +9,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from . import analysis as an
-from .figure_base import (MSE, OTHER_COLORS, PSNR, SSIM, STATUS_COLORS, FigureUnavailable, arch_color,
-                          finish, need_finished)
+from .figure_base import (MSE, OTHER_COLORS, PSNR, SSIM, STATUS_COLORS, FigureUnavailable, arch_color, finish,
+                          need_finished)
 
 __all__ = ["FigureUnavailable", "all_curves", "anytime", "best_progress", "pareto", "parallel_coordinates",
            "pruning_validity", "runs_table", "scaling_fit"]

@@ -23,8 +23,8 @@ from . import comparison_html as ch
 from . import figures as fg
 from . import figures_effects as fe
 from . import summary as sm
-from .evaluation import Evaluations, evaluation_body, load_evaluations
 from .comparison import Comparison, load_comparison
+from .evaluation import Evaluations, evaluation_body, load_evaluations
 from .load import RunData, load_artifact, load_runs
 
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}

@@ -16,9 +16,9 @@ import pandas as pd
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from sr_core.contract import (AUDIT_TAGS, BEST_COLUMNS, CROP_METRICS, EPOCH_METRICS, EPOCHS_RUN, EXPERIMENT, ROLE_AUDIT,
-                              ROLE_FINAL, ROLE_TRIAL, STUDY_METRICS, TAG_GPUS, TAG_STATUS, TAG_STUDY, TAG_TRIAL_ID,
-                              WALL_SECONDS, OBJECTIVE, OBJECTIVE_MODE, objective_of)
+from sr_core.contract import (AUDIT_TAGS, BEST_COLUMNS, CROP_METRICS, EPOCH_METRICS, EPOCHS_RUN, EXPERIMENT, OBJECTIVE,
+                              OBJECTIVE_MODE, ROLE_AUDIT, ROLE_FINAL, ROLE_TRIAL, STUDY_METRICS, TAG_GPUS, TAG_STATUS,
+                              TAG_STUDY, TAG_TRIAL_ID, WALL_SECONDS, objective_of)
 
 CROP_SCORE_COLUMNS = ["run_id", "crop", *CROP_METRICS]
 #: One row per audit run (role `audit`): the pruned trial it continued and how it ended.

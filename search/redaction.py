@@ -11,6 +11,7 @@ import re
 from urllib.parse import urlsplit
 
 from sr_core.contract import MASK, mask  # noqa: F401 (mask is this module's API: one home, the contract)
+
 #: Environment variables through which the driver hands the real URIs to its own Tune components.
 STORAGE_ENV = "SR_SEARCH_OPTUNA_STORAGE"
 TRACKING_ENV = "SR_SEARCH_TRACKING_URI"

@@ -30,6 +30,10 @@ class StudyState:
     wall_seconds: float = 0.0  # Tune's fit() time over every session of this study
     ray_session_dir: str | None = None  # the last private Ray's session folder (to reap after kill -9)
 
+    def experiment_path(self, name: str) -> str:
+        """Where Tune keeps the experiment `name` (the search's is `optuna_study`): in `ray_storage`."""
+        return f"{self.ray_storage.rstrip('/')}/{name}"
+
     @staticmethod
     def path(study_dir: Path) -> Path:
         return Path(study_dir) / STATE_FILE

@@ -145,6 +145,16 @@ def best_position(statuses: Sequence[str], values: Sequence[float], mode: str = 
     return best
 
 
+def pruning_regret(winner: float, audited: float, mode: str = OBJECTIVE_MODE) -> float:
+    """The pruning regret: how much better a pruned trial resumed to the full budget (`audited`) ended
+    than the search's winner, relative to the winner's value; 0 when it is not better. `run`'s audit
+    line and the report's verdict both use it."""
+    if mode not in ("min", "max"):
+        raise ValueError(f"mode must be 'min' or 'max', got {mode=}")
+    better = winner - audited if mode == "min" else audited - winner
+    return max(better, 0.0) / abs(winner)
+
+
 # -- evaluation on benchmark folders (`sr-search evaluate`) -----------------------------------------
 #: Each the mean over a folder's images of a per-image figure: PSNR and SSIM on Y (BT.601, `scale`
 #: pixels cropped from each border), PSNR on RGB (no crop); the SR output rounded to 8 bits first.

@@ -298,21 +298,30 @@ def _print_progress(line: str) -> None:
 # --- public entry points -----------------------------------------------------------------------
 
 
-def bicubic_psnr(pairs: SRPairs, kernel: str | None = None, batch: int = 256) -> float:
-    """Mean per-image PSNR (dB) of bicubic x4 upscaling against pairs.hr: the floor a model must beat.
+def bicubic_scores(pairs: SRPairs, kernel: str | None = None, batch: int = 256,
+                   which: tuple[str, ...] = ("mse", "psnr", "ssim")) -> dict[str, float]:
+    """Bicubic x4 upscaling against pairs.hr, the floor a model must beat: the mean per image of each
+    metric in `which` (sr_core.metrics' mse, psnr, ssim), so val/mse's bicubic is the study's val/mse.
 
     kernel=None upscales pairs.lr as stored; a kernel of LR_KERNELS remakes the LR from the HR first,
     so that train (mixed kernels) and val (``downscale``) compare on content alone:
     ``bicubic_psnr(data.train, kernel="sr-search")`` against ``bicubic_psnr(data.val)``.
     """
     if len(pairs) == 0:
-        raise ValueError("bicubic_psnr needs at least one pair")
-    total = 0.0
+        raise ValueError("bicubic_scores needs at least one pair")
+    sums = dict.fromkeys(which, 0.0)
     for start in range(0, len(pairs), batch):
         hr_u8 = pairs.hr[start:start + batch]
         lr_u8 = pairs.lr[start:start + batch] if kernel is None else downscale_with(hr_u8, kernel)
-        total += metrics.psnr(bicubic_upscale(to_float(lr_u8)), to_float(hr_u8)).sum().item()
-    return total / len(pairs)
+        pred, hr = bicubic_upscale(to_float(lr_u8)), to_float(hr_u8)
+        for name in which:
+            sums[name] += getattr(metrics, name)(pred, hr).sum().item()
+    return {name: total / len(pairs) for name, total in sums.items()}
+
+
+def bicubic_psnr(pairs: SRPairs, kernel: str | None = None, batch: int = 256) -> float:
+    """Mean per-image PSNR (dB) of bicubic x4 upscaling against pairs.hr (`bicubic_scores`)."""
+    return bicubic_scores(pairs, kernel, batch, which=("psnr",))["psnr"]
 
 
 def prepare_dataset(

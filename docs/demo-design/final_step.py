@@ -10,8 +10,8 @@ import time
 
 import torch
 
-from sr_core.generalise import generalisation, outside_patches
 from sr_core.data import load_cached, prepare_dataset
+from sr_core.generalise import generalisation, outside_patches
 from sr_core.models import build_model
 from sr_core.train import TrialConfig, train_trial
 

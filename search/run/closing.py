@@ -9,11 +9,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from search import tracking
+from search import milestones, tracking
 from search.run.estimate import Estimate
 from search.study import Study
-from search.testhooks import pause_point
-from sr_core.contract import BEST_WEIGHTS, FINISHED, ROLE_AUDIT, ROLE_FINAL, TAG_GPUS, WALL_SECONDS, summary_key
+from sr_core.contract import (BEST_WEIGHTS, FINISHED, ROLE_AUDIT, ROLE_FINAL, TAG_GPUS, WALL_SECONDS, pruning_regret,
+                              summary_key)
 
 
 @dataclass
@@ -70,7 +70,7 @@ def finish(session, outcome: StudyOutcome, log) -> StudyOutcome:
     tracking.set_tags(client, parent, {"mlflow.note.content": _description(study, trials, outcome)})
     tracking.set_status(client, parent, "completed")
     if session.opts.report:
-        pause_point("report")
+        milestones.reached("report")
         outcome.report_path = write_report(session.tracking_uri, [study.name],
                                            session.workdir.report_path(study.name), log)
         tracking.log_file(client, parent, outcome.report_path)
@@ -100,8 +100,8 @@ def audit_line(audits: list[dict], best: dict | None, metric: str, mode: str) ->
     if best is None:
         return head + "; no search trial finished to compare"
     b, a = float(best[key]), float(top[key])
-    if sign * a < sign * b:
-        return f"{head}: it beats the search's best ({b:.5g}) by {abs(b - a) / abs(b):.1%}: the pruning cut a better trial"
+    if regret := pruning_regret(b, a, mode):
+        return f"{head}: it beats the search's best ({b:.5g}) by {regret:.1%}: the pruning cut a better trial"
     return f"{head}: none beat the search's best ({b:.5g}); pruning regret 0"
 
 

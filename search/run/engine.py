@@ -20,26 +20,22 @@ import dataclasses
 import os
 from collections.abc import Iterator
 
-from search import redaction, tracking
+from search import milestones, redaction, tracking
+from search.errors import StudyError
 from search.run import steps
 from search.run.closing import StudyOutcome, finish
 from search.run.cluster import (check_address, final_resources, measure_trial_device, ray_session, reap_orphans,
-                            trial_resources)
-from search.errors import StudyError
-from search.tune.packing import AUTO, Packing, plan_packing
-from search.run.session import Prepared, RunOptions, Session
+                                trial_resources)
 from search.run.estimate import ASSUMED_GPU_TFLOPS, Estimate, estimate_study
 from search.run.interrupts import interrupt_guard
+from search.run.session import Prepared, RunOptions, Session
 from search.state import StudyState
 from search.study import Study, parse_study
-from search.testhooks import pause_point
+from search.tune.packing import AUTO, Packing, plan_packing
 from search.workdir import LOCK_FILE, Workdir, held_lock
-from sr_core import metrics
-from sr_core.data import SRData, SRPairs, bicubic_psnr, load_cached, prepare_dataset
+from sr_core.data import SRData, bicubic_psnr, bicubic_scores, load_cached, prepare_dataset
 from sr_core.files import remove_stale_temporaries, write_text_atomic
 from sr_core.memory import GIB
-from sr_core.pixels import to_float
-from sr_core.resize import bicubic_upscale
 
 
 def run_study(study: Study, opts: RunOptions, log=print) -> StudyOutcome:
@@ -190,7 +186,7 @@ def prepare(study: Study, workdir: Workdir, log=print) -> Prepared:
     def progress(line: str) -> None:
         log(line)
         if line.startswith("prepared data"):
-            pause_point("prepare")
+            milestones.reached("prepare")
 
     cache = workdir.data_cache
     lock = held_lock(cache / ".lock", f"data cache {cache}") if cache.exists() else contextlib.nullcontext()
@@ -225,17 +221,6 @@ def _packing(study: Study, cluster, data: SRData, measured_bytes: int) -> Packin
     return plan_packing(configs, device_bytes, len(data.train), len(data.val))
 
 
-def bicubic_baseline(pairs: SRPairs) -> dict[str, float]:
-    sums = {"val_mse": 0.0, "val_psnr": 0.0, "val_ssim": 0.0}
-    for start in range(0, len(pairs), 256):
-        lr, hr = to_float(pairs.lr[start:start + 256]), to_float(pairs.hr[start:start + 256])
-        pred = bicubic_upscale(lr)
-        sums["val_mse"] += metrics.mse(pred, hr).sum().item()
-        sums["val_psnr"] += metrics.psnr(pred, hr).sum().item()
-        sums["val_ssim"] += metrics.ssim(pred, hr).sum().item()
-    return {f"bicubic/{k}": v / len(pairs) for k, v in sums.items()}
-
-
 def _open_tracking(s: Session, estimate: Estimate, storage: str | None, log) -> None:
     """The MLflow parent run and the Optuna study: made for a new study, reopened for a resumed one.
     Runs a killed driver left RUNNING are repaired to `interrupted` before anything else."""
@@ -255,7 +240,7 @@ def _open_tracking(s: Session, estimate: Estimate, storage: str | None, log) -> 
     s.study_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(s.study_dir / "study.toml", s.study.text)
     data = s.prepared.data
-    values = {**estimate.as_metrics(), **bicubic_baseline(data.val),
+    values = {**estimate.as_metrics(), **{f"bicubic/val_{k}": v for k, v in bicubic_scores(data.val).items()},
               # LR remade with the val kernel: train and val compared on content alone
               "bicubic/train_psnr": bicubic_psnr(data.train, kernel="sr-search")}
     parent = tracking.start_study_run(client, experiment_id, s.study, values, {
@@ -286,9 +271,8 @@ def _note_ray_session(s: Session, cluster, log) -> None:
     reaped = reap_orphans(s.state.ray_session_dir)
     if reaped:
         log(f"cleaned up   : {reaped} process(es) a killed driver's Ray left running")
-    root = s.state.ray_storage.rstrip("/")
     for name in (s.state.optuna_study, audit_experiment(s.state), final_experiment(s.state)):
-        mended = repair(f"{root}/{name}", s.state.ray_session_dir)
+        mended = repair(s.state.experiment_path(name), s.state.ray_session_dir)
         if mended:
             log(f"repaired     : {', '.join(mended)} of Ray experiment {name}, torn by the kill of the last "
                 "driver, from its whole copy in that driver's Ray session")

@@ -39,7 +39,7 @@ def audit(s: Session, guard, per_trial: dict, concurrency: int, log) -> None:
     if tuner is None:
         client = MlflowClient(s.tracking_uri)
         pruned = pruning.pruned_trials(client, s.state.experiment_id, s.state.parent_run_id, s.study.search.metric)
-        checkpoints = pruning.latest_checkpoints(f"{s.state.ray_storage.rstrip('/')}/{s.state.optuna_study}")
+        checkpoints = pruning.latest_checkpoints(s.state.experiment_path(s.state.optuna_study))
         resumable = [p for p in pruned if p.trial_id in checkpoints]
         if len(resumable) < len(pruned):
             log(f"audit        : {len(pruned) - len(resumable)} pruned trial(s) left no checkpoint to resume from")

@@ -19,9 +19,8 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 from ray import tune
 
-from search import tracking
+from search import milestones, tracking
 from search.redaction import TRACKING_ENV, resolve
-from search.testhooks import pause_point
 from search.tune.optuna_store import OPTUNA_NUMBER, OptunaRecorder, OptunaTarget
 from search.tune.progress import Progress
 from search.tune.statuses import closing_status
@@ -92,7 +91,7 @@ class StudyCallback(tune.Callback):
             tracking.log_epoch(self.client, run_id, epoch, result, summary)
             self._logged[trial.trial_id] = epoch
             if self.role == ROLE_AUDIT:
-                pause_point("audit_epoch")
+                milestones.reached("audit_epoch")
         if result.get("node_id") and result["node_id"] != self._nodes.get(trial.trial_id):
             # the first result, and again if a retry moved the trial
             tracking.set_tags(self.client, run_id, {tag: str(result[key]) for key, tag in
@@ -114,7 +113,7 @@ class StudyCallback(tune.Callback):
                 tracking.set_status(self.client, self._run_id(trial), "paused", reason)
                 self._to_optuna(trial, "set_attrs", status="paused", reason=reason)
                 self.progress.event(trials, f"paused {tracking.run_name(trial.config)} at epoch {epoch}")
-                pause_point("trial_paused")
+                milestones.reached("trial_paused")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._close(trial, trials, *closing_status(trial.last_result, self.max_epochs))
@@ -167,7 +166,7 @@ class StudyCallback(tune.Callback):
         self.progress.closed(trials, trial, status, summary)
         # The trial removes its own scratch folder; this catches one it could not (a killed process).
         shutil.rmtree(scratch_dir(self.scratch_tag, trial.trial_id), ignore_errors=True)
-        pause_point("trial_closed")
+        milestones.reached("trial_closed")
 
     def _log_artifacts(self, run_id: str, checkpoint, best_epoch: int) -> None:
         """best.pt, the trial's prediction of the study's comparison crops (MLflow images at its best

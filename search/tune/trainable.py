@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from search.tune.packing import shape_of
 from search.study import SPACE_KEYS, Study
+from search.tune.packing import shape_of
 from sr_core.data import SRData, SRPairs
 from sr_core.train import TrialConfig, best_metrics, default_device, train_trial
 

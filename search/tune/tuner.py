@@ -157,7 +157,7 @@ def _restored(setup: TuneSetup, name: str, trainable) -> tune.Tuner | None:
     Errored trials stay errored (their process died more often than FailureConfig allows); every
     trial that ended is TERMINATED; only unfinished ones run again."""
     state_upload.install()
-    path = f"{setup.state.ray_storage.rstrip('/')}/{name}"
+    path = setup.state.experiment_path(name)
     if not tune.Tuner.can_restore(path):
         return None
     return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False, restart_errored=False)

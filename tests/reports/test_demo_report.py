@@ -4,7 +4,6 @@ drawn (no "Not drawn" anywhere), no JS error, no request leaving the file."""
 import re
 
 import pytest
-
 from test_reports_render import open_in_chromium, render_status
 
 pytestmark = pytest.mark.slow  # the README's demo end to end, and headless Chromium

@@ -24,6 +24,7 @@ from optuna.storages.journal import JournalFileBackend
 from sr_core.contract import EXPERIMENT
 
 ROOT = Path(__file__).resolve().parents[2]
+SEAMS = Path(__file__).resolve().parent / "_seams"  # sitecustomize.py: the fault tests' hook
 
 STUDY = """
 [study]
@@ -88,6 +89,8 @@ def child_env(tmp: Path, **extra: str) -> dict[str, str]:
            "RAY_TMPDIR": os.environ.get("RAY_TMPDIR") or ray_tmp(tmp),
            "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     env.update(extra)
+    if "SR_SEARCH_PAUSE_AT" in extra:  # the test's seam: hold the driver at that point (search.milestones)
+        env["PYTHONPATH"] = str(SEAMS) + os.pathsep + env["PYTHONPATH"]
     return env
 
 

@@ -20,7 +20,6 @@ from sr_core.resize import downscale
 from sr_core.trial_config import TrialConfig
 
 
-
 class _Study:
     name, text = "crops", "[study]\nname = 'crops'\n"
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio
 
-from sr_core.crops import (bicubic_crops, choose_crops, crop_key, crop_metrics, hr_crops, manifest,
-                          render_crops, scene_of)
+from sr_core.crops import (bicubic_crops, choose_crops, crop_key, crop_metrics, hr_crops, manifest, render_crops,
+                           scene_of)
 from sr_core.data import SRPairs, load_dataset
 from sr_core.infer import save_weights, upscale
 from sr_core.models import build_model

@@ -7,14 +7,13 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
+from _files import chw, hr_only_root, paired_root, quiet, rgb, save
 from PIL import Image
 
-from _files import chw, hr_only_root, paired_root, quiet, rgb, save
 from sr_core import data, metrics, patches
 from sr_core.data import DataError, SRPairs, bicubic_psnr, load_dataset, prepare_dataset, train_kernel
 from sr_core.pixels import to_float
 from sr_core.resize import LR_KERNELS, bicubic_upscale, downscale, downscale_with
-
 
 # --- embedded ---------------------------------------------------------------------------------
 
@@ -334,3 +333,16 @@ def test_progress_reports_counts_for_big_folders(tmp_path):
     assert 10 <= len(counts) <= 25  # about every 5%
     assert counts[-1] == "preparing data: 200/200 images"
     assert lines[-1].startswith("prepared data: 160 train / 40 val")
+
+
+def test_the_bicubic_baseline_is_the_studys_metrics_of_bicubic_upscaling():
+    from sr_core import data as sr_data
+    from sr_core.pixels import to_float
+    from sr_core.resize import bicubic_upscale, downscale
+    hr = torch.randint(0, 256, (5, 3, 128, 128), dtype=torch.uint8)
+    pairs = SRPairs(downscale(hr), hr, tuple("abcde"))
+    scores = sr_data.bicubic_scores(pairs, batch=2)  # batches of 2, 2 and 1: a mean per image all the same
+    pred, target = bicubic_upscale(to_float(pairs.lr)), to_float(hr)
+    for name in ("mse", "psnr", "ssim"):
+        assert scores[name] == pytest.approx(getattr(metrics, name)(pred, target).mean().item(), rel=1e-5)
+    assert sr_data.bicubic_psnr(pairs) == pytest.approx(scores["psnr"])

@@ -1,8 +1,8 @@
 """sr_core.generalise: PSNR gain over bicubic on photos from outside scikit-image, per LR kernel."""
 import torch
 
-from sr_core.generalise import PHOTOS, format_table, generalisation, main, outside_patches
 from sr_core import patches
+from sr_core.generalise import PHOTOS, format_table, generalisation, main, outside_patches
 from sr_core.infer import save_weights
 from sr_core.models import build_model
 from sr_core.resize import LR_KERNELS

@@ -1,8 +1,8 @@
 """gpus_per_trial = "auto": the fraction of each config from its predicted memory and compute share."""
 import pytest
 
-from search.tune.packing import plan_packing, shape_of
 from search.study import StudyError, parse_study
+from search.tune.packing import plan_packing, shape_of
 from sr_core.memory import GIB, device_need, predict_trial
 from sr_core.trial_config import TrialConfig
 

@@ -1,5 +1,5 @@
-"""The contract's atomic write: readers never see half a file, and the file gets the permissions any
-new file of the user's gets (0666 less the umask), so a report can be shared as it is."""
+"""The tracking contract's plain-Python rules: the atomic write (whole files, the user's umask), URL
+masking and the pruning regret."""
 import os
 import stat
 
@@ -30,3 +30,12 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
 def test_a_password_in_a_url_is_masked_and_other_urls_pass():
     assert mask("postgresql://me:secret@db:5432/optuna") == "postgresql://me:***@db:5432/optuna"
     assert mask("http://127.0.0.1:5000") == "http://127.0.0.1:5000" and mask(None) is None
+
+
+def test_the_pruning_regret_is_relative_to_the_winner_and_zero_when_the_audited_trial_is_not_better():
+    from sr_core.contract import pruning_regret
+    assert pruning_regret(0.0100, 0.0098, "min") == pytest.approx(0.02)
+    assert pruning_regret(0.0100, 0.0102, "min") == 0.0
+    assert pruning_regret(30.0, 30.3, "max") == pytest.approx(0.01) and pruning_regret(30.0, 29.0, "max") == 0.0
+    with pytest.raises(ValueError, match="mode"):
+        pruning_regret(1.0, 0.5, "lower")
