@@ -192,9 +192,7 @@ class Study:
         changes: dict[str, Any] = {}
         if overrides.get("data") is not None and str(overrides["data"]) != self.data:
             changes["data"] = str(overrides["data"])
-            # The file's description speaks of the file's data ("on the embedded photos"): with other
-            # data it would mislead the run's header and the MLflow note, so it is dropped.
-            changes["description"] = ""
+            changes["description"] = ""  # it speaks of the file's data ("on the embedded photos")
         for section, keys in (("train", ("epochs",)), ("search", ("trials",)),
                               ("resources", ("cpus_per_trial", "gpus_per_trial", "max_concurrent"))):
             given = {k: overrides[k] for k in keys if overrides.get(k) is not None}
