@@ -42,10 +42,12 @@ TEMPORARY = [".*-tmp-*", "*/.*-tmp-*"]
 
 
 def _upload(local_path: str, fs, fs_path: str, exclude: list[str] | None = None) -> None:
-    """Ray's upload of the staging folder, with a failure told in one line."""
+    """Ray's upload of the staging folder, with a failure told in one line. Any failure: Ray's own
+    background upload logged every exception and went on, and a study must not end on a snapshot that
+    the next step takes again."""
     try:
         ray_storage._upload_to_fs_path(local_path=local_path, fs=fs, fs_path=fs_path, exclude=exclude)  # noqa: SLF001
-    except OSError as exc:
+    except Exception as exc:  # noqa: BLE001
         logger.warning("Tune's experiment-state upload to %s failed (%s: %s); the next snapshot uploads it again",
                        fs_path, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
 
