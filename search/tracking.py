@@ -121,10 +121,11 @@ def set_status(client: MlflowClient, run_id: str, status: str, reason: str | Non
     elif reason is not None and TAG_REASON in client.get_run(run_id).data.tags:
         client.delete_tag(run_id, TAG_REASON)  # e.g. a resumed trial that was interrupted, now completed
     client.set_tag(run_id, TAG_STATUS, status)
-    if MLFLOW_STATE[status] in ("RUNNING", "SCHEDULED"):  # running, or paused: waiting to be resumed
-        client.update_run(run_id, status=MLFLOW_STATE[status])
+    state = MLFLOW_STATE.get(status, "FINISHED")
+    if state in ("RUNNING", "SCHEDULED"):  # running, or paused: waiting to be resumed
+        client.update_run(run_id, status=state)
     else:
-        client.set_terminated(run_id, MLFLOW_STATE[status])
+        client.set_terminated(run_id, state)
 
 
 def mark_unfinished(client: MlflowClient, experiment_id: str, parent_run_id: str, reason: str) -> list[str]:
