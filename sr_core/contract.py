@@ -237,7 +237,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def _umask() -> int:
-    current = os.umask(0)  # reading the umask means setting it: set it straight back
+    """The process's umask, read without changing it where Linux tells it (/proc/self/status): setting
+    it to read it would, for an instant, give files other threads create (the checkpoint writer's) 0666."""
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        with open("/proc/self/status") as status:
+            return int(next(line for line in status if line.startswith("Umask:")).split()[1], 8)
+    current = os.umask(0)  # elsewhere reading the umask means setting it: set it straight back
     os.umask(current)
     return current
 
