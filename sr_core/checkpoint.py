@@ -3,7 +3,8 @@
 Folder (each file written atomically):
     checkpoint.pt   everything an exact resume needs: model, Adam's state (step and both moments),
                     the GradScaler, the generator's state, history, best metrics, early-stopping count
-    best.pt         the best epoch's weights and the network's shape (what `predict` loads)
+    best.pt         the best epoch's weights and the network's shape (what `predict` loads), and
+                    each val image's metrics at that epoch (`BEST_IMAGES`)
     ended.json      written when the trial ends; a resume of an ended trial runs nothing
 
 What it costs. checkpoint.pt is 3x the weights in fp32 (weights plus Adam's two moments; none can go
@@ -46,6 +47,7 @@ from sr_core.files import atomic_path, write_text_atomic
 CHECKPOINT_FILE = "checkpoint.pt"
 BEST_FILE = BEST_WEIGHTS
 ENDED_FILE = "ended.json"
+BEST_IMAGES = "val_images"  # best.pt's key: {"val/mse": [per image], "val/psnr": [...]} at the best epoch
 
 
 CHEAP_S = 0.5  # a checkpoint costing less than this is written every epoch
@@ -182,7 +184,7 @@ def _on_cpu(best: dict) -> dict:
 
 
 def write_best(folder: Path, best: dict) -> None:
-    """best.pt alone ({"config", "state_dict"}), e.g. when a trial ends between checkpoints."""
+    """best.pt alone ({"config", "state_dict", BEST_IMAGES}), e.g. when a trial ends between checkpoints."""
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / BEST_FILE) as tmp:
         torch.save(_on_cpu(best), tmp)

@@ -43,7 +43,7 @@ from sr_core.augment import augment_batch, augment_batch_host, epoch_draws, make
 from sr_core.checkpoint import BEST_FILE, CHECKPOINT_FILE, ENDED_FILE, CheckpointPolicy, CheckpointWriter
 from sr_core.data import SRData, SRPairs
 from sr_core.evaluate import METRICS as VAL_METRICS
-from sr_core.evaluate import evaluate
+from sr_core.evaluate import evaluate, evaluate_images
 from sr_core.fastpaths import FastPaths, FiniteWatch, backend_flags
 from sr_core.faults import inject, parse_fault
 from sr_core.models import build_model
@@ -147,8 +147,8 @@ def _run_epoch(trial: RunningTrial, on_epoch: OnEpoch | None) -> None:
     train_mse = _train_epoch(trial, epoch)
     train_seconds = time.perf_counter() - t0
     with compilation.eager():  # compiled blocks too: one graph per training shape, none for eval
-        val_metrics = evaluate(trial.model, trial.val, trial.device, trial.amp_dtype, trial.fault, epoch,
-                               batch_size=fast.eval_batch, channels_last=fast.channels_last)
+        val_metrics, images = evaluate_images(trial.model, trial.val, trial.device, trial.amp_dtype, trial.fault,
+                                              epoch, batch_size=fast.eval_batch, channels_last=fast.channels_last)
     # A perfect image has PSNR inf: that is not a divergence. A non-finite MSE is.
     if not (math.isfinite(train_mse) and math.isfinite(val_metrics["val/mse"])):
         which = "train" if not math.isfinite(train_mse) else "val"
@@ -159,8 +159,10 @@ def _run_epoch(trial: RunningTrial, on_epoch: OnEpoch | None) -> None:
               "lr": lr_at((epoch - 1) * trial.steps_per_epoch, trial.total_steps, config),
               "epoch_seconds": time.perf_counter() - t0, "images_per_s": trial.per_epoch / train_seconds}
     trial.history.append(report)
+    trial.epoch_images.append(images)
     trial.next_epoch = epoch + 1
-    _keep_best(trial, report)
+    if _keep_best(trial, report):
+        trial.best_images = images
     if epoch == config.epochs:
         trial.end("completed")
     elif trial.bad_epochs >= config.patience:

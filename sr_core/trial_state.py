@@ -45,6 +45,8 @@ class RunningTrial:
     history: list[dict[str, float]] = field(default_factory=list)
     best: dict[str, float] = field(default_factory=dict)
     best_weights: dict[str, torch.Tensor] | None = None  # on the device until the trial returns
+    best_images: dict[str, list[float]] = field(default_factory=dict)  # each val image at the best epoch
+    epoch_images: list[dict[str, list[float]]] = field(default_factory=list)  # each epoch of this session
     best_unsaved: bool = False  # best_weights changed since best.pt was last written
     bad_epochs: int = 0
     prior_seconds: float = 0.0  # wall time of earlier sessions of this trial (before a resume)
@@ -71,7 +73,7 @@ class RunningTrial:
     def result(self) -> TrialResult:
         weights = None if self.best_weights is None else cpu_state(self.best_weights)
         return TrialResult(self.status or "completed", self.best, self.history, len(self.history),
-                           self.seconds, weights, self.reason)
+                           self.seconds, weights, self.reason, self.best_images, self.epoch_images)
 
 
 
@@ -79,7 +81,8 @@ class RunningTrial:
 def resume(trial: RunningTrial, ckpt_dir: Path) -> None:
     """Continue from the folder's checkpoint; an ended trial is restored as ended (nothing to run)."""
     if (ckpt_dir / BEST_FILE).exists():
-        trial.best_weights = checkpoint.load(ckpt_dir / BEST_FILE)["state_dict"]
+        best = checkpoint.load(ckpt_dir / BEST_FILE)
+        trial.best_weights, trial.best_images = best["state_dict"], best.get(checkpoint.BEST_IMAGES, {})
     ended = checkpoint.read_ended(ckpt_dir)
     if ended is not None:
         _check_config(ended["config"], trial.config, ckpt_dir)
@@ -143,7 +146,8 @@ def _unsaved_best(trial: RunningTrial) -> dict | None:
     if not trial.best_unsaved:
         return None
     trial.best_unsaved = False
-    return {"config": dataclasses.asdict(trial.config), "state_dict": trial.best_weights}
+    return {"config": dataclasses.asdict(trial.config), "state_dict": trial.best_weights,
+            checkpoint.BEST_IMAGES: trial.best_images}
 
 
 def _ended_record(trial: RunningTrial) -> dict[str, Any]:

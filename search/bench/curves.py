@@ -35,6 +35,7 @@ from pathlib import Path
 from search.bench.output import envelope
 
 VAL_PATCHES = 16  # the proxy's fixed val set: evenly spaced over the embedded val patches
+IMAGE_SCALE = 1e7  # each val image's val/mse is kept per epoch as round(mse * IMAGE_SCALE) (5 digits)
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
@@ -90,7 +91,7 @@ def record(study, seed: int, out: Path, processes: int, val_patches: int) -> dic
                       f"{max(curve['val_psnr']):.2f} dB, {sum(curve['seconds']):.0f} s", flush=True)
     content = {**envelope("curves", "cpu", sys.argv), "commit": _commit(), "study": seeded.name,
                "study_text": study.text, "seed": seed, "epochs": seeded.train.epochs,
-               "val_patches": val_patches, "configs": {job.run_name: done[job.run_name] for job in jobs}}
+               "val_patches": val_patches, "image_scale": IMAGE_SCALE, "configs": {job.run_name: done[job.run_name] for job in jobs}}
     _write(out, content)
     partial.unlink(missing_ok=True)
     return content
@@ -114,7 +115,15 @@ def train_curve(config, cache: str, val_patches: int) -> tuple[str, dict]:
     return config.run_name, {
         "arch": config.arch, "blocks": config.blocks, "channels": config.channels, "lr": config.lr,
         "status": result.status, "flops_per_image": flops_per_image(config.arch, config.blocks, config.channels),
-        "val_mse": rounded("val/mse", 8), "val_psnr": rounded("val/psnr", 4), "seconds": rounded("epoch_seconds", 3)}
+        "val_mse": rounded("val/mse", 8), "val_psnr": rounded("val/psnr", 4), "seconds": rounded("epoch_seconds", 3),
+        "val_mse_images": [[round(v * IMAGE_SCALE) for v in epoch["val/mse"]] for epoch in result.epoch_images]}
+
+
+def image_mse(curve: dict, epoch: int):
+    """Each val image's val/mse at `epoch` (1-based) of a recorded curve, or None when the curves file
+    predates per-image records."""
+    rows = curve.get("val_mse_images")
+    return None if not rows else [v / IMAGE_SCALE for v in rows[epoch - 1]]
 
 
 def _read_partial(path: Path) -> dict:
