@@ -20,6 +20,8 @@ A study file has these tables; every field is optional except `[space]`:
     [final]      epochs (0 = none): after the search, the best trial's configuration is trained
                  again from scratch for this many epochs, as a run of its own (role `final`): the
                  model `predict` and `evaluate` then use, shown beside the search's best
+    [questions]  the comparisons the report answers at the full budget (search.questions): slices of
+                 [space], each point at its best lr, carried to the full budget by the halving schedule
     [faults]     test-only: run name = fault spec (see sr_core.faults), to inject a fault into
                  one trial through the trainer's own hook; real studies leave it out
 
@@ -39,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from search.errors import StudyError
+from search.questions import Questions, parse_questions
 from search.rungs import halving_rungs
 from sr_core.contract import EPOCH_METRICS, OBJECTIVE
 from sr_core.errors import ConfigError
@@ -118,6 +121,7 @@ class Study:
     source: str = ""  # the file it came from
     text: str = ""  # the file's text, snapshotted into the workdir and MLflow
     faults: dict[str, str] = field(default_factory=dict)  # test-only: run name -> fault spec
+    questions: Questions = field(default_factory=Questions)
 
     @property
     def schedule(self) -> str:
@@ -169,11 +173,12 @@ class Study:
         train = dataclasses.replace(self.train, epochs=self.final.epochs, patience=self.final.epochs)
         return dataclasses.replace(self, space={k: (point[k],) for k in SPACE_KEYS}, train=train,
                                    search=dataclasses.replace(self.search, sampler="grid", trials=1),
-                                   pruner=Pruner(kind="none"), final=Final(), faults={})
+                                   pruner=Pruner(kind="none"), final=Final(), faults={},
+                                   questions=Questions())
 
     def audit_study(self) -> "Study":
         """The pruning audit's trials as a study: the search's own epochs, no pruner (search.run.audit)."""
-        return dataclasses.replace(self, pruner=Pruner(kind="none"), final=Final(), faults={})
+        return dataclasses.replace(self, pruner=Pruner(kind="none"), final=Final(), faults={}, questions=Questions())
 
     def flat_params(self) -> dict[str, str]:
         """The spec flattened with dots, for MLflow params."""
@@ -184,12 +189,16 @@ class Study:
             for k, v in dataclasses.asdict(getattr(self, section)).items():
                 out[f"{section}.{k}"] = str(v)
         out["search.mode"] = self.search.direction
+        out["questions"] = self.questions.to_json()
         return out
 
     def with_overrides(self, **overrides: Any) -> "Study":
-        """CLI flags over the file: data, epochs, trials, cpus/gpus per trial, max concurrency."""
+        """CLI flags over the file: data, epochs, trials, cpus/gpus per trial, max concurrency, and
+        questions=False (--no-questions)."""
         where = "command-line flag"
         changes: dict[str, Any] = {}
+        if overrides.get("questions") is False:
+            changes["questions"] = self.questions.off()
         if overrides.get("data") is not None and str(overrides["data"]) != self.data:
             changes["data"] = str(overrides["data"])
             changes["description"] = ""  # it speaks of the file's data ("on the embedded photos")
@@ -331,6 +340,10 @@ def _check_consistency(study: Study, where: str) -> None:
     if study.pruner.audit and study.schedule == "none":
         raise _fail(where, "[pruner].audit", f"audits pruned trials, and [pruner].kind = \"none\" prunes none "
                     f"(audit = {study.pruner.audit}): set a kind, or audit = 0")
+    rungs = study.rungs()
+    if study.questions.active and study.questions.choose_at and rungs and study.questions.choose_at not in rungs:
+        raise _fail(where, "[questions].choose_at", f"must be one of the schedule's rungs {rungs}, "
+                    f"got {study.questions.choose_at}")
 
 
 def _faults(table: Any, where: str) -> dict[str, str]:
@@ -363,7 +376,7 @@ def parse_study(text: str, where: str, default_name: str) -> Study:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise StudyError(f"{where}: not valid TOML: {exc}") from None
-    sections = {"study", "space", "faults", *_SECTIONS}
+    sections = {"study", "space", "faults", "questions", *_SECTIONS}
     for key in raw:
         if key not in sections:
             raise _fail(where, f"[{key}]", f"unknown table; expected some of {sorted(sections)}")
@@ -377,7 +390,8 @@ def parse_study(text: str, where: str, default_name: str) -> Study:
     space = {k: _space_value(k, space_raw.get(k, defaults[k]), where) for k in SPACE_KEYS}
     tables = {s: build(raw.get(s, {}), where) for s, build in _SECTIONS.items()}
     study = Study(**_head(raw, where, default_name), space=space, source=where, text=text, **tables,
-                  faults=_faults(raw.get("faults", {}), where))
+                  faults=_faults(raw.get("faults", {}), where),
+                  questions=parse_questions(raw.get("questions", {}), where, space))
     _check_consistency(study, where)
     return study
 

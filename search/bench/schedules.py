@@ -39,6 +39,7 @@ class Schedule:
     first_rung: int
     reduction_factor: int
     insure_by: str = ""
+    questions: object = None  # search.questions.Questions carried to the full budget, or None
 
     def make(self, n_trials: int, max_epochs: int):
         if self.kind == "asha":
@@ -48,7 +49,7 @@ class Schedule:
                                            brackets=1, stop_last_trials=False)
         from search.tune.scheduler import RungRecord, SyncHalving
         return SyncHalving(RungRecord(), n_trials, max_epochs, self.first_rung, self.reduction_factor,
-                           insure_by=self.insure_by)
+                           insure_by=self.insure_by, questions=self.questions)
 
 
 def schedules(study, max_epochs: int) -> list[Schedule]:

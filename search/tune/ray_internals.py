@@ -62,7 +62,7 @@ class RungBracket(_Bracket):
         halvings = len(halving_rungs(first_rung, reduction_factor, max_epochs)) - 1
         super().__init__(time_attr=time_attr, max_trials=n, init_t_attr=first_rung, max_t_attr=max_epochs,
                          eta=reduction_factor, s=halvings, stop_last_trials=True)
-        self.rule = rule  # (trials best first, how many to keep) -> (kept, cut)
+        self.rule = rule  # (trials best first, how many to keep, the milestone) -> (kept, cut)
         self.at_rung: dict[str, dict[int, float]] = {}  # trial id -> {milestone epoch: value}
         self.decisions: list[tuple[int, list[str], list[str]]] = []  # (milestone, kept ids, cut ids)
 
@@ -103,7 +103,7 @@ class RungBracket(_Bracket):
         def value(t):
             return metric_op * self.at_rung.get(t.trial_id, {}).get(milestone, self._live_trials[t][metric])
         ranked = sorted(self._live_trials, key=value, reverse=True)  # best first; ties: the order added
-        good, bad = self.rule(ranked, self._n)
+        good, bad = self.rule(ranked, self._n, milestone)
         self.decisions.append((milestone, [t.trial_id for t in good], [t.trial_id for t in bad]))
         return good, bad
 

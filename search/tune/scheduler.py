@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, HyperBandScheduler, TrialScheduler
 
+from search.questions import Questions, choose_epoch
 from search.rungs import halving_rungs
 from search.tune import ray_internals as ray_private
 from search.tune.optuna_store import RAY_TRIAL_ID, OptunaTarget
@@ -77,9 +78,11 @@ class PersistentASHA(AsyncHyperBandScheduler):
         ray_private.asha_forget(self, trial.trial_id)
 
 
-def survivors(ranked: list, keep: int, group_of=None) -> tuple[list, list]:
+def survivors(ranked: list, keep: int, group_of=None, cells_of=None, choosing: bool = True) -> tuple[list, list]:
     """The halving rule: of the trials ranked best first at a rung, the best `keep` go on; with
-    `group_of`, so does the best of each group (e.g. each depth), insurance against curves that cross.
+    `group_of`, so does the best of each group (e.g. each depth), insurance against curves that cross;
+    with `cells_of` (a trial's question cells, search.questions), every trial in a cell goes on while
+    not `choosing`, then the best of each cell: the study's questions reach the full budget.
     (kept, cut), each in rank order."""
     good = ranked[:keep]
     if group_of is not None:
@@ -87,21 +90,38 @@ def survivors(ranked: list, keep: int, group_of=None) -> tuple[list, list]:
         for t in ranked:
             best_of_group.setdefault(group_of(t), t)
         good += [t for t in best_of_group.values() if t not in good]
+    if cells_of is not None:
+        best_of_cell = {}
+        for t in ranked:
+            for cell in cells_of(t):
+                if not choosing:
+                    best_of_cell.setdefault(cell, [])
+                    best_of_cell[cell].append(t)
+                else:
+                    best_of_cell.setdefault(cell, [t])
+        good += [t for kept in best_of_cell.values() for t in kept if t not in good]
+        good = [t for t in ranked if t in good]  # rank order, whichever rule kept it
     return good, [t for t in ranked if t not in good]
 
 
 class _Rule:
-    """`survivors`, insured by one config key or not (picklable, unlike a lambda: Tune pickles the
-    scheduler into its experiment state)."""
+    """`survivors`, insured by one config key or not, carrying the questions' cells or not (picklable,
+    unlike a lambda: Tune pickles the scheduler into its experiment state)."""
 
-    def __init__(self, insure_by: str = ""):
+    def __init__(self, insure_by: str = "", questions: Questions | None = None, choose_at: int = 0):
         self.key = insure_by
+        self.questions, self.choose_at = questions, choose_at
 
     def group_of(self, trial) -> object:
         return trial.config.get(self.key)
 
-    def __call__(self, ranked: list, keep: int) -> tuple[list, list]:
-        return survivors(ranked, keep, self.group_of if self.key else None)
+    def cells_of(self, trial) -> list:
+        return self.questions.cells(trial.config)
+
+    def __call__(self, ranked: list, keep: int, milestone: int = 0) -> tuple[list, list]:
+        asks = self.questions is not None and bool(self.questions.active)
+        return survivors(ranked, keep, self.group_of if self.key else None, self.cells_of if asks else None,
+                         choosing=milestone >= self.choose_at)
 
 
 DECISIONS_ATTR = "sync_decisions"  # the Optuna study's user attr holding every rung decision
@@ -168,7 +188,8 @@ class SyncHalving(HyperBandScheduler):
     """
 
     def __init__(self, record: RungRecord, n_trials: int, max_epochs: int, first_rung: int,
-                 reduction_factor: int, metric: str = "val/mse", mode: str = "min", insure_by: str = ""):
+                 reduction_factor: int, metric: str = "val/mse", mode: str = "min", insure_by: str = "",
+                 questions: Questions | None = None):
         if not 1 <= first_rung < max_epochs:
             raise ValueError(f"first_rung must be in [1, max_epochs), got {first_rung=} {max_epochs=}")
         if n_trials < 1 or reduction_factor < 2:
@@ -177,7 +198,8 @@ class SyncHalving(HyperBandScheduler):
                          reduction_factor=reduction_factor, stop_last_trials=True)
         self.record, self.max_epochs, self.metric_name = record, max_epochs, metric
         self.milestones = halving_rungs(first_rung, reduction_factor, max_epochs)
-        self.bracket = ray_private.RungBracket(n_trials, first_rung, max_epochs, reduction_factor, _Rule(insure_by))
+        rule = _Rule(insure_by, questions, choose_epoch(questions or Questions(), self.milestones))
+        self.bracket = ray_private.RungBracket(n_trials, first_rung, max_epochs, reduction_factor, rule)
         self._cut: set[str] = set()  # trial ids cut at a rung (from Optuna after a restart)
         self._ended: set[str] = set()  # trial ids Optuna holds as ended
         self._to_stop: list = []  # cut trials that Tune brought back

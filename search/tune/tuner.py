@@ -65,7 +65,8 @@ def make_scheduler(study: Study, target: OptunaTarget) -> tune.schedulers.TrialS
     p, metric, mode = study.pruner, study.search.metric, study.search.direction
     if study.schedule == "halving":
         return SyncHalving(OptunaRungRecord(target), study.num_trials, study.train.epochs, p.grace_period,
-                           p.reduction_factor, metric=metric, mode=mode, insure_by=p.insure)
+                           p.reduction_factor, metric=metric, mode=mode, insure_by=p.insure,
+                           questions=study.questions)
     if study.schedule == "asha":
         return PersistentASHA(target, study.train.epochs, p.grace_period, p.reduction_factor, metric=metric,
                               mode=mode)

@@ -45,7 +45,7 @@ def test_a_recorded_value_is_what_asha_compares_with():
 def _bracket(n=4, rule=None):
     from search.tune.scheduler import survivors
     return ray_internals.RungBracket(n, first_rung=1, max_epochs=4, reduction_factor=2,
-                                     rule=rule or (lambda ranked, keep: survivors(ranked, keep)))
+                                     rule=rule or (lambda ranked, keep, milestone=0: survivors(ranked, keep)))
 
 
 def _trial(trial_id, **config):

@@ -91,3 +91,61 @@ def test_a_rung_record_in_memory_and_in_optuna_keeps_the_decisions_in_order(targ
         record.keep((2, ["a"], []))
         assert record.decisions() == [[1, ["a"], ["b"]], [2, ["a"], []]]
     assert RungRecord().trials() == [] and OptunaRungRecord(target).decisions() == [[1, ["a"], ["b"]], [2, ["a"], []]]
+
+
+# -- the questions' cells reach the full budget ----------------------------------------------------------
+def _questions(choose_at=0):
+    from search.questions import Question, Questions
+    return Questions((Question("width", "channels", fixed=(("blocks", 4),)),), choose_at)
+
+
+def _fake(configs):
+    from ray.tune.experiment import Trial
+    return [Trial("__fake", stub=True, config=c, trial_id=f"t{i}") for i, c in enumerate(configs)]
+
+
+def test_before_the_choosing_rung_every_lr_of_a_cell_goes_on_then_only_the_cell_s_best():
+    from search.tune.scheduler import _Rule
+    # ranked best first: two off-slice trials lead, the slice's (b4) trials trail
+    configs = [{"blocks": 2, "channels": 8, "lr": 1}, {"blocks": 2, "channels": 16, "lr": 1},
+               {"blocks": 4, "channels": 8, "lr": 1}, {"blocks": 4, "channels": 8, "lr": 2},
+               {"blocks": 4, "channels": 16, "lr": 2}, {"blocks": 4, "channels": 16, "lr": 1},
+               {"blocks": 2, "channels": 8, "lr": 2}]
+    trials = _fake(configs)
+    rule = _Rule(questions=_questions(), choose_at=4)
+    kept, cut = rule(trials, 1, milestone=2)  # before choose_at: all four slice trials go on
+    assert [t.trial_id for t in kept] == ["t0", "t2", "t3", "t4", "t5"]
+    assert [t.trial_id for t in cut] == ["t1", "t6"]
+    kept, cut = rule(trials, 1, milestone=4)  # at choose_at: the best of each cell (c8: t2, c16: t4)
+    assert [t.trial_id for t in kept] == ["t0", "t2", "t4"]
+    assert [t.trial_id for t in cut] == ["t1", "t3", "t5", "t6"]
+
+
+def test_questions_turned_off_leave_the_plain_rule():
+    from search.tune.scheduler import _Rule
+    trials = _fake([{"blocks": 2, "channels": 8}, {"blocks": 4, "channels": 8}])
+    assert [t.trial_id for t in _Rule(questions=_questions().off(), choose_at=1)(trials, 1, 1)[0]] == ["t0"]
+
+
+def test_a_halving_replay_carries_every_cell_to_the_full_budget_at_its_best_rung_lr():
+    from ray import cloudpickle
+
+    from search.bench.replay import Curve, Replay
+    from search.tune.scheduler import RungRecord, SyncHalving
+    # 2 depths x 2 widths x 2 lrs; lr 2 leads early, lr 1 wins late; the slice is depth 4
+    curves = []
+    for blocks in (2, 4):
+        for channels in (8, 16):
+            for lr in (1, 2):
+                late = lr == 1
+                vals = [1.0 - 0.01 * e - (0.05 * e if late and e > 2 else 0) + (0 if lr == 2 else 0.02)
+                        - 0.001 * channels - 0.002 * blocks for e in range(1, 9)]
+                curves.append(Curve(f"b{blocks}c{channels}lr{lr}", {"blocks": blocks, "channels": channels, "lr": lr},
+                                    vals, [1.0] * 8, 1.0))
+    scheduler = SyncHalving(RungRecord(), len(curves), 8, 1, 2, questions=_questions(choose_at=4))
+    scheduler = cloudpickle.loads(cloudpickle.dumps(scheduler))  # as Tune stores it
+    outcome = Replay(scheduler, curves, slots=2).run()
+    full = {n for n, k in outcome.trained.items() if k == 8}
+    # each b4 cell reaches epoch 8 with the lr that was best at the choosing rung (epoch 4: lr 1)
+    assert {"b4c8lr1", "b4c16lr1"} <= full
+    assert outcome.trained["b4c8lr2"] == 4 and outcome.trained["b4c16lr2"] == 4  # kept to the choice, then cut
