@@ -21,7 +21,9 @@ from sr_core.contract import mask, write_text_atomic
 from . import analysis as an
 from . import comparison_html as ch
 from . import figures as fg
+from . import answers
 from . import figures_effects as fe
+from . import figures_questions as fq
 from . import summary as sm
 from .comparison import Comparison, load_comparison
 from .evaluation import Evaluations, evaluation_body, load_evaluations
@@ -205,16 +207,43 @@ def comparison_section(number: int, comparison: Comparison | str) -> Section:
     return Section(number, heading, ch.comparison_body(comparison))
 
 
+def effect_makers(data: RunData) -> list[tuple[str, Callable[[], go.Figure]]]:
+    """The effect figures: each study's [questions] answered at the full budget with their noise
+    (reports/figures_questions.py); for studies that name none, refiner vs residual, depth and width
+    over the trials that finished."""
+    t, s = data.trials, data.studies
+    metric, mode = data.objective
+    makers = []
+    for _, study in s.iterrows():
+        questions, _, ask = answers.parse((study.get("params") or {}).get("questions"))
+        if not (questions and ask):
+            continue
+        own = t[t["study"] == study["study"]]
+        audits = data.audits[data.audits["study"] == study["study"]] if not data.audits.empty else None
+        rows = fq.question_rows(own, audits, data.images, metric)
+        space, epochs = fq.space_of(own), int(pd.to_numeric(own["max_epochs"], errors="coerce").max())
+        bicubic = data.images.get(study["run_id"])
+        value = float(study.get("bicubic/" + metric.replace("/", "_"), float("nan")))
+        where = f"{study['study']}: " if len(s) > 1 else ""
+        for q in questions:
+            makers.append((f"{where}question '{q['name']}' at the full budget",
+                           lambda q=q, rows=rows, space=space, bicubic=bicubic, value=value, epochs=epochs:
+                           fq.question_figure(q, rows, space, metric, mode, bicubic, value, epochs)))
+    if makers:
+        return makers
+    return [("Refiner vs residual at equal size", lambda: fe.arch_comparison(t, s)),
+            ("Depth effect", lambda: fe.depth_effect(t, studies=s)),
+            ("Width effect", lambda: fe.width_effect(t, studies=s))]
+
+
 def render_page(data: RunData, samples_png: bytes | None, evaluations: Evaluations | None = None,
                 comparison: Comparison | str = "no comparison crops were loaded") -> str:
     """The full HTML document for already-loaded data."""
     t, h, s = data.trials, data.history, data.studies
     sections = [Section(1, "Runs (click a header to sort)", runs_table_html(t, data.objective))]
     makers: Sequence[tuple[str, Callable[[], go.Figure]]] = [
-        ("Refiner vs residual at equal size", lambda: fe.arch_comparison(t, h, s)),
+        *effect_makers(data),
         ("Training progress of the best trial", lambda: fg.best_progress(t, h, data.objective)),
-        ("Depth effect", lambda: fe.depth_effect(t, history=h, studies=s)),
-        ("Width effect", lambda: fe.width_effect(t, history=h, studies=s)),
         ("All trials' validation curves", lambda: fg.all_curves(t, h, s)),
         ("Cost vs quality (Pareto)", lambda: fg.pareto(t)),
         ("Scaling fit", lambda: fg.scaling_fit(t)),

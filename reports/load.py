@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import tempfile
@@ -16,9 +17,10 @@ import pandas as pd
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from sr_core.contract import (AUDIT_TAGS, BEST_COLUMNS, CROP_METRICS, EPOCH_METRICS, EPOCHS_RUN, EXPERIMENT, OBJECTIVE,
-                              OBJECTIVE_MODE, ROLE_AUDIT, ROLE_FINAL, ROLE_TRIAL, STUDY_METRICS, TAG_GPUS, TAG_STATUS,
-                              TAG_STUDY, TAG_TRIAL_ID, WALL_SECONDS, objective_of)
+from sr_core.contract import (AUDIT_TAGS, BEST_COLUMNS, CROP_METRICS, EPOCH_METRICS, EPOCHS_RUN, EXPERIMENT,
+                              FINAL_FROM_SEARCH, FINISHED, OBJECTIVE, OBJECTIVE_MODE, ROLE_AUDIT, ROLE_FINAL,
+                              ROLE_TRIAL, STUDY_METRICS, TAG_FINAL_FROM, TAG_FINAL_FROM_RUN, TAG_GPUS, TAG_STATUS,
+                              TAG_STUDY, TAG_TRIAL_ID, VAL_IMAGES, WALL_SECONDS, objective_of)
 
 CROP_SCORE_COLUMNS = ["run_id", "crop", *CROP_METRICS]
 #: One row per audit run (role `audit`): the pruned trial it continued and how it ended.
@@ -41,6 +43,9 @@ class RunData:
     tracking_uri: str
     crop_scores: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CROP_SCORE_COLUMNS))
     audits: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=AUDIT_COLUMNS))
+    #: run id -> its VAL_IMAGES (each val image's metrics at its best epoch): finished trials, audit
+    #: and final runs, and each study run's bicubic baseline (with the images' names)
+    images: dict = field(default_factory=dict)
 
     @property
     def objective(self) -> tuple[str, str]:
@@ -182,11 +187,16 @@ def _study_row(parent: Run, n_trials: int, final: Run | None = None) -> dict:
         "params": params,
     }
     row.update({k: parent.data.metrics.get(k, math.nan) for k in STUDY_METRICS})
-    # The final step (role `final`): the search's best configuration trained longer, not a trial.
+    # The final step (role `final`): the best configuration known when it started (the search's best,
+    # or an audited trial's that ended better: final/from) trained longer, not a trial.
     metrics = final.data.metrics if final is not None else {}
+    tags = final.data.tags if final is not None else {}
     row.update({"final/name": final.info.run_name if final is not None else None,
                 "final/run_id": final.info.run_id if final is not None else None,
-                "final/status": final.data.tags.get(TAG_STATUS) if final is not None else None,
+                "final/status": tags.get(TAG_STATUS) if final is not None else None,
+                # a final run without the tag (older studies) trained the search's best
+                "final/from": (tags.get(TAG_FINAL_FROM) or FINAL_FROM_SEARCH) if final is not None else None,
+                "final/from_run": tags.get(TAG_FINAL_FROM_RUN) if final is not None else None,
                 "final/val_psnr": metrics.get("best/val_psnr", math.nan),
                 "final/val_mse": metrics.get("best/val_mse", math.nan),
                 "final/epochs": metrics.get(EPOCHS_RUN, math.nan)})
@@ -268,8 +278,26 @@ def load_runs(tracking_uri: str, studies: Sequence[str]) -> RunData:
     history = history.sort_values(["study", "name", "epoch"], kind="stable").reset_index(drop=True)
     trials = trials.reset_index(drop=True)
     crops = pd.DataFrame(crop_rows, columns=CROP_SCORE_COLUMNS).astype({m: float for m in CROP_METRICS})
-    return RunData(trials=trials, history=history, studies=pd.DataFrame(study_rows), tracking_uri=tracking_uri,
-                   crop_scores=crops, audits=pd.DataFrame(audit_rows, columns=AUDIT_COLUMNS))
+    studies_df, audits_df = pd.DataFrame(study_rows), pd.DataFrame(audit_rows, columns=AUDIT_COLUMNS)
+    full = [*trials.loc[trials["status"].isin(FINISHED), "run_id"], *audits_df.loc[audits_df["status"].isin(FINISHED),
+            "run_id"], *studies_df["run_id"], *studies_df["final/run_id"].dropna()]
+    return RunData(trials=trials, history=history, studies=studies_df, tracking_uri=tracking_uri,
+                   crop_scores=crops, audits=audits_df, images=_val_images(client, full))
+
+
+def _val_images(client: MlflowClient, run_ids: Sequence[str]) -> dict[str, dict]:
+    """Each run's VAL_IMAGES that has one (older runs have none: their comparisons carry no interval)."""
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp, _no_progress_bar():
+        for run_id in dict.fromkeys(run_ids):
+            if not any(a.path == VAL_IMAGES for a in client.list_artifacts(run_id)):
+                continue
+            local = client.download_artifacts(run_id, VAL_IMAGES, str(Path(tmp) / run_id))
+            try:
+                out[run_id] = json.loads(Path(local).read_text())
+            except (OSError, ValueError):
+                continue
+    return out
 
 
 def load_artifact(tracking_uri: str, run_id: str, path: str) -> bytes | None:

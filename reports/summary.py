@@ -11,7 +11,7 @@ from html import escape
 import numpy as np
 import pandas as pd
 
-from sr_core.contract import ENDED, UNFINISHED
+from sr_core.contract import AUDIT_SUFFIX, ENDED, FINAL_FROM_AUDIT, FINAL_SUFFIX, UNFINISHED
 
 from . import analysis as an
 from .load import RunData
@@ -74,10 +74,20 @@ def _final_line(study: pd.Series, bicubic: float) -> str:
     psnr = float(study["final/val_psnr"])
     gain = f" ({psnr - bicubic:+.2f} dB over bicubic)" if math.isfinite(bicubic) and math.isfinite(psnr) else ""
     return (f'<p class="best"><b>Final model: {escape(study["final/name"])}</b> ({escape(str(study["final/status"]))}): '
-            f"the search's best configuration trained again for {fmt(study['final/epochs'], '.0f')} epochs "
+            f"{_final_origin(study)} trained again for {fmt(study['final/epochs'], '.0f')} epochs "
             f"([final] in the study file). val MSE <b>{fmt(study['final/val_mse'], '.5f')}</b>, PSNR "
             f"<b>{fmt(psnr, '.2f')} dB</b>{gain}. It is the model <code>sr-search predict</code> and "
             "<code>evaluate --trials final</code> use; the figures below are the search's trials.</p>")
+
+
+def _final_origin(study: pd.Series) -> str:
+    """Which configuration the final step trained (its run's tag, final/from): the search's best, or an
+    audited pruned trial's that ended better than it once resumed to the full budget."""
+    if study.get("final/from") != FINAL_FROM_AUDIT:
+        return "the search's best configuration"
+    audited = str(study["final/name"]).removesuffix(FINAL_SUFFIX) + AUDIT_SUFFIX
+    return (f"the configuration of the audited trial {escape(audited)} (a pruned trial that, resumed to the "
+            "full budget, ended better than the search's best)")
 
 
 def status_table(trials: pd.DataFrame) -> str:

@@ -74,6 +74,8 @@ def _run_parser(sub) -> None:
                      help="override [resources].gpus_per_trial (fractions allowed; auto: per config, from its "
                           "predicted memory)")
     run.add_argument("--max-concurrent", type=int, help="override [resources].max_concurrent")
+    run.add_argument("--no-questions", dest="questions", action="store_false", default=None,
+                     help="run the search alone: do not carry the study's [questions] to the full budget")
     run.add_argument("--tflops", type=float, help="estimate for a device with this effective training "
                                                  "TFLOP/s instead of measuring this machine's")
     run.add_argument("--no-report", action="store_true", help="do not write the HTML report at the end")
@@ -145,7 +147,7 @@ def _cmd_run(args) -> int:
     from search.study import load_study
     overrides = {"data": args.data, "epochs": args.epochs, "trials": args.trials,
                  "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial,
-                 "max_concurrent": args.max_concurrent}
+                 "max_concurrent": args.max_concurrent, "questions": args.questions}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     study = load_study(args.study).with_overrides(**overrides)
     opts = RunOptions(workdir=args.workdir, tracking_uri=args.tracking_uri, address=args.address,

@@ -43,7 +43,7 @@ class Question:
 
     def cell(self, config: dict) -> tuple | None:
         """The cell of `config` in this question (its values of `keys`), or None when it is off the slice."""
-        return tuple((k, config.get(k)) for k in self.keys) if self.holds(config) else None
+        return tuple(sorted((k, config.get(k)) for k in self.keys)) if self.holds(config) else None
 
     def as_dict(self) -> dict:
         return {"name": self.name, "vary": self.vary, "along": self.along, "fixed": dict(self.fixed)}

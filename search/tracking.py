@@ -27,8 +27,8 @@ from search.redaction import mask
 from sr_core.contract import (AUDIT_SUFFIX, AUDIT_TAGS, CROP_METRICS, CROPS_MANIFEST, EPOCH_METRICS, EPOCHS_RUN,
                               EXPERIMENT, EXPERIMENT_TAGS, FINAL_SUFFIX, FINISHED, MLFLOW_STATE, OBJECTIVE,
                               OBJECTIVE_MODE, ROLE_AUDIT, ROLE_FINAL, ROLE_STUDY, ROLE_TRIAL, TAG_GPUS, TAG_REASON,
-                              TAG_ROLE, TAG_STATUS, TAG_STUDY, TAG_TRIAL_ID, WALL_SECONDS, best_position, crop_image,
-                              crop_metric, eval_artifact, summary_key)
+                              TAG_ROLE, TAG_STATUS, TAG_STUDY, TAG_TRIAL_ID, VAL_IMAGES, WALL_SECONDS, best_position,
+                              crop_image, crop_metric, eval_artifact, summary_key)
 from sr_core.crops import ComparisonCrops, Weights, bicubic_crops, crop_metrics, hr_crops, manifest, render_crops
 from sr_core.models import flops_per_image, params_count
 from sr_core.trial_config import LOGGED_FIELDS
@@ -100,6 +100,22 @@ def set_tags(client: MlflowClient, run_id: str, tags: Mapping[str, str]) -> None
 
 def log_file(client: MlflowClient, run_id: str, path: str | Path) -> None:
     client.log_artifact(run_id, str(path))
+
+
+def log_val_images(client: MlflowClient, run_id: str, images: Mapping[str, list]) -> None:
+    """Each val image's metrics (VAL_IMAGES), what the report's paired bootstraps compare."""
+    if images:
+        client.log_text(run_id, json.dumps(dict(images)), VAL_IMAGES)
+
+
+def val_images(client: MlflowClient, run_id: str) -> dict[str, list] | None:
+    """A run's VAL_IMAGES, or None when it has none (older runs, a trial without a best epoch)."""
+    import tempfile
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            return json.loads(Path(client.download_artifacts(run_id, VAL_IMAGES, tmp)).read_text())
+    except Exception:  # noqa: BLE001 - a missing artifact: MLflow raises several kinds
+        return None
 
 
 # -- the study run -----------------------------------------------------------------------------------

@@ -19,7 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 EXPERIMENT = "sr-search"
 # MLflow 3 opens an experiment on its GenAI overview unless it is marked as model training.
 #: Tag `sr.role` of a run: the study (parent), a search trial, or the final step (a child of the
-#: study run trained from the search's best configuration; never counted among the trials).
+#: study run trained from the best configuration known when it starts, the search's or an audited
+#: trial's: TAG_FINAL_FROM; never counted among the trials).
 ROLE_STUDY, ROLE_TRIAL, ROLE_FINAL = "study", "trial", "final"
 FINAL_SUFFIX = "-final"  # the final run's name: the trial's run name + this
 #: The pruning audit ([pruner] audit = K): a pruned trial resumed from its last checkpoint to the full
@@ -28,6 +29,12 @@ ROLE_AUDIT, AUDIT_SUFFIX = "audit", "-audit"
 #: Tags of an audit run: the pruned trial's run id, the epoch it was stopped at, its place in the rung
 #: ranking (1 = the best pruned trial) and how many pruned trials were ranked.
 AUDIT_TAGS = ("audit.of", "audit.stopped_at", "audit.rank", "audit.pruned")
+#: Tags of the final run: where the configuration it trains came from, FINAL_FROM_SEARCH (the search's
+#: best trial) or FINAL_FROM_AUDIT (an audit run that ended better than it: the final step trains the
+#: best configuration known when it starts), and the run id of that trial or audit run. A final run
+#: without them (before these tags) trained the search's best.
+TAG_FINAL_FROM, TAG_FINAL_FROM_RUN = "final.from", "final.from_run"
+FINAL_FROM_SEARCH, FINAL_FROM_AUDIT = "search", "audit"
 
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
@@ -41,6 +48,10 @@ EPOCHS_RUN, WALL_SECONDS = "epochs_run", "wall_seconds"
 #: A trial's weights at its best epoch (the artifact, and the file in its checkpoint folder), and the
 #: grid of its predictions.
 BEST_WEIGHTS, SAMPLES_IMAGE = "best.pt", "samples.png"
+#: Each val image's metrics, {"val/mse": [per image], ...} in the val set's order: a trial's, audit's or
+#: final run's at its best epoch, and bicubic's on the study run (with "names"). What every comparison's
+#: paired bootstrap (sr_core.noise) resamples.
+VAL_IMAGES = "val_images.json"
 
 # -- the workdir -------------------------------------------------------------------------------------
 #: `--workdir` unless given; inside it the MLflow store (unless --tracking-uri), one folder per study

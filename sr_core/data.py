@@ -319,6 +319,18 @@ def bicubic_scores(pairs: SRPairs, kernel: str | None = None, batch: int = 256,
     return {name: total / len(pairs) for name, total in sums.items()}
 
 
+def bicubic_images(pairs: SRPairs, batch: int = 256) -> dict[str, list[float]]:
+    """Bicubic x4 upscaling's value of each val metric (sr_core.evaluate.METRICS) per image, in the
+    pairs' order, with their "names": the floor every model's per-image values are compared with."""
+    out: dict[str, list] = {}
+    for start in range(0, len(pairs), batch):
+        pred = bicubic_upscale(to_float(pairs.lr[start:start + batch]))
+        per_image = metrics.per_image_metrics(pred, to_float(pairs.hr[start:start + batch]), crop=SCALE)
+        for name, values in per_image.items():  # mse, psnr, ssim, psnr_y, ssim_y: evaluate's METRICS
+            out.setdefault(f"val/{name}", []).extend(values.tolist())
+    return {"names": list(pairs.names), **out}
+
+
 def bicubic_psnr(pairs: SRPairs, kernel: str | None = None, batch: int = 256) -> float:
     """Mean per-image PSNR (dB) of bicubic x4 upscaling against pairs.hr (`bicubic_scores`)."""
     return bicubic_scores(pairs, kernel, batch, which=("psnr",))["psnr"]

@@ -8,6 +8,12 @@ to `on_trial_result`; CONTINUE trains the next epoch, PAUSE frees the slot (the 
 from that epoch: nothing is trained twice), STOP ends it; a trial stopped while paused goes through
 `stop_trial` as in Tune. A trial's curve does not depend on what the scheduler does to others, so
 this is what the scheduler would have spent and found, at the cost of recording the curves once.
+
+With each epoch's per-image val MSE (curves files since bench curves kept them), `summarise` also says
+how sure the finding is: the grid's configs tied with its winner within noise (sr_core.noise's paired
+bootstrap over the val images), whether the schedule's best is one of them, and its gain against the
+winner with its 95% interval. `answer_questions` answers a study's questions (reports.answers) from what
+a schedule trained and from the full grid, and says whether each step's direction agrees.
 """
 from __future__ import annotations
 
@@ -29,6 +35,12 @@ class Curve:
     weight: float  # FLOPs per image of the config this curve stands for
     completed: bool = True  # ran to its last epoch (False: early-stopped at the end of val_mse)
     epoch_hours: float = 0.0  # one epoch of the real config it stands for on one GPU (0: not projected)
+    images: list[list[float]] | None = None  # each epoch's per-image val MSE (None: not recorded)
+
+    def best_epoch(self, trained: int | None = None) -> int:
+        """The 0-based epoch of the lowest val/mse among the first `trained` epochs (all by default)."""
+        seen = self.val_mse[:trained] if trained else self.val_mse
+        return min(range(len(seen)), key=seen.__getitem__)
 
 
 @dataclass(eq=False)
@@ -121,8 +133,9 @@ class Replay:
         trial.status, trial.ended = Trial.TERMINATED, trial.ended or how
 
 
-def summarise(curves: list[Curve], outcome: Outcome) -> dict:
-    """What a schedule spent and found, against the full grid (every config to its end)."""
+def summarise(curves: list[Curve], outcome: Outcome, tied: dict | None = None) -> dict:
+    """What a schedule spent and found, against the full grid (every config to its end). `tied`: the
+    grid's tied set (`grid_tied`), when the caller has it already (it does not depend on the schedule)."""
     by_name = {c.name: c for c in curves}
     full_epochs = sum(len(c.val_mse) for c in curves)
     full_compute = sum(len(c.val_mse) * c.weight for c in curves)
@@ -140,7 +153,87 @@ def summarise(curves: list[Curve], outcome: Outcome) -> dict:
             "winner": winner, "found": found, "winner_finished": winner in finished,
             "winner_rank_among_finished": rank, "winner_epochs": outcome.trained[winner],
             "finished": len(finished), "trials": len(curves), "wall_s": outcome.wall_s,
-            **_projected(curves, outcome)}
+            **_projected(curves, outcome), **_noise(curves, outcome, found, tied)}
+
+
+def grid_tied(curves: list[Curve], metric: str = "val/mse", mode: str = "min") -> dict | None:
+    """The full grid's configs tied with its winner within noise, each at its best epoch: {name: Gain of
+    the winner over it} (sr_core.noise.tied_with_best), the winner first; None without per-image values."""
+    from sr_core.noise import tied_with_best
+    if not curves or not all(c.images for c in curves):
+        return None
+    grid_best = {c.name: min(c.val_mse) for c in curves}
+    winner = min(grid_best, key=grid_best.get)
+    return tied_with_best({c.name: c.images[c.best_epoch()] for c in curves}, winner, metric, mode)
+
+
+def _noise(curves: list[Curve], outcome: Outcome, found: str | None, tied: dict | None) -> dict:
+    """The found best against the grid's tied set and its winner (None each without per-image values)."""
+    from sr_core.noise import gain
+    tied = tied if tied is not None else grid_tied(curves)
+    if tied is None:
+        return {"tied_set": None, "found_in_tied_set": None, "regret_vs_tied": None, "found_vs_winner": None}
+    by_name = {c.name: c for c in curves}
+    winner = next(iter(tied))
+    if found is None:
+        return {"tied_set": list(tied), "found_in_tied_set": False, "regret_vs_tied": math.inf,
+                "found_vs_winner": None}
+    mine = by_name[found]
+    value = mine.val_mse[mine.best_epoch(outcome.trained[found])]
+    worst_tied = max(min(by_name[n].val_mse) for n in tied)
+    inside = found in tied
+    images = mine.images[mine.best_epoch(outcome.trained[found])]
+    return {"tied_set": list(tied), "found_in_tied_set": inside,
+            "regret_vs_tied": 0.0 if inside else max(0.0, value / worst_tied - 1),
+            "found_vs_winner": gain(images, by_name[winner].images[by_name[winner].best_epoch()]).as_dict()}
+
+
+def question_rows(curves: list[Curve], trained: dict[str, int]) -> list[dict]:
+    """reports.answers' rows from what was trained: a trial is full-budget when it trained its whole
+    curve (every epoch, or up to its early stop); its value is its lowest val/mse over the epochs
+    trained, its images the per-image MSE at that epoch."""
+    rows = []
+    for c in curves:
+        k = trained.get(c.name, 0)
+        if not k:
+            continue
+        e = c.best_epoch(k)
+        rows.append({**c.config, "name": c.name, "value": c.val_mse[e], "lr": c.config.get("lr", math.nan),
+                     "full": k >= len(c.val_mse), "images": c.images[e] if c.images else None})
+    return rows
+
+
+def answer_questions(curves: list[Curve], outcome: Outcome, questions, space: dict,
+                     metric: str = "val/mse", mode: str = "min") -> dict:
+    """Each question (search.questions.Questions) answered from what the schedule trained and from the
+    full grid (every config's whole curve), step by step: the direction each finds ("+", "-", "tied"
+    with per-image values, the bare "+?"/"-?" without; "missing" when the schedule left a point out) and
+    whether they agree. {"questions": [...], "directions_match": [agreeing steps, grid steps]}."""
+    from reports.answers import answer
+    space = {k: list(v) for k, v in space.items()}
+    found_rows = question_rows(curves, outcome.trained)
+    grid_rows = question_rows(curves, {c.name: len(c.val_mse) for c in curves})
+    out, agree, total = [], 0, 0
+    for q in questions.active:
+        found, grid = (answer(q.as_dict(), rows, space, metric, mode) for rows in (found_rows, grid_rows))
+        by_step = {(s.along, s.low_value, s.high_value): s for s in found.steps}
+        steps = []
+        for s in grid.steps:
+            mine = by_step.get((s.along, s.low_value, s.high_value))
+            direction = mine.direction if mine else "missing"
+            steps.append({"along": s.along, "low": s.low_value, "high": s.high_value, "found": direction,
+                          "grid": s.direction, "match": direction == s.direction,
+                          "found_delta": mine.delta if mine else None, "grid_delta": s.delta,
+                          "found_gain": mine.gain.as_dict() if mine and mine.gain else None,
+                          "grid_gain": s.gain.as_dict() if s.gain else None})
+        chosen = {p.cell: p.name for p in found.points}
+        out.append({"name": q.name, "vary": q.vary, "along": q.along, "fixed": dict(q.fixed), "steps": steps,
+                    "points": [{"cell": dict(p.cell), "found": chosen.get(p.cell), "grid": p.name}
+                               for p in grid.points],
+                    "left_out": [dict(cell) for cell in found.left_out]})
+        agree += sum(st["match"] for st in steps)
+        total += len(steps)
+    return {"questions": out, "directions_match": [agree, total]}
 
 
 def _projected(curves: list[Curve], outcome: Outcome) -> dict:

@@ -9,14 +9,15 @@ pruned trial itself stays `pruned` in MLflow and Optuna: the search's decision i
 
 The report (reports.figures.pruning_validity) then says whether an audited trial beat the search's
 winner and by how much (the pruning regret), and the rung-vs-final rank correlation over audited and
-finished trials together.
+finished trials together. When one did, the final step ([final]) trains its configuration rather than the
+search's best (`final_choice`): the best configuration known when the final step starts.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from sr_core.contract import AUDIT_TAGS
+from sr_core.contract import AUDIT_SUFFIX, AUDIT_TAGS, FINAL_FROM_AUDIT, FINAL_FROM_SEARCH, best_position, summary_key
 
 
 @dataclass(frozen=True)
@@ -101,3 +102,38 @@ def latest_checkpoints(experiment_path: str) -> dict[str, str]:
     from ray.tune import ExperimentAnalysis
     analysis = ExperimentAnalysis(experiment_path)
     return {t.trial_id: checkpoint_uri(t.checkpoint) for t in analysis.trials if t.checkpoint is not None}
+
+
+def final_choice(search_best: dict | None, audited: list[dict], metric: str,
+                 mode: str) -> tuple[dict | None, str]:
+    """What the final step trains: (run row, FINAL_FROM_SEARCH or FINAL_FROM_AUDIT). The search's best
+    trial (`search.tracking.best_of`'s row, None when no trial finished) unless an audit run
+    (`study_trials` rows of role `audit`) ran to its end with a strictly better value of the objective
+    (`metric`, `mode`): then the best of those. The one rule (sr_core.contract.best_position) with the
+    search's best listed first, so a tie keeps it. (None, FINAL_FROM_SEARCH) when nothing finished."""
+    rows = ([search_best] if search_best is not None else []) + list(audited)
+    key = summary_key(metric)
+    at = best_position([r.get("status", "") for r in rows], [r.get(key, math.nan) for r in rows], mode)
+    if at is None:
+        return None, FINAL_FROM_SEARCH
+    chosen = rows[at]
+    return chosen, (FINAL_FROM_SEARCH if chosen is search_best else FINAL_FROM_AUDIT)
+
+
+def final_note(chosen: dict, source: str, search_best: dict | None, metric: str) -> str:
+    """Why the final step trains `chosen` (`final_choice`), for its console line: "(the search's best,
+    val/mse 0.0025417)" or "(audited trial pruned at epoch 2, val/mse 0.0025367: better than the
+    search's best residual_b1_c32_lr0.002_eta1e-06 at 0.0025417)"."""
+    key = summary_key(metric)
+    value = f"{metric} {float(chosen[key]):.5g}"
+    if source != FINAL_FROM_AUDIT:
+        return f"(the search's best, {value})"
+    stopped = chosen.get(AUDIT_TAGS[1])
+    than = ("no trial of the search ran to its end" if search_best is None else
+            f"better than the search's best {search_best['name']} at {float(search_best[key]):.5g}")
+    return f"(audited trial{f' pruned at epoch {stopped}' if stopped else ''}, {value}: {than})"
+
+
+def config_name(row: dict) -> str:
+    """The configuration's name of a trial's or an audit run's row: the trial's run name."""
+    return str(row["name"]).removesuffix(AUDIT_SUFFIX)

@@ -12,7 +12,8 @@ from pathlib import Path
 from search import milestones, tracking
 from search.run.estimate import Estimate
 from search.study import Study
-from sr_core.contract import (BEST_WEIGHTS, FINISHED, ROLE_AUDIT, ROLE_FINAL, TAG_GPUS, WALL_SECONDS, pruning_regret,
+from sr_core.contract import (BEST_WEIGHTS, FINAL_FROM_AUDIT, FINAL_FROM_SEARCH, FINISHED, ROLE_AUDIT, ROLE_FINAL,
+                              TAG_FINAL_FROM, TAG_FINAL_FROM_RUN, TAG_GPUS, WALL_SECONDS, pruning_regret,
                               summary_key)
 
 
@@ -28,6 +29,8 @@ class StudyOutcome:
     baseline_psnr: float | None = None
     outside: dict[str, float] = field(default_factory=dict)  # LR kernel -> gain over bicubic (dB)
     final: dict | None = None  # the final step's run (study_trials row), when it ran to its end
+    final_from: str = ""  # where its configuration came from (TAG_FINAL_FROM), "" without a final
+    final_from_name: str = ""  # the name of the trial or audit run it came from
     outside_search: dict[str, float] = field(default_factory=dict)  # the search's best, beside a final
     audit: str = ""  # the pruning audit's verdict (audit_line), "" without one
     device_hours: float = 0.0  # what the study's runs spent (actual/device_hours)
@@ -53,6 +56,8 @@ def finish(session, outcome: StudyOutcome, log) -> StudyOutcome:
     tracking.log_values(client, parent, {"actual/device_hours": outcome.device_hours,
                                          "actual/wall_hours": outcome.wall_seconds / 3600})
     outcome.final = tracking.final_of(client, state.experiment_id, parent)
+    if outcome.final:
+        outcome.final_from, outcome.final_from_name = final_source(client, outcome.final, trials + audits)
     if audits:
         outcome.audit = audit_line(audits, outcome.best, study.search.metric, study.search.direction)
         log(f"audit        : {outcome.audit}")
@@ -105,6 +110,23 @@ def audit_line(audits: list[dict], best: dict | None, metric: str, mode: str) ->
     return f"{head}: none beat the search's best ({b:.5g}); pruning regret 0"
 
 
+def final_source(client, final: dict, rows: list[dict]) -> tuple[str, str]:
+    """(TAG_FINAL_FROM of the final run, the name of the run it came from among `rows`, "" if none):
+    a final run without the tag (older studies) trained the search's best."""
+    tags = client.get_run(final["run_id"]).data.tags
+    origin = tags.get(TAG_FINAL_FROM) or FINAL_FROM_SEARCH
+    names = {r["run_id"]: r["name"] for r in rows}
+    return origin, names.get(tags.get(TAG_FINAL_FROM_RUN, ""), "")
+
+
+def _final_origin(outcome: StudyOutcome) -> str:
+    """Which configuration the final step trained, in words."""
+    if outcome.final_from == FINAL_FROM_AUDIT:
+        return (f"the configuration of the audited trial {outcome.final_from_name or '(unknown)'} (a pruned "
+                "trial resumed to the full budget that ended better than the search's best)")
+    return "the search's best configuration"
+
+
 def _outside_photos(client, parent: str, run: dict, prefix: str, label: str, log) -> dict[str, float]:
     """A run's model on photos from outside scikit-image, per LR kernel (sr_core.generalise): what a
     user's own photos will see. Logged on the study run as <prefix>/<kernel>/{gain_db,model_psnr,
@@ -135,7 +157,7 @@ def _description(study: Study, trials: list[dict], outcome: StudyOutcome) -> str
         if outcome.final:
             f = outcome.final
             psnr = float(f.get("best/val_psnr", float("nan")))
-            text += (f"\n\nFinal model: **{f['name']}**, the best configuration trained "
+            text += (f"\n\nFinal model: **{f['name']}**, {_final_origin(outcome)} trained "
                      f"{int(float(f.get('epochs_run', 0)))} epochs: val/psnr {psnr:.2f} dB"
                      + (f", {psnr - outcome.baseline_psnr:+.2f} dB over bicubic"
                         if outcome.baseline_psnr is not None else "") + ".")

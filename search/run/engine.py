@@ -33,7 +33,7 @@ from search.state import StudyState
 from search.study import Study, parse_study
 from search.tune.packing import AUTO, Packing, plan_packing
 from search.workdir import LOCK_FILE, Workdir, held_lock
-from sr_core.data import SRData, bicubic_psnr, bicubic_scores, load_cached, prepare_dataset
+from sr_core.data import SRData, bicubic_images, bicubic_psnr, bicubic_scores, load_cached, prepare_dataset
 from sr_core.files import remove_stale_temporaries, write_text_atomic
 from sr_core.memory import GIB
 
@@ -255,6 +255,7 @@ def _open_tracking(s: Session, estimate: Estimate, storage: str | None, log) -> 
         estimate_seconds=estimate.wall_hours * 3600)
     from sr_core.crops import study_crops
     tracking.log_study_crops(client, parent, study_crops(str(s.prepared.path)))  # chosen once per study
+    tracking.log_val_images(client, parent, bicubic_images(data.val))  # the floor, image by image
     target = optuna_target(s.study, s.state)
     target.create_study()
     rungs = scheduler_rungs(s.study, target)

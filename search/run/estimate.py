@@ -4,7 +4,9 @@
 The schedule decides how much of the grid's compute a study spends: `schedule_epochs` counts how many
 trials stop at each rung (synchronous halving keeps ceil(n / reduction_factor) at each, plus the best
 of each value of `insure`; ASHA promotes the same share in expectation) and the estimate is that many
-epochs of the mean config, plus the [final] step's epochs of the costliest config. What the study
+epochs of the mean config, plus the [questions]' configs carried to the full budget beyond what the
+schedule would train them (`question_flops`, shown apart), plus the [final] step's epochs of the
+costliest config. What the study
 then spends is logged beside it (actual/device_hours), so the report shows estimate against actual.
 """
 from __future__ import annotations
@@ -36,10 +38,12 @@ class Estimate:
     final_flops: float = 0.0  # the [final] step: its epochs of the costliest config (an upper bound)
     audit_flops: float = 0.0  # the pruning audit: its trials' epochs after the rung each was stopped at
     audit_trials: int = 0
+    questions_flops: float = 0.0  # the questions' configs carried past where the schedule stops them
+    question_cells: int = 0
 
     @property
     def flops_expected(self) -> float:
-        return self.flops_total * self.epochs_fraction + self.audit_flops + self.final_flops
+        return self.flops_total * self.epochs_fraction + self.questions_flops + self.audit_flops + self.final_flops
 
     @property
     def device_hours(self) -> float:
@@ -47,7 +51,7 @@ class Estimate:
 
     @property
     def wall_hours(self) -> float:
-        search = self.flops_total * self.epochs_fraction / max(self.concurrency, 1)
+        search = (self.flops_total * self.epochs_fraction + self.questions_flops) / max(self.concurrency, 1)
         audit = self.audit_flops / max(min(self.concurrency, self.audit_trials), 1)
         return (search + audit + self.final_flops) / self.device_flops / 3600
 
@@ -55,7 +59,8 @@ class Estimate:
         return {"estimate/grid_size": float(self.grid_size or 0), "estimate/trials": float(self.trials),
                 "estimate/flops_total": self.flops_total, "estimate/device_hours": self.device_hours,
                 "estimate/wall_hours": self.wall_hours, "estimate/device_tflops": self.device_flops / 1e12,
-                "estimate/epochs_fraction": self.epochs_fraction, "estimate/flops_expected": self.flops_expected}
+                "estimate/epochs_fraction": self.epochs_fraction, "estimate/flops_expected": self.flops_expected,
+                "estimate/questions_flops": self.questions_flops}
 
     def lines(self) -> list[str]:
         grid = f"{self.grid_size} configs" if self.grid_size else "continuous space"
@@ -69,6 +74,10 @@ class Estimate:
             + (f", the audit of {self.audit_trials} pruned trial(s) {self.audit_flops / 1e15:,.2f} PFLOP more"
                if self.audit_trials else "")
             + (f", the final step {self.final_flops / 1e15:,.2f} PFLOP more" if self.final_flops else ""),
+            *([f"questions    : {self.question_cells} points of the study's questions carried to the full budget: "
+               f"{self.questions_flops / 1e15:,.2f} PFLOP more than the schedule alone "
+               f"({self.questions_flops / max(self.flops_expected, 1e-9):.0%} of this estimate; --no-questions "
+               "leaves them out)"] if self.question_cells else []),
             f"device       : {self.device}, {self.device_flops / 1e12:,.3f} TFLOP/s effective",
             f"estimate     : {self.device_hours:,.2f} {unit}; {self.wall_hours:,.2f} h wall "
             f"at {self.concurrency} trial(s) at a time",
@@ -129,11 +138,33 @@ def estimate_study(study: Study, train_images: int, val_images: int, device: str
     final = max((trial_flops(a, b, c, study.final.epochs, per_epoch, val_images) for a, b, c in configs),
                 default=0.0) if study.final.epochs else 0.0
     audited, audit_left = audit_epochs(study, steps)
+    cells, questions = question_flops(study, per_epoch, val_images, fraction)
     return Estimate(grid_size=study.grid_size, trials=study.num_trials, flops_total=mean * study.num_trials,
                     device=device, device_flops=device_flops, concurrency=concurrency,
                     mean_flops_per_image=mean_fpi, epochs_fraction=fraction, schedule=study.schedule,
                     final_flops=final, audit_flops=mean / max(study.train.epochs, 1) * audit_left,
-                    audit_trials=audited)
+                    audit_trials=audited, questions_flops=questions, question_cells=cells)
+
+
+def question_flops(study: Study, per_epoch: int, val_images: int, fraction: float) -> tuple[int, float]:
+    """(cells, FLOPs) the [questions] add: every config of a cell trains to the rung where the cell
+    chooses its lr, its chosen one (the costliest, an upper bound) on to the full budget; less what the
+    schedule trains those configs anyway (`fraction` of their epochs). Zero when the study asks none
+    or does not halve (without pruning every config reaches the full budget anyway)."""
+    from search.questions import choose_epoch, slice_configs
+    if study.schedule != "halving" or not study.questions.active or study.grid_size is None:
+        return 0, 0.0
+    epochs = study.train.epochs
+    choose = min(choose_epoch(study.questions, study.rungs()), epochs)
+    cells = slice_configs(study.questions, study.grid())
+    configs = {study.trial_config(c).run_name: c for members in cells.values() for c in members}
+
+    def flops(c: dict, n: int) -> float:
+        return trial_flops(c["arch"], c["blocks"], c["channels"], n, per_epoch, val_images)
+    carried = sum(flops(c, choose) for c in configs.values())
+    carried += sum(max(flops(c, epochs - choose) for c in members) for members in cells.values())
+    anyway = sum(flops(c, epochs) for c in configs.values()) * fraction
+    return len(cells), max(carried - anyway, 0.0)
 
 
 def audit_epochs(study: Study, steps: list[tuple[int, int]]) -> tuple[int, float]:

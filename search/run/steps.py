@@ -4,12 +4,14 @@
 """
 from __future__ import annotations
 
+import contextlib
 import time
 
 from search import tracking
 from search.run.cluster import local_scratch_cleanup
 from search.run.interrupts import Interrupted
 from search.run.session import Session
+from sr_core.contract import ROLE_AUDIT, ROLE_FINAL, TAG_FINAL_FROM, TAG_FINAL_FROM_RUN, TAG_ROLE
 
 
 def fit(s: Session, guard, per_trial: dict, concurrency: int, log) -> None:
@@ -57,26 +59,48 @@ def audit(s: Session, guard, per_trial: dict, concurrency: int, log) -> None:
 
 
 def final(s: Session, guard, per_trial: dict, log) -> None:
-    """The final step: the search's best configuration trained for [final].epochs as one more Tune
-    trial (its own experiment and MLflow run, role `final`), restored on --resume like the search."""
+    """The final step: the best configuration known when it starts trained for [final].epochs as one
+    more Tune trial (its own experiment and MLflow run, role `final`), restored on --resume like the
+    search. That is the search's best trial's, or an audit run's that ended better (search.run.audit.
+    final_choice); the console line and the final run's tags (TAG_FINAL_FROM, TAG_FINAL_FROM_RUN) say which."""
     from mlflow.tracking import MlflowClient
 
-    from search.run.audit import space_point
+    from search.run.audit import config_name, final_choice, final_note, space_point
     from search.tune.tuner import TuneSetup, final_experiment, make_final_tuner
     client = MlflowClient(s.tracking_uri)
-    best = tracking.best_of(tracking.study_trials(client, s.state.experiment_id, s.state.parent_run_id),
-                            s.study.search.metric, s.study.search.direction)
-    if best is None:
-        log("final        : skipped: no trial of the search ran to its end")
+    metric, mode = s.study.search.metric, s.study.search.direction
+    state = s.state
+    best = tracking.best_of(tracking.study_trials(client, state.experiment_id, state.parent_run_id), metric, mode)
+    audited = tracking.study_trials(client, state.experiment_id, state.parent_run_id, ROLE_AUDIT)
+    chosen, source = final_choice(best, audited, metric, mode)
+    if chosen is None:
+        log("final        : skipped: no trial of the search, nor of its audit, ran to its end")
         return
-    point = space_point(best)
-    tag = final_experiment(s.state)
+    point = space_point(chosen)
+    tag = final_experiment(state)
     local_scratch_cleanup(tag)
-    tuner = make_final_tuner(TuneSetup(s.study, s.state, s.prepared.data, s.prepared.path, s.restoring,
+    tuner = make_final_tuner(TuneSetup(s.study, state, s.prepared.data, s.prepared.path, s.restoring,
                                        per_trial, 1), point)
-    log(f"final        : {best['name']} (the search's best) trained {s.study.final.epochs} epochs from "
-        f"scratch on {per_trial['cpu']:g} CPU + {per_trial['gpu']:g} GPU, Ray experiment {tag}")
-    _run_tuner(s, guard, tuner, tag, log)
+    log(f"final        : {config_name(chosen)} {final_note(chosen, source, best, metric)} trained "
+        f"{s.study.final.epochs} epochs from scratch on {per_trial['cpu']:g} CPU + {per_trial['gpu']:g} GPU, "
+        f"Ray experiment {tag}")
+    tags = {TAG_FINAL_FROM: source, TAG_FINAL_FROM_RUN: chosen["run_id"]}
+    try:
+        _run_tuner(s, guard, tuner, tag, log)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the interruption is what the user must see
+            _tag_final(client, s, tags)
+        raise
+    _tag_final(client, s, tags)
+
+
+def _tag_final(client, s: Session, tags: dict[str, str]) -> None:
+    """Where the final run's configuration came from, on the final run: the driver's callback makes the
+    run when its trial starts, so it is tagged here once it exists (also when the step is interrupted).
+    A run tagged already keeps its tags: the driver that made it chose its configuration."""
+    for run in tracking.study_runs(client, s.state.experiment_id, s.state.parent_run_id):
+        if run.data.tags.get(TAG_ROLE) == ROLE_FINAL and TAG_FINAL_FROM not in run.data.tags:
+            tracking.set_tags(client, run.info.run_id, tags)
 
 
 def _run_tuner(s: Session, guard, tuner, scratch_tag: str, log) -> None:

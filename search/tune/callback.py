@@ -178,10 +178,17 @@ class StudyCallback(tune.Callback):
             if not best.exists():
                 return
             tracking.log_file(self.client, run_id, best)
+            tracking.log_val_images(self.client, run_id, _best_images(best))
             tracking.log_trial_crops(self.client, run_id, best, study_crops(self.data_path), step=best_epoch)
             png = Path(tmp) / "samples.png"
             sample_grid(best, self.data_path, png)
             tracking.log_file(self.client, run_id, png)
+
+
+def _best_images(best: Path) -> dict:
+    """The val images' metrics at the best epoch, kept in best.pt (sr_core.checkpoint.BEST_IMAGES)."""
+    from sr_core import checkpoint
+    return checkpoint.load(best).get(checkpoint.BEST_IMAGES, {})
 
 
 def _summary(trial, result: dict | None = None) -> dict[str, float]:

@@ -77,21 +77,12 @@ def test_arch_comparison_pairs_equal_sizes(store, data):
     assert "residual has the higher PSNR at 2 of 2" in fig.layout.meta["caption"]
 
 
-def test_arch_comparison_falls_back_to_one_stated_equal_budget(data):
-    """No refiner finished: every trial is compared at the first rung's epoch, pruned ones included."""
+def test_arch_comparison_never_lets_a_rung_value_stand_in_for_the_full_budget(data):
+    """No refiner finished: the figure is not drawn (pruned trials' rung values never stand in)."""
     t = data.trials
     t = t[~((t["arch"] == "refiner") & t["status"].isin(["completed", "early_stopped"]))]
-    with pytest.raises(fg.FigureUnavailable, match="finished by every architecture"):
-        fe.arch_comparison(t)  # without the history there is no equal budget to fall back to
-    fig = fe.arch_comparison(t, data.history, data.studies)
-    assert fig.layout.meta["budget_epoch"] == 2 and "all at epoch 2 (equal budget)" in fig.layout.title.text
-    assert fig.layout.meta["sizes"] == ["b2 c16", "b8 c16"]
-    refiner_mse = [d for d in fig.data if d.name == "refiner" and d.xaxis == "x"][0]
-    # their values at epoch 2, not final, as MSE below the study's bicubic (0.012): negative, worse
-    assert list(refiner_mse.y) == pytest.approx([100 * (1 - 0.0150 / 0.012), 100 * (1 - 0.0300 / 0.012)])
-    assert list(refiner_mse.text) == ["-25.0 (epoch 2)", "-150.0 (epoch 2)"]  # the budget beside the number
-    assert fig.layout.annotations[1].text == "PSNR gain over bicubic (dB)<br>all at epoch 2 (equal budget)"
-    assert "Equal budget" in fig.layout.meta["caption"]
+    with pytest.raises(fg.FigureUnavailable, match="finished by every architecture.*never stand in"):
+        fe.arch_comparison(t, data.studies)
 
 
 def psnr_of(mse):
@@ -99,7 +90,7 @@ def psnr_of(mse):
 
 
 def test_arch_comparison_draws_the_gain_over_each_studys_bicubic_with_the_value_on_each_bar(data):
-    fig = fe.arch_comparison(data.trials, data.history, data.studies)
+    fig = fe.arch_comparison(data.trials, data.studies)
     assert fig.layout.meta["baseline"] == "bicubic" and fig.layout.meta["budget_epoch"] is None
     residual = [t for t in fig.data if t.name == "residual" and t.xaxis == "x2"][0]
     refiner = [t for t in fig.data if t.name == "refiner" and t.xaxis == "x2"][0]
@@ -116,7 +107,7 @@ def test_arch_comparison_draws_the_gain_over_each_studys_bicubic_with_the_value_
 
 def test_without_a_bicubic_baseline_the_axes_span_the_measured_values_not_from_zero(data):
     studies = data.studies.assign(**{"bicubic/val_psnr": np.nan})
-    for fig in (fe.arch_comparison(data.trials, data.history, studies), fe.depth_effect(data.trials, studies=studies)):
+    for fig in (fe.arch_comparison(data.trials, studies), fe.depth_effect(data.trials, studies=studies)):
         assert fig.layout.meta["baseline"] is None
         psnr = [t for t in fig.data if t.xaxis == "x2"]
         values = np.concatenate([np.asarray(t.y, dtype=float) for t in psnr])
@@ -145,23 +136,11 @@ def test_depth_and_width_effects_default_to_the_most_coverage(data):
         fe.depth_effect(data.trials, channels=64)
 
 
-def test_width_effect_falls_back_to_the_equal_budget_when_finished_trials_cover_two_widths(data):
-    final = fe.width_effect(data.trials)  # finished only: channels 16 and 32 at 4 blocks
-    assert final.layout.meta["budget_epoch"] is None
-    assert sorted(set(final.data[0].x)) == [16, 32]
-    fig = fe.width_effect(data.trials, history=data.history, studies=data.studies)
-    assert fig.layout.meta["budget_epoch"] == 2 and "all at epoch 2 (equal budget)" in fig.layout.title.text
-    residual = [t for t in fig.data if t.name == "residual" and t.xaxis == "x"][0]
-    assert list(residual.x) == [8, 16, 32]  # R5 (c8) was pruned at the rung: it counts at equal budget
-    rung = np.array([0.0200, 0.0140, 0.0120])  # values at epoch 2, not final
-    assert list(residual.y) == pytest.approx(100 * (1 - rung / 0.012))
-    psnr = [t for t in fig.data if t.name == "residual" and t.xaxis == "x2"][0]
-    gains = 10 * np.log10(1 / rung) + 0.5 - 20.5  # the store's PSNR of each, less the study's bicubic
-    assert list(psnr.y) == pytest.approx(gains)
-    assert list(psnr.text) == [f"{g:+.2f} (epoch 2)" for g in gains]
-    assert "Equal budget" in fig.layout.meta["caption"]
-    depth = fe.depth_effect(data.trials, history=data.history, studies=data.studies)
-    assert depth.layout.meta["budget_epoch"] is None  # 3 depths finished at 16 channels: final values
+def test_width_effect_draws_finished_trials_only_even_when_pruned_ones_cover_more_widths(data):
+    fig = fe.width_effect(data.trials, studies=data.studies)  # finished only: channels 16 and 32 at 4 blocks
+    assert fig.layout.meta["budget_epoch"] is None
+    assert all(sorted(set(trace.x)) == [16, 32] for trace in fig.data)  # R5 (c8, pruned at the rung) is not drawn
+    assert "finished trials only" in fig.layout.meta["caption"]
 
 
 def test_best_progress_shows_the_best_trial_per_epoch(store, data):
