@@ -9,7 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from sr_core.contract import FINISHED, OBJECTIVE, OBJECTIVE_MODE, best_position, pruning_regret
+from sr_core.contract import FINISHED, OBJECTIVE, OBJECTIVE_MODE, best_position
+
+from .verdict import pruning_sentence
 
 
 def finished(trials: pd.DataFrame) -> pd.DataFrame:
@@ -197,15 +199,20 @@ def rung_check(
     grace_period: int,
     reduction_factor: float | None = None,
     audits: pd.DataFrame | None = None,
+    images: dict | None = None,
+    objective: tuple[str, str] = (OBJECTIVE, OBJECTIVE_MODE),
+    schedule: str = "",
 ) -> RungCheck:
     """Spearman between val/mse at epoch == grace_period and the final val/mse of the trials that ran
     to their end: the finished ones and the audited ones (pruned, then resumed to the full budget).
 
     The final val/mse is the trial's best-epoch val/mse (what its saved weights give); an audited
-    trial's rung value is its pruned run's. The verdict also says where the eventual best trial
-    ranked at the rung among every trial that reached it, pruned ones included, and whether the
-    schedule's keep-the-top-1/rf rule would keep it; with an audit, whether an audited trial beat the winner.
+    trial's rung value is its pruned run's. The verdict is one sentence (reports/verdict.py): the
+    audit against the winner on the study's objective, with the val set's noise when per-image values
+    (`images`: run id -> VAL_IMAGES) were logged, then what the rung ranking is worth; where the
+    eventual best ranked at the rung follows.
     """
+    metric, mode = objective
     own = trials[trials["study"] == study]
     at_rung = history[(history["study"] == study) & (history["epoch"] == grace_period)]
     rung_vals = at_rung.groupby("run_id")["val/mse"].last().astype(float)
@@ -220,28 +227,37 @@ def rung_check(
         }
     ).dropna()
     audited = _audited(study, audits, rung_vals)
-    winner_row = table.loc[table["final_val_mse"].idxmin()] if len(table) else None
-    audit = audit_verdict(audited, winner_row) if audited is not None else ""
+    images = images or {}
+
+    def row(r, value_of) -> dict:
+        return {"name": r["name"], "value": float(value_of(r)), "run_id": r["run_id"],
+                "images": (images.get(r["run_id"]) or {}).get(metric)}
+    value = done[metric].astype(float) if metric in done else done["val/mse"].astype(float)
+    finished_rows = [row(r, lambda r: value[i]) for i, r in done.iterrows() if np.isfinite(value[i])]
+    winner = (min if mode == "min" else max)(finished_rows, key=lambda r: r["value"]) if finished_rows else None
+    audited_rows = []
     if audited is not None and len(audited):
+        own_audits = audits.set_index("run_id")
+        for _, a in audited.iterrows():
+            full = own_audits.loc[a["run_id"]]
+            v = float(full[metric]) if metric in full and np.isfinite(float(full[metric])) else float(a["final_val_mse"])
+            audited_rows.append({**row(a, lambda _: v), "stopped_at": a["stopped_at"], "rank": a["rank"],
+                                 "pruned": a["pruned"], "epochs_run": full.get("epochs_run")})
         table = pd.concat([table, audited[table.columns]], ignore_index=True)
     rho = spearman(table["rung_val_mse"], table["final_val_mse"])
     n = len(table)
+    max_epochs = pd.to_numeric(own.get("max_epochs"), errors="coerce").max() if "max_epochs" in own else None
+    sentence = pruning_sentence(study, schedule or f"rungs from epoch {grace_period}", winner, audited_rows,
+                                finished_rows, rho, n, metric, mode,
+                                int(max_epochs) if max_epochs is not None and np.isfinite(max_epochs) else None,
+                                grace_period)
+    audit = sentence if audited_rows else ""
     if not np.isfinite(rho):
-        verdict = (
-            f"{study}: cannot judge pruning: {n} trial(s) that ran to their end have val/mse at the first rung "
-            f"(epoch {grace_period}); at least 3 with differing values are needed."
-        )
-        return RungCheck(study, grace_period, rho, n, verdict, table, audit)
-    n_audited = int((table["kind"] == "audited").sum())
-    over = f"{n} finished trials" if not n_audited else f"{n} trials ({n - n_audited} finished, {n_audited} audited)"
-    verdict = f"{study}: Spearman ρ = {rho:.3f} over {over} at epoch {grace_period}: {_trust(rho)}."
-    if n < 5:
-        verdict += f" Only {n} trials: treat this with care."
-    if winner_row is not None:
-        verdict += _winner_at_rung(winner_row, rung_vals, reduction_factor)
-    if audit:
-        verdict += " " + audit
-    return RungCheck(study, grace_period, rho, n, verdict, table, audit)
+        return RungCheck(study, grace_period, rho, n, sentence, table, audit)
+    winner_row = table[table["kind"] == "finished"]
+    if len(winner_row):
+        sentence += _winner_at_rung(winner_row.loc[winner_row["final_val_mse"].idxmin()], rung_vals, reduction_factor)
+    return RungCheck(study, grace_period, rho, n, sentence, table, audit)
 
 
 def _winner_at_rung(winner: pd.Series, rung_vals: pd.Series, reduction_factor: float | None) -> str:
@@ -259,15 +275,6 @@ def _winner_at_rung(winner: pd.Series, rung_vals: pd.Series, reduction_factor: f
     return words + "."
 
 
-def _trust(rho: float) -> str:
-    """What a rung-vs-final Spearman says of the pruning, in words."""
-    if round(rho, 9) >= 0.8:
-        return "trustworthy: the ranking at the rung predicts the final ranking well"
-    if round(rho, 9) >= 0.5:
-        return "roughly trustworthy: the rung ranking mostly holds, but some late bloomers move"
-    return "not trustworthy: early val/mse says little about the final one; raise pruner.grace_period"
-
-
 def _audited(study: str, audits: pd.DataFrame | None, rung_vals: pd.Series) -> pd.DataFrame | None:
     """The study's audit runs that ran to their end, with their pruned run's value at the rung."""
     if audits is None or audits.empty:
@@ -279,26 +286,6 @@ def _audited(study: str, audits: pd.DataFrame | None, rung_vals: pd.Series) -> p
         "final_val_mse": own["val/mse"].to_numpy(dtype=float), "kind": "audited",
         "rank": own["rank"].to_numpy(dtype=float), "pruned": own["pruned"].to_numpy(dtype=float),
         "stopped_at": own["stopped_at"].to_numpy(dtype=float)}).dropna(subset=["final_val_mse"])
-
-
-def audit_verdict(audited: pd.DataFrame, winner: pd.Series | None) -> str:
-    """Plain words on the pruning audit: did a pruned trial, resumed to the full budget, beat the
-    search's winner, and by how much (the pruning regret)."""
-    if audited.empty:
-        return "Pruning audit: no audited trial ran to its end."
-    best = audited.loc[audited["final_val_mse"].idxmin()]
-    where = (f"{best['name']} (rank {best['rank']:.0f} of {best['pruned']:.0f} pruned, stopped at epoch "
-             f"{best['stopped_at']:.0f})")
-    head = f"Pruning audit: {len(audited)} pruned trial(s) resumed to the full budget."
-    if winner is None:
-        return f"{head} No trial of the search finished to compare them with."
-    w, b = float(winner["final_val_mse"]), float(best["final_val_mse"])
-    if regret := pruning_regret(w, b, "min"):
-        return (f"{head} The pruning was not trustworthy: {where} ended at val/mse {b:.5g}, better than the "
-                f"search's winner {winner['name']} ({w:.5g}) by {regret:.1%} "
-                f"({psnr_change_db(b / w):+.2f} dB): a pruning regret of {regret:.1%}.")
-    return (f"{head} None beat the search's winner {winner['name']} (val/mse {w:.5g}): the best of them, "
-            f"{where}, ended {(b - w) / w:.1%} above it. Pruning regret 0.")
 
 
 def time_unit(seconds: pd.Series | np.ndarray) -> tuple[float, str]:

@@ -11,6 +11,7 @@ from plotly.subplots import make_subplots
 from . import analysis as an
 from .figure_base import (MSE, OTHER_COLORS, PSNR, SSIM, STATUS_COLORS, FigureUnavailable, arch_color, finish,
                           need_finished)
+from .verdict import schedule_of
 
 __all__ = ["FigureUnavailable", "all_curves", "anytime", "best_progress", "pareto", "parallel_coordinates",
            "pruning_validity", "runs_table", "scaling_fit"]
@@ -88,7 +89,8 @@ def all_curves(trials: pd.DataFrame, history: pd.DataFrame, studies: pd.DataFram
     caption = f"{int(counts.get('pruned', 0))} of {len(trials)} trials were pruned"
     if len(stopped):
         caption += f", after epoch(s) {', '.join(map(str, sorted(set(stopped))))}"
-    caption += f"; ASHA rungs at epoch(s) {', '.join(map(str, rungs))}." if rungs else "."
+    schedules = sorted({schedule_of(p or {}).split(" (")[0] for p in studies.get("params", [])}) or ["the schedule"]
+    caption += f"; {' / '.join(schedules)} rungs at epoch(s) {', '.join(map(str, rungs))}." if rungs else "."
     title = "Validation MSE of every trial per epoch (pruned: dashed, ✕ where stopped)"
     return finish(fig, title, caption, height=480)
 
@@ -162,7 +164,8 @@ def scaling_fit(trials: pd.DataFrame) -> go.Figure:
 
 
 def pruning_validity(trials: pd.DataFrame, history: pd.DataFrame, studies: pd.DataFrame,
-                     audits: pd.DataFrame | None = None) -> go.Figure:
+                     audits: pd.DataFrame | None = None, images: dict | None = None,
+                     objective: tuple[str, str] = ("val/mse", "min")) -> go.Figure:
     """Figure 9: val/mse at the first rung against the final val/mse, with Spearman's rho, over the
     trials that finished and the pruned ones a pruning audit resumed to the full budget (diamonds)."""
     checks, reasons = [], []
@@ -171,7 +174,8 @@ def pruning_validity(trials: pd.DataFrame, history: pd.DataFrame, studies: pd.Da
             reasons.append(f"{s['study']}: no pruner.grace_period logged, so no pruning rung to check.")
             continue
         rf = float(s["reduction_factor"]) if np.isfinite(s["reduction_factor"]) else None
-        check = an.rung_check(s["study"], trials, history, int(s["grace_period"]), rf, audits)
+        check = an.rung_check(s["study"], trials, history, int(s["grace_period"]), rf, audits, images, objective,
+                              schedule_of(s.get("params") or {}))
         if np.isfinite(check.rho):
             checks.append(check)
         else:

@@ -247,7 +247,7 @@ def render_page(data: RunData, samples_png: bytes | None, evaluations: Evaluatio
         ("All trials' validation curves", lambda: fg.all_curves(t, h, s)),
         ("Cost vs quality (Pareto)", lambda: fg.pareto(t)),
         ("Scaling fit", lambda: fg.scaling_fit(t)),
-        ("Pruning validity", lambda: fg.pruning_validity(t, h, s, data.audits)),
+        ("Pruning validity", lambda: fg.pruning_validity(t, h, s, data.audits, data.images, data.objective)),
         ("Anytime: best so far against compute", lambda: fg.anytime(t, h, s)),
         ("Parallel coordinates", lambda: fg.parallel_coordinates(t)),
     ]

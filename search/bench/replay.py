@@ -118,7 +118,9 @@ class Replay:
         curve = self.curves[trial.trial_id]
         trial.trained += 1
         epoch = trial.trained
-        trial.last_result = {"epoch": epoch, self.metric: curve.val_mse[epoch - 1]}
+        # as the trainer reports: the epoch's value and the best so far (best/*, what a cell's lr choice reads)
+        trial.last_result = {"epoch": epoch, self.metric: curve.val_mse[epoch - 1],
+                             "best/" + self.metric.replace("/", "_"): min(curve.val_mse[:epoch])}
         decision = self.scheduler.on_trial_result(self, trial, trial.last_result)
         if epoch == len(curve.val_mse) or decision == TrialScheduler.STOP:
             # Its last epoch (or early stop), or the scheduler stopped it: Tune completes it.
