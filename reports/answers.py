@@ -116,9 +116,9 @@ def _product(lists: list[list]) -> list[tuple]:
     return out
 
 
-def step_text(step: Step, metric: str) -> str:
-    """`width 64 -> 128: +0.12 dB [+0.05, +0.19]` or `... tied within noise (+0.01 dB [-0.03, +0.05])`."""
-    where = f" (at {step.along})" if step.along is not None else ""
+def step_text(step: Step, metric: str, along: str = "") -> str:
+    """`64 -> 128: +0.12 dB [+0.05, +0.19]` or `... tied within noise (+0.01 dB [-0.03, +0.05])`."""
+    where = f" (at {along + ' ' if along else ''}{step.along})" if step.along is not None else ""
     head = f"{step.low_value} -> {step.high_value}{where}"
     if step.gain is None:
         unit = unit_of(metric)

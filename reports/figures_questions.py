@@ -108,9 +108,11 @@ def question_figure(question: dict, rows: list[dict], space: dict[str, list], me
 
 def _caption(result: Answer, metric: str, epochs: int, images: int) -> str:
     vary = result.question["vary"]
-    steps = "; ".join(step_text(s, metric) for s in result.steps) or "no step"
-    noise = (f"Error bars and intervals: 95% paired bootstrap (BCa) over the {images} val images." if images
-             else "No per-image values were logged, so no interval is known.")
+    along = result.question.get("along") or ""
+    steps = "; ".join(step_text(s, metric, along) for s in result.steps) or "no step"
+    noise = (f"Error bars and intervals: 95% paired bootstrap (BCa) over the {images} val images. A bar is a "
+             "point's gain over bicubic; a step pairs its two points image by image, so it can be surer than the "
+             "bars' overlap suggests." if images else "No per-image values were logged, so no interval is known.")
     text = f"Every point reached the full budget (epoch {epochs}), at its best lr. Steps in {vary}: {steps}. {noise}"
     if result.left_out:
         text += (" Left out, no trial of it reached the full budget: "

@@ -207,6 +207,15 @@ def comparison_section(number: int, comparison: Comparison | str) -> Section:
     return Section(number, heading, ch.comparison_body(comparison))
 
 
+def question_heading(question: dict) -> str:
+    """`Refiner vs residual at each blocks`, `Depth (blocks) at channels 32`, ..."""
+    vary, along = question["vary"], question.get("along") or ""
+    what = {"arch": "Refiner vs residual", "blocks": "Depth (blocks)", "channels": "Width (channels)"}.get(vary, vary)
+    fixed = ", ".join(f"{k} {v}" for k, v in question.get("fixed", {}).items() if k != "arch")
+    each = {"blocks": "depth (blocks)", "channels": "width (channels)", "arch": "architecture"}.get(along, along)
+    return what + (f" at each {each}" if along else "") + (f", {fixed}" if fixed else "")
+
+
 def effect_makers(data: RunData) -> list[tuple[str, Callable[[], go.Figure]]]:
     """The effect figures: each study's [questions] answered at the full budget with their noise
     (reports/figures_questions.py); for studies that name none, refiner vs residual, depth and width
@@ -226,7 +235,7 @@ def effect_makers(data: RunData) -> list[tuple[str, Callable[[], go.Figure]]]:
         value = float(study.get("bicubic/" + metric.replace("/", "_"), float("nan")))
         where = f"{study['study']}: " if len(s) > 1 else ""
         for q in questions:
-            makers.append((f"{where}question '{q['name']}' at the full budget",
+            makers.append((f"{where}{question_heading(q)}, at the full budget",
                            lambda q=q, rows=rows, space=space, bicubic=bicubic, value=value, epochs=epochs:
                            fq.question_figure(q, rows, space, metric, mode, bicubic, value, epochs)))
     if makers:

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from sr_core.contract import AUDIT_SUFFIX, ENDED, FINAL_FROM_AUDIT, FINAL_SUFFIX, UNFINISHED
+from sr_core.noise import gain, tied_with_best
 
 from . import analysis as an
 from .load import RunData
@@ -63,8 +64,40 @@ def best_config(data: RunData) -> str:
         f"lr {fmt(best['lr'], 'g')}, eta_min {fmt(best['eta_min'], 'g')}, batch {fmt(best['batch_size'], 'g')}. "
         f"val MSE <b>{fmt(best['val/mse'], '.5f')}</b>, PSNR <b>{fmt(best['val/psnr'], '.2f')} dB</b>{gain}, "
         f"SSIM <b>{fmt(best['val/ssim'], '.4f')}</b>; {fmt(best['epochs_run'], '.0f')} epochs, "
-        f"{duration(best['runtime_s'])}, {fmt(best['n_params'], ',.0f')} parameters.</p>{final}"
+        f"{duration(best['runtime_s'])}, {fmt(best['n_params'], ',.0f')} parameters.</p>{_noise(data, best, study)}"
+        f"{final}"
     )
+
+
+def _noise(data: RunData, best: pd.Series, study: pd.Series) -> str:
+    """The best's gain over bicubic with its 95% interval over the val images, the configs tied with it
+    within noise (sr_core.noise), and the final model against it: '' without per-image values."""
+    metric, mode = data.objective
+
+    def of(run_id):
+        return (data.images.get(run_id) or {}).get(metric)
+    mine, base = of(best["run_id"]), of(study["run_id"])
+    if not mine:
+        return ""
+    parts = []
+    if base and len(base) == len(mine):
+        what = "in PSNR of the mean val MSE" if metric == "val/mse" else f"in {metric}"
+        parts.append(f"{gain(mine, base, metric, mode).text()} over bicubic {what}")
+    done = an.finished(data.trials[data.trials["study"] == best["study"]])
+    imaged = {r["name"]: of(r["run_id"]) for _, r in done.iterrows() if of(r["run_id"])}
+    if len(imaged) > 1:
+        tied = tied_with_best(imaged, best["name"], metric, mode)
+        others = [f"{escape(n)} ({-g.value:+.3f} {g.unit}, best over it {g.text(3)})" for n, g in tied.items()
+                  if n != best["name"]]
+        parts.append(f"tied with it within noise: {len(others)} of the {len(imaged) - 1} other finished trial(s)"
+                     + (": " + "; ".join(others) if others else " (it is better than each beyond noise)"))
+    final = study.get("final/run_id")
+    if isinstance(final, str) and of(final) and len(of(final)) == len(mine):
+        g = gain(of(final), mine, metric, mode)
+        words = {"better": "better beyond noise", "tied": "tied within noise", "worse": "worse beyond noise"}
+        parts.append(f"the final model against it: {g.text()} ({words[g.verdict]})")
+    return (f'<p class="noise">With the val set\'s noise (95% paired bootstrap intervals over its {len(mine)} images): '
+            + "; ".join(parts) + ".</p>")
 
 
 def _final_line(study: pd.Series, bicubic: float) -> str:

@@ -75,11 +75,12 @@ def _gain(a: dict, b: dict, metric: str, mode: str) -> Gain | None:
 
 
 def pruning_sentence(study: str, schedule: str, winner: dict | None, audited: list[dict], finished: list[dict],
-                     rho: float, n: int, metric: str = "val/mse", mode: str = "min",
+                     rho: float | None, n: int, metric: str = "val/mse", mode: str = "min",
                      max_epochs: int | None = None, rung: int | None = None) -> str:
     """The verdict. `winner`, `audited` and `finished` rows: name, value (the objective at the best
-    epoch), images (per-image values or None); audited ones also stopped_at, rank, pruned, epochs_run."""
-    head = f"{study} ({schedule})"
+    epoch), images (per-image values or None); audited ones also stopped_at, rank, pruned, epochs_run.
+    `rho` None: no rank correlation was computed (run's closing lines), the sentence says nothing of it."""
+    head = f"{study}, {schedule}"
     parts = []
     miss = False
     if audited and winner is not None:
@@ -105,7 +106,7 @@ def pruning_sentence(study: str, schedule: str, winner: dict | None, audited: li
     elif winner is not None:
         parts.append("no audit ran, so a miss cannot be ruled out")
     over = f"{n} trials" if not audited else f"{n} trials ({n - len(audited)} finished, {len(audited)} audited)"
-    rank = _rank_words(rho, over, finished, metric, mode, not miss, rung)
+    rank = _rank_words(rho, over, finished, metric, mode, not miss, rung) if rho is not None else ""
     if rank:
         parts.append(rank)
     if not parts:

@@ -166,14 +166,29 @@ def _cmd_run(args) -> int:
         b = outcome.best
         print(f"best         : {_scores(b)}  val/ssim {b.get('best/val_ssim', float('nan')):.4f}"
               f"  ({b['status']}, {int(b.get('epochs_run', 0))} epochs)")
-        if outcome.baseline_psnr is not None:
+        noise = outcome.noise  # each with its 95% paired bootstrap interval over the val images
+        if "best_vs_bicubic" in noise:
+            print(f"vs bicubic   : {noise['best_vs_bicubic'].text()} (95% interval over the val images)")
+        elif outcome.baseline_psnr is not None:
             print(f"vs bicubic   : {b.get('best/val_psnr', float('nan')) - outcome.baseline_psnr:+.2f} dB "
-                  f"(bicubic {outcome.baseline_psnr:.2f} dB)")
+                  f"(bicubic {outcome.baseline_psnr:.2f} dB; no per-image values, noise unknown)")
+        if "runner_up" in noise:
+            name, g = noise["runner_up"]
+            verdict = "better than" if g.verdict == "better" else "tied within noise with"
+            print(f"runner-up    : the best is {verdict} {name} ({g.text()}); tied with the best: "
+                  f"{len(noise['tied'])} config(s)" + (f" ({', '.join(noise['tied'][:6])}"
+                                                       f"{', ...' if len(noise['tied']) > 6 else ''})"
+                                                       if len(noise["tied"]) > 1 else ""))
         if outcome.final:
             f = outcome.final
             print(f"final        : {_scores(f)}  ({f['status']}, "
                   f"{int(f.get('epochs_run', 0))} epochs; the model predict uses, and evaluate --trials final)")
-            if outcome.baseline_psnr is not None:
+            if "final_vs_bicubic" in noise:
+                against = noise["final_vs_best"]
+                words = {"better": "better", "tied": "tied within noise", "worse": "worse"}[against.verdict]
+                print(f"final gain   : {noise['final_vs_bicubic'].text()} over bicubic on val; "
+                      f"{against.text()} over the search's best ({words})")
+            elif outcome.baseline_psnr is not None:
                 print(f"final gain   : {f.get('best/val_psnr', float('nan')) - outcome.baseline_psnr:+.2f} dB "
                       "over bicubic on val")
     else:

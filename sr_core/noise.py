@@ -45,8 +45,10 @@ class Gain:
         return "tied"
 
     def text(self, digits: int = 2) -> str:
-        """`+0.12 dB [+0.05, +0.19]`."""
+        """`+0.12 dB [+0.05, +0.19]`; one more digit where a bound would round to zero."""
         unit = f" {self.unit}" if self.unit else ""
+        if any(0 < abs(v) < 0.5 * 10 ** -digits for v in (self.low, self.high)):
+            digits += 1
         return f"{self.value:+.{digits}f}{unit} [{self.low:+.{digits}f}, {self.high:+.{digits}f}]"
 
     def as_dict(self) -> dict:

@@ -13,8 +13,7 @@ from search import milestones, tracking
 from search.run.estimate import Estimate
 from search.study import Study
 from sr_core.contract import (BEST_WEIGHTS, FINAL_FROM_AUDIT, FINAL_FROM_SEARCH, FINISHED, ROLE_AUDIT, ROLE_FINAL,
-                              TAG_FINAL_FROM, TAG_FINAL_FROM_RUN, TAG_GPUS, WALL_SECONDS, pruning_regret,
-                              summary_key)
+                              TAG_FINAL_FROM, TAG_FINAL_FROM_RUN, TAG_GPUS, WALL_SECONDS, summary_key)
 
 
 @dataclass
@@ -33,6 +32,7 @@ class StudyOutcome:
     final_from_name: str = ""  # the name of the trial or audit run it came from
     outside_search: dict[str, float] = field(default_factory=dict)  # the search's best, beside a final
     audit: str = ""  # the pruning audit's verdict (audit_line), "" without one
+    noise: dict = field(default_factory=dict)  # comparisons with their 95% intervals (noise_comparisons)
     device_hours: float = 0.0  # what the study's runs spent (actual/device_hours)
 
 
@@ -58,8 +58,13 @@ def finish(session, outcome: StudyOutcome, log) -> StudyOutcome:
     outcome.final = tracking.final_of(client, state.experiment_id, parent)
     if outcome.final:
         outcome.final_from, outcome.final_from_name = final_source(client, outcome.final, trials + audits)
+    images = {r["run_id"]: tracking.val_images(client, r["run_id"])
+              for r in trials + audits + ([outcome.final] if outcome.final else []) if r["status"] in FINISHED}
+    bicubic = tracking.val_images(client, parent)
+    outcome.noise = noise_comparisons(trials, outcome.best, outcome.final, images, bicubic, study.search.metric,
+                                      study.search.direction)
     if audits:
-        outcome.audit = audit_line(audits, outcome.best, study.search.metric, study.search.direction)
+        outcome.audit = audit_line(audits, outcome.best, study, images)
         log(f"audit        : {outcome.audit}")
     if outcome.best:
         tracking.set_tags(client, parent, {"best_run_id": outcome.best["run_id"]})
@@ -91,23 +96,53 @@ def gpu_weight(run: dict) -> float:
     return gpus if gpus > 0 else 1.0
 
 
-def audit_line(audits: list[dict], best: dict | None, metric: str, mode: str) -> str:
-    """The pruning audit in one line: did a pruned trial, resumed to the full budget, beat the
-    search's best, and by how much (the pruning regret, relative to the best's value)."""
-    key, sign = summary_key(metric), (1.0 if mode == "min" else -1.0)
-    done = [a for a in audits if a["status"] in FINISHED and a.get(key) is not None]
+def audit_line(audits: list[dict], best: dict | None, study: Study, images: dict) -> str:
+    """The pruning audit's verdict, the report's sentence (reports.verdict): did a pruned trial, resumed
+    to the full budget, beat the search's best beyond the val set's noise, and what each trained."""
+    from reports.verdict import pruning_sentence, schedule_words
+    metric, mode = study.search.metric, study.search.direction
+    key = summary_key(metric)
+
+    def row(r: dict) -> dict:
+        return {"name": r["name"], "value": float(r[key]), "images": (images.get(r["run_id"]) or {}).get(metric),
+                "stopped_at": r.get("audit.stopped_at"), "rank": r.get("audit.rank"),
+                "pruned": r.get("audit.pruned"), "epochs_run": r.get("epochs_run")}
+    done = [row(a) for a in audits if a["status"] in FINISHED and a.get(key) is not None]
     if not done:
         return f"{len(audits)} pruned trial(s) resumed; none ran to its end"
-    top = min(done, key=lambda a: sign * float(a[key]))
-    where = (f"{top['name']} (rank {top.get('audit.rank', '?')} of {top.get('audit.pruned', '?')} pruned, "
-             f"stopped at epoch {top.get('audit.stopped_at', '?')})")
-    head = f"{len(done)} pruned trial(s) resumed to the end; best {where} {metric} {float(top[key]):.5g}"
-    if best is None:
-        return head + "; no search trial finished to compare"
-    b, a = float(best[key]), float(top[key])
-    if regret := pruning_regret(b, a, mode):
-        return f"{head}: it beats the search's best ({b:.5g}) by {regret:.1%}: the pruning cut a better trial"
-    return f"{head}: none beat the search's best ({b:.5g}); pruning regret 0"
+    rungs = [r for r in study.rungs() if r < study.train.epochs]  # the last epoch ends trials, it decides nothing
+    schedule = schedule_words(study.schedule, rungs, study.pruner.reduction_factor, study.pruner.insure)
+    return pruning_sentence(study.name, schedule, row(best) if best else None, done, [], None, 0, metric, mode,
+                            study.train.epochs)
+
+
+def noise_comparisons(trials: list[dict], best: dict | None, final: dict | None, images: dict,
+                      bicubic: dict | None, metric: str, mode: str) -> dict:
+    """What `run` states, each with its 95% paired bootstrap interval over the val images (sr_core.noise):
+    the best against bicubic and against the runner-up, the configs tied with the best, the final model
+    against the search's best and against bicubic. Empty where per-image values are missing."""
+    from sr_core.noise import gain, tied_with_best
+    key, sign = summary_key(metric), (1.0 if mode == "min" else -1.0)
+
+    def of(run: dict | None):
+        return (images.get(run["run_id"]) or {}).get(metric) if run else None
+    out: dict = {}
+    base = (bicubic or {}).get(metric)
+    if best is None or of(best) is None:
+        return out
+    if base is not None and len(base) == len(of(best)):
+        out["best_vs_bicubic"] = gain(of(best), base, metric, mode)
+    done = sorted((t for t in trials if t["status"] in FINISHED and of(t) is not None and t.get(key) is not None),
+                  key=lambda t: sign * float(t[key]))
+    runner = next((t for t in done if t["run_id"] != best["run_id"]), None)
+    if runner is not None:
+        out["runner_up"] = (runner["name"], gain(of(best), of(runner), metric, mode))
+        out["tied"] = list(tied_with_best({t["name"]: of(t) for t in done}, best["name"], metric, mode))
+    if final is not None and of(final) is not None:
+        out["final_vs_best"] = gain(of(final), of(best), metric, mode)
+        if base is not None and len(base) == len(of(final)):
+            out["final_vs_bicubic"] = gain(of(final), base, metric, mode)
+    return out
 
 
 def final_source(client, final: dict, rows: list[dict]) -> tuple[str, str]:

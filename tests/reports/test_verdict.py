@@ -20,7 +20,7 @@ def test_a_pruned_config_better_beyond_noise_is_a_miss_named_with_its_rung_and_r
     audited = [_row("b4c32-audit", 0.9, 0.01, **AUDIT), _row("b2c8-audit", 1.2, 0.01, **AUDIT)]
     text = pruning_sentence("demo", "synchronous halving (rungs at epochs 1, 2, 4)", winner, audited, [winner],
                             0.9, 5, max_epochs=6, rung=1)
-    assert text.startswith("demo (synchronous halving (rungs at epochs 1, 2, 4)): a pruning miss: the best of 2 "
+    assert text.startswith("demo, synchronous halving (rungs at epochs 1, 2, 4): a pruning miss: the best of 2 "
                            "audited trial(s), b4c32-audit (cut at the epoch-1 rung, ranked 3 of 9 pruned; resumed "
                            "from epoch 1 to epoch 6), beat the winner b1c32 beyond noise (+0.")
     assert "the rung ranking missed it" in text and "well" not in text and text.count(".") >= 1
@@ -45,7 +45,7 @@ def test_without_an_audit_the_sentence_says_a_miss_is_not_ruled_out():
     winner = _row("b1c32", 1.0, 0.01)
     others = [_row(f"t{i}", 1.0 + 0.3 * i, 0.01) for i in range(1, 4)]
     text = pruning_sentence("demo", "ASHA", winner, [], [winner, *others], 0.95, 4, rung=2)
-    assert text == ("demo (ASHA): no audit ran, so a miss cannot be ruled out; the rung ranking predicted the final "
+    assert text == ("demo, ASHA: no audit ran, so a miss cannot be ruled out; the rung ranking predicted the final "
                     "one well (Spearman ρ = 0.950 over 4 trials at epoch 2).")
 
 

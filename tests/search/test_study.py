@@ -40,6 +40,14 @@ def test_bundled_studies_load_and_the_residual_grid_is_the_original():
     (("[search]", "[extras]\nx = 1\n[search]"), "[extras]"),
     (("[train]", "[pruner]\naudit = -1\n[train]"), "[pruner].audit"),
     (("[train]", "[pruner]\nkind = \"none\"\naudit = 2\n[train]"), "[pruner].audit"),
+    (("[train]", "[questions]\ndepth = {vary = \"lr\"}\n[train]"), "[questions].depth.vary"),
+    (("[train]", "[questions]\ndepth = {vary = \"channels\"}\n[train]"), "[questions].depth.vary"),
+    (("[train]", "[questions]\ndepth = {vary = \"blocks\", fixed = {channels = 16}}\n[train]"),
+     "[questions].depth.fixed.channels"),
+    (("[train]", "[questions]\ndepth = {vary = \"blocks\", size = 1}\n[train]"), "[questions].depth.size"),
+    (("[train]", "[questions]\nchoose_at = 3\ndepth = {vary = \"blocks\"}\n[pruner]\nkind = \"halving\"\n"
+                 "grace_period = 1\nreduction_factor = 2\n[train]"), "[questions].choose_at"),
+    (("[train]", "[questions]\nask = \"yes\"\n[train]"), "[questions].ask"),
 ])
 def test_a_wrong_field_is_named(edit, field):
     with pytest.raises(StudyError) as exc:
@@ -103,3 +111,18 @@ def test_other_data_drops_the_files_description_which_speaks_of_the_files_data()
     assert study.with_overrides(data=study.data).description == "on the embedded photos"  # same data: kept
     moved = study.with_overrides(data="/photos/mine")
     assert moved.data == "/photos/mine" and moved.description == ""
+
+
+def test_questions_are_slices_whose_cells_hold_every_lr_of_a_point():
+    from search.questions import slice_configs
+    study = load_study("demo")
+    assert [q.name for q in study.questions.active] == ["arch", "depth", "width"]
+    cells = slice_configs(study.questions, study.grid())
+    # refiner/residual x 3 depths at c16, residual depths at c32, residual widths at b4 (b4 c16 and
+    # b4 c32 shared): 10 points, each one config (the demo has one lr)
+    assert len(cells) == 10 and all(len(configs) == 1 for configs in cells.values())
+    residual = load_study("residual")
+    cells = slice_configs(residual.questions, residual.grid())
+    assert len(cells) == 3 + 11 - 1 and all(len(configs) == 4 for configs in cells.values())  # 4 lrs each
+    assert residual.questions.choose_at == 12 and "questions" in residual.flat_params()
+    assert residual.with_overrides(questions=False).questions.active == ()
