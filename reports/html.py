@@ -17,6 +17,7 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
 from sr_core.contract import mask, write_text_atomic
+from sr_core.noise import gain
 
 from . import analysis as an
 from . import comparison_html as ch
@@ -127,13 +128,18 @@ def _cell(value, shown: str) -> str:
     return f'<td data-sort="{escape(raw)}">{shown}</td>'
 
 
-def runs_table_html(trials: pd.DataFrame, objective: tuple[str, str]) -> str:
-    """Figure 1: the sortable runs table, best val/mse first; the best trial by the study's objective marked."""
+def runs_table_html(trials: pd.DataFrame, objective: tuple[str, str], images: dict | None = None,
+                    studies: pd.DataFrame | None = None) -> str:
+    """Figure 1: the sortable runs table, best val/mse first; the best trial by the study's objective marked;
+    with per-image values, each trial's gain over bicubic with its 95% paired bootstrap interval."""
     table = fg.runs_table(trials)
     best = an.best_trial(trials, objective)
     many = trials["study"].nunique() > 1
+    gains = _bicubic_gains(table, objective, images or {}, studies)
     heads = ["name"] + (["study"] if many else []) + ["runtime", "channels", "eta_min", "lr", "blocks",
              "train/mse", "val/mse", "val/psnr (dB)", "val/ssim", "status", "epochs"]  # fmt: skip
+    if gains:
+        heads.append("vs bicubic (95%)")
     rows = []
     for _, r in table.iterrows():
         cells = [_cell(r["name"], escape(r["name"]))]
@@ -152,6 +158,9 @@ def runs_table_html(trials: pd.DataFrame, objective: tuple[str, str]) -> str:
             _cell(r["status"], escape(r["status"])),
             _cell(r["epochs_run"], f"{sm.fmt(r['epochs_run'], '.0f')}/{sm.fmt(r['max_epochs'], '.0f')}"),
         ]
+        if gains:
+            g = gains.get(r["run_id"])
+            cells.append(_cell(g.value if g else None, escape(g.text()) if g else "—"))
         classes = [r["status"]] + (["best"] if best is not None and r["run_id"] == best["run_id"] else [])
         attrs = f'class="{escape(" ".join(classes))}" data-run-id="{escape(r["run_id"])}"'
         rows.append(f"<tr {attrs}>{''.join(cells)}</tr>")
@@ -160,6 +169,21 @@ def runs_table_html(trials: pd.DataFrame, objective: tuple[str, str]) -> str:
         f'<div class="table-wrap"><table class="sortable" id="runs-table"><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
+
+
+def _bicubic_gains(table: pd.DataFrame, objective: tuple[str, str], images: dict,
+                   studies: pd.DataFrame | None) -> dict:
+    """run id -> its gain over its study's bicubic (sr_core.noise), for the runs that kept per-image values."""
+    if studies is None or not images:
+        return {}
+    metric, mode = objective
+    base = {row["study"]: (images.get(row["run_id"]) or {}).get(metric) for _, row in studies.iterrows()}
+    out = {}
+    for _, r in table.iterrows():
+        mine, floor = (images.get(r["run_id"]) or {}).get(metric), base.get(r["study"])
+        if mine and floor and len(mine) == len(floor):
+            out[r["run_id"]] = gain(mine, floor, metric, mode)
+    return out
 
 
 def samples_section(number: int, data: RunData, png: bytes | None) -> Section:
@@ -249,7 +273,7 @@ def render_page(data: RunData, samples_png: bytes | None, evaluations: Evaluatio
                 comparison: Comparison | str = "no comparison crops were loaded") -> str:
     """The full HTML document for already-loaded data."""
     t, h, s = data.trials, data.history, data.studies
-    sections = [Section(1, "Runs (click a header to sort)", runs_table_html(t, data.objective))]
+    sections = [Section(1, "Runs (click a header to sort)", runs_table_html(t, data.objective, data.images, s))]
     makers: Sequence[tuple[str, Callable[[], go.Figure]]] = [
         *effect_makers(data),
         ("Training progress of the best trial", lambda: fg.best_progress(t, h, data.objective)),

@@ -16,6 +16,8 @@ import math
 
 from sr_core.noise import Gain, gain, tied_with_best
 
+RELATION = {"better": "better than", "tied": "tied with", "worse": "worse than"}
+
 
 def schedule_words(kind: str, rungs: list[int], reduction_factor: float | None, insure: str = "") -> str:
     """`synchronous halving (rungs at epochs 1, 2, 4; the best 1/2 and the best of each arch go on)`."""
@@ -103,6 +105,13 @@ def pruning_sentence(study: str, schedule: str, winner: dict | None, audited: li
             relation = "tied with" if g.verdict == "tied" else "worse than"
             parts.append(f"no pruning miss: {count}{where}, ended {relation} the winner {winner['name']} "
                          f"({g.text()})")
+        for other in audited:  # every audited trial against the winner, not only the best of them
+            if other is best:
+                continue
+            g = _gain(other, winner, metric, mode)
+            parts[-1] += (f"; {other['name']} ({trained_words(other, max_epochs)}): "
+                          + (f"{g.text()}, {RELATION[g.verdict]} the winner" if g
+                             else f"{metric} {other['value']:.5g}, noise unknown"))
     elif winner is not None:
         parts.append("no audit ran, so a miss cannot be ruled out")
     over = f"{n} trials" if not audited else f"{n} trials ({n - len(audited)} finished, {len(audited)} audited)"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from _driver import write_study
-from search.bench.curves import load_curves
+from search.bench.curves import image_mse, load_curves
 from sr_core.models import flops_per_image
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -38,4 +38,9 @@ def test_every_config_is_recorded_per_epoch_and_a_rerun_trains_only_what_is_miss
     assert trained["status"] == "completed"  # patience 1 was lifted: early stopping is off while recording
     assert len(trained["val_mse"]) == len(trained["val_psnr"]) == len(trained["seconds"]) == 2
     assert trained["flops_per_image"] == flops_per_image("residual", 1, 4)
+    # each epoch's val/mse of each of the 3 val patches, whose mean is the epoch's val/mse
+    assert [len(epoch) for epoch in trained["val_mse_images"]] == [3, 3]
+    for epoch, mean in enumerate(trained["val_mse"], start=1):
+        assert sum(image_mse(trained, epoch)) / 3 == pytest.approx(mean, rel=1e-4)
+    assert image_mse(curves["configs"]["residual_b0_c4_lr0.002_eta0"], 1) is None  # recorded before: none
     assert not (tmp_path / "curves.json.gz.partial").exists()
