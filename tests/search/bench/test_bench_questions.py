@@ -1,6 +1,7 @@
 """`bench search` with per-image values and a study's questions: the grid's configs tied with its winner
 within noise, whether a schedule's best is among them, and each question step's direction from what a
 schedule trained against the full grid's (search/bench/replay.py, search/bench/schedules.py)."""
+import math
 from pathlib import Path
 
 import pytest
@@ -168,3 +169,17 @@ def test_the_residual_questions_map_onto_the_proxy_space_by_index():
     assert [dict(q.fixed) for q in moved.items] == [{"channels": 44}, {"blocks": 6}]
     assert study.space["channels"][real.space["channels"].index(128)] == 8
 
+
+
+def test_the_lr_choice_table_counts_points_chosen_right_by_best_so_far_and_by_the_epoch_s_value():
+    from search.bench.schedules import lr_choice
+    # one point, two lrs: lr 1 dips at epoch 2 then wins; lr 2 leads at epochs 1-2 by its value there
+    configs = {"a": {"arch": "residual", "blocks": 1, "channels": 8, "lr": 1, "val_mse": [0.9, 0.5, 0.8, 0.3]},
+               "b": {"arch": "residual", "blocks": 1, "channels": 8, "lr": 2, "val_mse": [0.8, 0.7, 0.6, 0.6]}}
+    out = lr_choice("c.json", {"configs": configs, "epochs": 4, "study": "s", "seed": 0})
+    by = {(r["epoch"], r["by"]): r for r in out["rows"]}
+    assert by[(1, "best so far")]["right"] == 0 and by[(2, "best so far")]["right"] == 1
+    assert by[(3, "value at the epoch")]["right"] == 0 and by[(3, "best so far")]["right"] == 1
+    assert by[(1, "best so far")]["mean_loss_db"] == pytest.approx(10 * math.log10(0.6 / 0.3))
+    single = {"a": configs["a"]}
+    assert lr_choice("c.json", {"configs": single, "epochs": 4, "study": "s", "seed": 0}) is None
