@@ -227,22 +227,9 @@ def rung_check(
         }
     ).dropna()
     audited = _audited(study, audits, rung_vals)
-    images = images or {}
-
-    def row(r, value_of) -> dict:
-        return {"name": r["name"], "value": float(value_of(r)), "run_id": r["run_id"],
-                "images": (images.get(r["run_id"]) or {}).get(metric)}
-    value = done[metric].astype(float) if metric in done else done["val/mse"].astype(float)
-    finished_rows = [row(r, lambda r: value[i]) for i, r in done.iterrows() if np.isfinite(value[i])]
+    finished_rows, audited_rows = _verdict_rows(done, audited, audits, images or {}, metric)
     winner = (min if mode == "min" else max)(finished_rows, key=lambda r: r["value"]) if finished_rows else None
-    audited_rows = []
     if audited is not None and len(audited):
-        own_audits = audits.set_index("run_id")
-        for _, a in audited.iterrows():
-            full = own_audits.loc[a["run_id"]]
-            v = float(full[metric]) if metric in full and np.isfinite(float(full[metric])) else float(a["final_val_mse"])
-            audited_rows.append({**row(a, lambda _: v), "stopped_at": a["stopped_at"], "rank": a["rank"],
-                                 "pruned": a["pruned"], "epochs_run": full.get("epochs_run")})
         table = pd.concat([table, audited[table.columns]], ignore_index=True)
     rho = spearman(table["rung_val_mse"], table["final_val_mse"])
     n = len(table)
@@ -258,6 +245,26 @@ def rung_check(
     if len(winner_row):
         sentence += _winner_at_rung(winner_row.loc[winner_row["final_val_mse"].idxmin()], rung_vals, reduction_factor)
     return RungCheck(study, grace_period, rho, n, sentence, table, audit)
+
+
+def _verdict_rows(done: pd.DataFrame, audited: pd.DataFrame | None, audits: pd.DataFrame | None,
+                  images: dict, metric: str) -> tuple[list[dict], list[dict]]:
+    """The finished and the audited trials as the verdict reads them (reports/verdict.py): name, the
+    objective's value, per-image values; the audited ones with their rung, rank and epochs run."""
+    def row(r, value: float) -> dict:
+        return {"name": r["name"], "value": value, "run_id": r["run_id"],
+                "images": (images.get(r["run_id"]) or {}).get(metric)}
+    value = done[metric].astype(float) if metric in done else done["val/mse"].astype(float)
+    finished_rows = [row(r, float(value[i])) for i, r in done.iterrows() if np.isfinite(value[i])]
+    audited_rows = []
+    if audited is not None and len(audited):
+        own_audits = audits.set_index("run_id")
+        for _, a in audited.iterrows():
+            full = own_audits.loc[a["run_id"]]
+            v = float(full[metric]) if metric in full and np.isfinite(float(full[metric])) else float(a["final_val_mse"])
+            audited_rows.append({**row(a, v), "stopped_at": a["stopped_at"], "rank": a["rank"],
+                                 "pruned": a["pruned"], "epochs_run": full.get("epochs_run")})
+    return finished_rows, audited_rows
 
 
 def _winner_at_rung(winner: pd.Series, rung_vals: pd.Series, reduction_factor: float | None) -> str:

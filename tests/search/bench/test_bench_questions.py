@@ -172,7 +172,7 @@ def test_the_residual_questions_map_onto_the_proxy_space_by_index():
 
 
 def test_the_lr_choice_table_counts_points_chosen_right_by_best_so_far_and_by_the_epoch_s_value():
-    from search.bench.schedules import lr_choice
+    from search.bench.lr_choice import lr_choice
     # one point, two lrs: lr 1 dips at epoch 2 then wins; lr 2 leads at epochs 1-2 by its value there
     configs = {"a": {"arch": "residual", "blocks": 1, "channels": 8, "lr": 1, "val_mse": [0.9, 0.5, 0.8, 0.3]},
                "b": {"arch": "residual", "blocks": 1, "channels": 8, "lr": 2, "val_mse": [0.8, 0.7, 0.6, 0.6]}}
