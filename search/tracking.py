@@ -182,15 +182,25 @@ def create_trial_run(client: MlflowClient, experiment_id: str, parent_run_id: st
     its tags, its hyperparameters (TrialConfig's logged fields) and its shape (parameters, forward
     FLOPs per image)."""
     name = run_name(config) + {ROLE_FINAL: FINAL_SUFFIX, ROLE_AUDIT: AUDIT_SUFFIX}.get(role, "")
-    run_id = client.create_run(
-        experiment_id, run_name=name,
-        tags={"mlflow.parentRunId": parent_run_id, TAG_ROLE: role, TAG_STUDY: study_name,
-              "arch": str(config["arch"]), TAG_STATUS: "running", TAG_TRIAL_ID: trial_id, **tags},
-    ).info.run_id
+    run_id = open_trial_run(client, experiment_id, parent_run_id, study_name, trial_id, name, str(config["arch"]),
+                            tags, role)
     shape = (config["arch"], int(config["blocks"]), int(config["channels"]))
     log_params(client, run_id, {**{k: config[k] for k in LOGGED_FIELDS},
                                 "n_params": params_count(*shape), "flops_per_image": flops_per_image(*shape)})
     return run_id
+
+
+def open_trial_run(client: MlflowClient, experiment_id: str, parent_run_id: str, study_name: str,
+                   trial_id: str, name: str, arch: str, tags: Mapping[str, str] | None = None,
+                   role: str = ROLE_TRIAL) -> str:
+    """The child run `create_trial_run` opens, named `name`, with the tags every trial, final and audit
+    run carries (`status` running) and no params yet: for a writer that logs them itself (`log_params`),
+    such as the reports' test store."""
+    return client.create_run(
+        experiment_id, run_name=name,
+        tags={"mlflow.parentRunId": parent_run_id, TAG_ROLE: role, TAG_STUDY: study_name,
+              "arch": arch, TAG_STATUS: "running", TAG_TRIAL_ID: trial_id, **(tags or {})},
+    ).info.run_id
 
 
 def run_status(client: MlflowClient, run_id: str) -> str:

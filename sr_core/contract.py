@@ -52,6 +52,9 @@ BEST_WEIGHTS, SAMPLES_IMAGE = "best.pt", "samples.png"
 #: final run's at its best epoch, and bicubic's on the study run (with "names"). What every comparison's
 #: paired bootstrap (sr_core.noise) resamples.
 VAL_IMAGES = "val_images.json"
+#: The study run's cost estimate: device-seconds by part, the wall, each config's predicted epoch
+#: (search.run.estimate.as_json), what `bench estimate` sets against what the study spent.
+ESTIMATE_ARTIFACT = "estimate.json"
 
 # -- the workdir -------------------------------------------------------------------------------------
 #: `--workdir` unless given; inside it the MLflow store (unless --tracking-uri), one folder per study

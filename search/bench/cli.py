@@ -9,6 +9,7 @@ noisy, so each benchmark compares ratios measured side by side in one run.
     bench search    schedules replayed on measured learning curves (bench/schedules.py)
     bench curves    the learning curves of every config of a grid, for bench search (bench/curves.py)
     bench memory    the memory model's predicted peak against a real trial's, per config (bench/memory.py)
+    bench estimate  a finished study's cost estimate against what it spent (bench/estimate.py)
 
 A subcommand is one entry of SUBCOMMANDS (its help, its arguments and its run function). Nothing here
 imports Ray, Optuna or MLflow, and torch only once a benchmark runs: `bench train` and `bench data`
@@ -22,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from search.bench import curves, memory, overhead, schedules
+from search.bench import curves, estimate, memory, overhead, schedules
 from search.bench.output import default_device, envelope, table, write_json
 
 EXIT_USAGE = 2
@@ -157,6 +158,7 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Cal
     "search": schedules.SUBCOMMAND,
     "curves": curves.SUBCOMMAND,
     "memory": memory.SUBCOMMAND,
+    "estimate": estimate.SUBCOMMAND,
 }
 
 

@@ -125,22 +125,37 @@ def final_resources(cluster: Cluster) -> dict[str, float]:
     return {"cpu": max(1.0, math.floor(cluster.cpus / max(cluster.nodes, 1))), "gpu": 1.0 if cluster.gpus > 0 else 0.0}
 
 
-def measure_trial_device(per_trial: dict[str, float]) -> tuple[str, float, int]:
-    """(device name, effective training FLOP/s, device memory in bytes (0 on CPU)) measured by a Ray
-    task placed like a trial."""
+def measure_trial_device(per_trial: dict[str, float], shapes: list | None = None, batch_size: int = 16,
+                         final_threads: int = 0) -> tuple[str, float, int, list[dict], float]:
+    """(device name, effective training FLOP/s, device memory in bytes (0 on CPU), the cost probe's rows
+    for `shapes` (sr_core.cost_probe: real steps timed, a few per architecture), the final step's speedup
+    on `final_threads` CPU threads against a trial's) measured by a Ray task placed like a trial."""
     import ray
 
     @ray.remote(max_calls=1)  # the worker exits afterwards: no CUDA context outlives the measurement
-    def measure(threads: int) -> tuple[str, float, int]:
+    def measure(threads: int) -> tuple[str, float, int, list[dict], float]:
         import torch
 
+        from sr_core.cost_probe import probe, sample_shapes, time_shape
         from sr_core.throughput import measure_device_flops
         from sr_core.train import default_device
         device = default_device()
         cuda = device.type == "cuda"
         name = torch.cuda.get_device_name(0) if cuda else "cpu"
         memory = torch.cuda.get_device_properties(0).total_memory if cuda else 0
-        return name, measure_device_flops(device.type, threads), memory
+        rows = probe(shapes, batch_size, device, threads) if shapes else []
+        speedup = 1.0
+        if rows and not cuda and final_threads > threads:  # the final step's threads, on the middle shape
+            middle = sample_shapes([(r["arch"], r["blocks"], r["channels"]) for r in rows])[len(rows) // 2]
+            previous = torch.get_num_threads()
+            torch.set_num_threads(final_threads)
+            try:
+                faster = time_shape(*middle, batch_size=batch_size, device=device)["step_s"]
+            finally:
+                torch.set_num_threads(previous)
+            slower = next(r["step_s"] for r in rows if (r["arch"], r["blocks"], r["channels"]) == middle)
+            speedup = max(slower / faster, 1.0)
+        return name, measure_device_flops(device.type, threads), memory, rows, speedup
 
     threads = max(1, int(per_trial["cpu"]))
     options = {"num_cpus": per_trial["cpu"], "num_gpus": per_trial["gpu"]}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 from collections.abc import Iterator
 
@@ -27,12 +28,14 @@ from search.run.closing import StudyOutcome, finish
 from search.run.cluster import (check_address, final_resources, measure_trial_device, ray_session, reap_orphans,
                                 trial_resources)
 from search.run.estimate import ASSUMED_GPU_TFLOPS, Estimate, estimate_study
+from search.run.estimate import as_json as estimate_json
 from search.run.interrupts import interrupt_guard
 from search.run.session import Prepared, RunOptions, Session
 from search.state import StudyState
 from search.study import Study, parse_study
 from search.tune.packing import AUTO, Packing, plan_packing
 from search.workdir import LOCK_FILE, Workdir, held_lock
+from sr_core.contract import ESTIMATE_ARTIFACT
 from sr_core.data import SRData, bicubic_images, bicubic_psnr, bicubic_scores, load_cached, prepare_dataset
 from sr_core.files import remove_stale_temporaries, write_text_atomic
 from sr_core.memory import GIB
@@ -56,7 +59,8 @@ def run_study(study: Study, opts: RunOptions, log=print) -> StudyOutcome:
         cluster = stack.enter_context(ray_session(opts.address, env, log))
         guard.install()  # ray.init replaced the driver's SIGTERM handler with its own
         per_trial, concurrency = trial_resources(study, cluster)
-        estimate, device_bytes = _estimate(study, opts, per_trial, concurrency, prepared.data)
+        estimate, device_bytes = _estimate(study, opts, per_trial, concurrency, prepared.data,
+                                           int(final_resources(cluster)["cpu"]))
         packing = _packing(study, cluster, prepared.data, device_bytes)
         if packing is not None:
             concurrency = max(1, min(study.num_trials, int(cluster.gpus / min(packing.fractions.values()))))
@@ -197,13 +201,20 @@ def prepare(study: Study, workdir: Workdir, log=print) -> Prepared:
 
 
 def _estimate(study: Study, opts: RunOptions, per_trial: dict, concurrency: int,
-              data: SRData) -> tuple[Estimate, int]:
-    """The estimate, and the memory of the trials' device in bytes (0: a CPU, or not measured)."""
+              data: SRData, final_threads: int = 0) -> tuple[Estimate, int]:
+    """The estimate, and the memory of the trials' device in bytes (0: a CPU, or not measured). Priced
+    by the cost model fitted to real steps of the study's shapes timed on the trials' device
+    (search.run.cost_model); by FLOPs for --tflops (a target GPU that is not here to time)."""
+    from search.run.cost_model import fit
     if opts.tflops:
         device, flops, memory = f"target GPU (--tflops {opts.tflops:g})", opts.tflops * 1e12, 0
-    else:
-        device, flops, memory = measure_trial_device(per_trial)
-    return estimate_study(study, len(data.train), len(data.val), device, flops, concurrency), memory
+        return estimate_study(study, len(data.train), len(data.val), device, flops, concurrency), memory
+    shapes = sorted({(a, b, c) for a in study.space["arch"] for b in study.space["blocks"]
+                     for c in study.space["channels"]})
+    device, flops, memory, rows, speedup = measure_trial_device(per_trial, shapes, study.train.batch_size,
+                                                                final_threads)
+    model = fit(rows, study.train.batch_size, speedup) if rows else None
+    return estimate_study(study, len(data.train), len(data.val), device, flops, concurrency, model), memory
 
 
 def _packing(study: Study, cluster, data: SRData, measured_bytes: int) -> Packing | None:
@@ -256,6 +267,7 @@ def _open_tracking(s: Session, estimate: Estimate, storage: str | None, log) -> 
     from sr_core.crops import study_crops
     tracking.log_study_crops(client, parent, study_crops(str(s.prepared.path)))  # chosen once per study
     tracking.log_val_images(client, parent, bicubic_images(data.val))  # the floor, image by image
+    client.log_text(parent, json.dumps(estimate_json(estimate)), ESTIMATE_ARTIFACT)
     target = optuna_target(s.study, s.state)
     target.create_study()
     rungs = scheduler_rungs(s.study, target)

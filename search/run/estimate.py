@@ -12,9 +12,9 @@ then spends is logged beside it (actual/device_hours), so the report shows estim
 from __future__ import annotations
 
 import itertools
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from search.rungs import schedule_epochs
 from search.study import Study
 from sr_core.models import flops_per_image
 
@@ -40,6 +40,14 @@ class Estimate:
     audit_trials: int = 0
     questions_flops: float = 0.0  # the questions' configs carried past where the schedule stops them
     question_cells: int = 0
+    # The measured cost model's prices (search.run.cost_model), in device-seconds: "search", "questions",
+    # "audit", "final", and "orchestration" (wall seconds of Tune starts, trial starts and resumes).
+    # Empty on the FLOP path (--tflops: a target GPU that is not here to time).
+    seconds: dict = field(default_factory=dict)
+    probe_seconds: float = 0.0  # what timing the shapes cost, before the study
+    probe_shapes: int = 0
+    speedup: float = 1.0  # the final step's threads against a trial's (the cost model's)
+    epoch_seconds: dict = field(default_factory=dict)  # run name -> the model's seconds for one of its epochs
 
     @property
     def flops_expected(self) -> float:
@@ -47,10 +55,16 @@ class Estimate:
 
     @property
     def device_hours(self) -> float:
+        if self.seconds:
+            return sum(v for k, v in self.seconds.items() if k != "orchestration") / 3600
         return self.flops_expected / self.device_flops / 3600
 
     @property
     def wall_hours(self) -> float:
+        if self.seconds:
+            s, conc = self.seconds, max(self.concurrency, 1)
+            return ((s["search"] + s["questions"]) / conc + s["audit"] / max(min(conc, self.audit_trials), 1)
+                    + s["final"] + s["orchestration"]) / 3600
         search = (self.flops_total * self.epochs_fraction + self.questions_flops) / max(self.concurrency, 1)
         audit = self.audit_flops / max(min(self.concurrency, self.audit_trials), 1)
         return (search + audit + self.final_flops) / self.device_flops / 3600
@@ -60,7 +74,24 @@ class Estimate:
                 "estimate/flops_total": self.flops_total, "estimate/device_hours": self.device_hours,
                 "estimate/wall_hours": self.wall_hours, "estimate/device_tflops": self.device_flops / 1e12,
                 "estimate/epochs_fraction": self.epochs_fraction, "estimate/flops_expected": self.flops_expected,
-                "estimate/questions_flops": self.questions_flops}
+                "estimate/questions_flops": self.questions_flops, "estimate/probe_seconds": self.probe_seconds,
+                **{f"estimate/{k}_seconds": v for k, v in self.seconds.items()}}
+
+    def _questions_line(self) -> str:
+        if self.seconds:
+            share = self.seconds["questions"] / max(self.device_hours * 3600, 1e-9)
+            more = f"{self.seconds['questions'] / 3600:,.3g} device-hours more than the schedule alone"
+        else:
+            share = self.questions_flops / max(self.flops_expected, 1e-9)
+            more = f"{self.questions_flops / 1e15:,.2f} PFLOP more than the schedule alone"
+        return (f"questions    : {self.question_cells} points of the study's questions carried to the full budget: "
+                f"{more} ({share:.0%} of this estimate; --no-questions leaves them out)")
+
+    def _model_line(self) -> str:
+        parts = ", ".join(f"{k} {v / 3600:.3g} h" for k, v in self.seconds.items() if k != "orchestration")
+        return (f"cost model   : real steps of {self.probe_shapes} shapes timed on the trials' device in "
+                f"{self.probe_seconds:.1f} s; device time by part: {parts}; "
+                f"plus {self.seconds['orchestration'] / 60:.1f} min of wall for Tune, trial starts and resumes")
 
     def lines(self) -> list[str]:
         grid = f"{self.grid_size} configs" if self.grid_size else "continuous space"
@@ -74,13 +105,12 @@ class Estimate:
             + (f", the audit of {self.audit_trials} pruned trial(s) {self.audit_flops / 1e15:,.2f} PFLOP more"
                if self.audit_trials else "")
             + (f", the final step {self.final_flops / 1e15:,.2f} PFLOP more" if self.final_flops else ""),
-            *([f"questions    : {self.question_cells} points of the study's questions carried to the full budget: "
-               f"{self.questions_flops / 1e15:,.2f} PFLOP more than the schedule alone "
-               f"({self.questions_flops / max(self.flops_expected, 1e-9):.0%} of this estimate; --no-questions "
-               "leaves them out)"] if self.question_cells else []),
+            *([self._questions_line()] if self.question_cells else []),
             f"device       : {self.device}, {self.device_flops / 1e12:,.3f} TFLOP/s effective",
+            *([self._model_line()] if self.seconds else []),
             f"estimate     : {self.device_hours:,.2f} {unit}; {self.wall_hours:,.2f} h wall "
-            f"at {self.concurrency} trial(s) at a time",
+            f"at {self.concurrency} trial(s) at a time"
+            + (" (an upper bound: trials that stop early on patience train less)" if self.seconds else ""),
         ]
         if self.device == "cpu":
             gpu_hours = self.flops_expected / (ASSUMED_GPU_TFLOPS * 1e12) / 3600
@@ -106,28 +136,53 @@ def _cost_configs(study: Study) -> list[tuple[str, int, int]]:
     return combos
 
 
-def schedule_epochs(study: Study) -> list[tuple[int, int]]:
-    """(trials, epochs each) of the study's schedule: how many trials stop at each rung, and how many
-    run every epoch. Exact for synchronous halving over a grid; ASHA's expectation."""
-    n, epochs, rf = study.num_trials, study.train.epochs, study.pruner.reduction_factor
-    if study.schedule == "none" or n == 0:
-        return [(n, epochs)]
-    if study.schedule == "halving":
-        rungs = study.rungs()[:-1]
-    else:
-        rungs = [r for r in (study.pruner.grace_period * rf ** k for k in range(64)) if r < epochs]
-    insured = len(study.space[study.pruner.insure]) if study.pruner.insure else 0
-    out = []
-    for rung in rungs:
-        keep = min(n, max(math.ceil(n / rf), insured))
-        out.append((n - keep, rung))
-        n = keep
-    out.append((n, epochs))
-    return [(k, e) for k, e in out if k]
+#: Orchestration wall seconds (BENCHMARKS.md, bench overhead on this 2-core machine: ~1 s per trial):
+#: starting a Tune experiment (search, audit, final), starting a trial, pausing and resuming one.
+EXPERIMENT_S, TRIAL_START_S, RESUME_S = 5.0, 1.0, 1.0
+
+
+def price(study: Study, model, train_images: int, val_images: int, concurrency: int) -> dict:
+    """Device-seconds by part, from the measured cost model: the schedule's epochs at the mean config's
+    epoch (which configs survive a rung is not known in advance), the questions' configs priced one by one,
+    the audit's epochs, the final step at the mean config on its threads; and the orchestration's wall."""
+    per_epoch = min(study.train.epoch_samples or train_images, train_images)
+    configs = _cost_configs(study)
+    epoch = {c: model.epoch_s(*c, per_epoch, val_images) for c in set(configs)}
+    mean = sum(epoch[c] for c in configs) / len(configs)
+    steps = schedule_epochs(study)
+    search = sum(k * e for k, e in steps) * mean
+    audited, audit_left = audit_epochs(study, steps)
+    fraction = sum(k * e for k, e in steps) / max(study.num_trials * study.train.epochs, 1)
+    questions = _question_seconds(study, epoch, fraction)
+    final = study.final.epochs * mean / max(model.speedup, 1e-9)
+    resumes = sum(k for k, e in steps if e > study.rungs()[0]) if study.schedule == "halving" and study.rungs() else 0
+    experiments = 1 + (1 if audited else 0) + (1 if study.final.epochs else 0)
+    orchestration = (experiments * EXPERIMENT_S + (study.num_trials + audited) * TRIAL_START_S / max(concurrency, 1)
+                     + resumes * RESUME_S / max(concurrency, 1))
+    return {"search": search, "questions": questions, "audit": audit_left * mean, "final": final,
+            "orchestration": orchestration}
+
+
+def _question_seconds(study: Study, epoch: dict, fraction: float) -> float:
+    """question_flops' count in seconds: each cell's configs to the choosing rung, its chosen one (the
+    costliest, an upper bound) on to the end, less what the schedule trains them anyway."""
+    from search.questions import choose_epoch, slice_configs
+    if study.schedule != "halving" or not study.questions.active or study.grid_size is None:
+        return 0.0
+    epochs = study.train.epochs
+    choose = min(choose_epoch(study.questions, study.rungs()), epochs)
+    cells = slice_configs(study.questions, study.grid())
+    shape = lambda c: (c["arch"], c["blocks"], c["channels"])  # noqa: E731
+    members = {study.trial_config(c).run_name: c for ms in cells.values() for c in ms}
+    carried = sum(epoch[shape(c)] * choose for c in members.values())
+    carried += sum(max(epoch[shape(c)] for c in ms) * (epochs - choose) for ms in cells.values())
+    return max(carried - sum(epoch[shape(c)] * epochs for c in members.values()) * fraction, 0.0)
 
 
 def estimate_study(study: Study, train_images: int, val_images: int, device: str,
-                   device_flops: float, concurrency: int) -> Estimate:
+                   device_flops: float, concurrency: int, model=None) -> Estimate:
+    """The estimate: priced by the measured cost model when one is given (`price`), else by FLOPs at
+    the device's measured rate on one reference net (--tflops: a target GPU that is not here)."""
     per_epoch = min(study.train.epoch_samples or train_images, train_images)
     configs = _cost_configs(study)
     mean = sum(trial_flops(a, b, c, study.train.epochs, per_epoch, val_images)
@@ -143,7 +198,27 @@ def estimate_study(study: Study, train_images: int, val_images: int, device: str
                     device=device, device_flops=device_flops, concurrency=concurrency,
                     mean_flops_per_image=mean_fpi, epochs_fraction=fraction, schedule=study.schedule,
                     final_flops=final, audit_flops=mean / max(study.train.epochs, 1) * audit_left,
-                    audit_trials=audited, questions_flops=questions, question_cells=cells)
+                    audit_trials=audited, questions_flops=questions, question_cells=cells,
+                    seconds=price(study, model, train_images, val_images, concurrency) if model else {},
+                    probe_seconds=model.probe_seconds if model else 0.0, probe_shapes=len(model.rows) if model else 0,
+                    epoch_seconds=_epoch_seconds(study, model, train_images, val_images) if model else {},
+                    speedup=model.speedup if model else 1.0)
+
+
+def _epoch_seconds(study: Study, model, train_images: int, val_images: int) -> dict[str, float]:
+    """Each grid config's predicted epoch (what `bench estimate` sets against the trial's own)."""
+    if study.grid_size is None:
+        return {}
+    per_epoch = min(study.train.epoch_samples or train_images, train_images)
+    return {study.trial_config(c).run_name: model.epoch_s(c["arch"], c["blocks"], c["channels"], per_epoch, val_images)
+            for c in study.grid()}
+
+
+def as_json(estimate: Estimate) -> dict:
+    """What the study run keeps of its estimate (ESTIMATE_ARTIFACT): the parts, the wall, each config's epoch."""
+    return {"device": estimate.device, "concurrency": estimate.concurrency, "device_hours": estimate.device_hours,
+            "wall_hours": estimate.wall_hours, "seconds": estimate.seconds, "probe_seconds": estimate.probe_seconds,
+            "speedup": estimate.speedup, "epoch_seconds": estimate.epoch_seconds}
 
 
 def question_flops(study: Study, per_epoch: int, val_images: int, fraction: float) -> tuple[int, float]:

@@ -12,15 +12,18 @@ from sr_core.contract import EPOCHS_RUN
 class Progress:
     """One line per event: elapsed time, the event, trials by status, the best so far, and an ETA.
 
-    The ETA counts epochs: the epochs still to run (unfinished trials to their last epoch, trials not
-    started yet at the mean length of the trials that ended, which is where pruning shows) times this
-    session's wall time per epoch. Before the first epoch it is the cost estimate's; with no estimate
+    The ETA counts epochs: with the schedule's plan (`planned_epochs`), the plan's epochs not trained
+    yet; without, the epochs still to run (unfinished trials to their last epoch, trials not started yet
+    at the mean length of the trials that ended); times this session's wall time per epoch. Before the first epoch it is the cost estimate's; with no estimate
     (the audit and the final step: `estimate_seconds=None`) the line says it comes after the first epoch.
     """
 
     def __init__(self, total_trials: int, max_epochs: int, estimate_seconds: float | None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, planned_epochs: int = 0, full_share: float = 1.0):
         self.total_trials, self.max_epochs, self.estimate_seconds = total_trials, max_epochs, estimate_seconds
+        # The schedule's plan (search.rungs.planned_epochs): every trial-epoch it trains, and the share of
+        # trials it takes to the full budget. 0: no plan (every trial to its last epoch).
+        self.planned_epochs, self.full_share = planned_epochs, full_share
         self.clock = clock  # seconds, monotonic (tests give their own)
         self.statuses: dict[str, str] = {}
         self.epochs: dict[str, int] = {}
@@ -32,7 +35,7 @@ class Progress:
         return {k: v for k, v in self.__dict__.items() if k not in ("statuses", "epochs", "best", "epochs_run")}
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
+        self.__dict__.update({"planned_epochs": 0, "full_share": 1.0, **state})  # older pickles had no plan
         self.statuses, self.epochs, self.best, self.epochs_run = {}, {}, None, 0
         self.started = self.clock()  # a resumed study counts from its own start
 
@@ -55,6 +58,14 @@ class Progress:
         elapsed = self.clock() - self.started
         if self.epochs_run == 0:
             return None if self.estimate_seconds is None else max(self.estimate_seconds - elapsed, 0.0)
+        if self.planned_epochs:
+            # The plan's epochs not trained yet, less those that trials stopped early on patience will not
+            # train (each would have gone to the full budget with the plan's share), at this session's wall
+            # time per epoch: a synchronous schedule's pauses do not make it jump.
+            done = sum(self.epochs.values())
+            saved = sum(self.max_epochs - self.epochs.get(tid, 0) for tid, status in self.statuses.items()
+                        if status == "early_stopped") * self.full_share
+            return max(self.planned_epochs - done - saved, 0.0) * elapsed / self.epochs_run
         ended = [self.epochs.get(tid, 0) for tid in self.statuses]
         per_trial = sum(ended) / len(ended) if ended else self.max_epochs
         running = [t.trial_id for t in trials if t.trial_id not in self.statuses]

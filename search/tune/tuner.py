@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ray import tune
 
+from search.rungs import planned_epochs, schedule_epochs
 from search.state import StudyState
 from search.study import SPACE_KEYS, Study
 from search.tune import state_upload
@@ -88,7 +89,10 @@ def make_tuner(setup: TuneSetup) -> tune.Tuner:
     target = optuna_target(study, state)
     searcher = StudySearcher(target, optuna_space(study), make_sampler(study), study.search.metric,
                              study.search.direction)
-    progress = Progress(study.num_trials, study.train.epochs, state.estimate_seconds)
+    steps = schedule_epochs(study)
+    full = sum(k for k, e in steps if e >= study.train.epochs) / max(study.num_trials, 1)
+    progress = Progress(study.num_trials, study.train.epochs, state.estimate_seconds,
+                        planned_epochs=planned_epochs(study), full_share=full)
     callback = _callback(setup, study, target, state.optuna_study, progress, ROLE_TRIAL)
     return _tuner(setup, study, state.optuna_study, trainable, callback,
                   {CPUS_KEY: min(study.resources.cpus_per_trial, setup.per_trial["cpu"])},

@@ -1,4 +1,5 @@
-"""A real sqlite MLflow store, written through mlflow itself as docs/tracking-schema.md says.
+"""A real sqlite MLflow store, written by search.tracking (the one writer) in sr_core.contract's names,
+as a search writes it (docs/tracking-schema.md): so the reports are tested against what is really written.
 
 Known numbers, chosen so tests can assert exact figure data:
 
@@ -12,27 +13,48 @@ study `residual` (grace_period 2, rf 2)      study `refiner` (grace_period 2, rf
   R7 residual b8 c64  oom, no metrics       F6 refiner b2 c8  running     (no summary metrics yet)
 An older parent run of `residual` (one child R0) must be ignored; study `empty` has no trials.
 
-Comparison crops (docs/tracking-schema.md): both studies chose the same three crops (CROPS, in that
-order); every trial with weights (completed, early_stopped, pruned) logged its prediction of each: the
-HR plus uniform noise of CROP_NOISE[crop] * (1 + CROP_SPREAD[crop] * i) gray levels for the i-th such
-trial logged (in the order above, studies R0, residual, refiner), so the trials disagree most on `edges`, least on `calm`.
+Each study run is opened from a real `Study` (search.study.parse_study of a small TOML, `study_toml`).
+Two things differ from a search's own runs, as the tests expect them: a trial's run name is the short
+`Trial.name` (no `_eta`), and its n_params and flops_per_image are the round numbers below, not
+sr_core.models' counts; so trials are opened with tracking.open_trial_run and their params logged with
+tracking.log_params (TrialConfig's logged fields, from the study, plus those two).
+
+Comparison crops (docs/tracking-schema.md): every study logs the same three crops (CROPS, in that order)
+with tracking.log_study_crops; every trial with weights (completed, early_stopped, pruned) logged its
+prediction of each: the HR plus uniform noise of CROP_NOISE[crop] * (1 + CROP_SPREAD[crop] * i) gray
+levels for the i-th such trial logged (in the order above, studies R0, residual, refiner), so the trials
+disagree most on `edges`, least on `calm`.
 """
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import io
+import json
 import math
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
-from mlflow.entities import Metric, Param, RunTag
+import torch
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from sr_core.contract import CROPS_MANIFEST, WITH_WEIGHTS, crop_image, crop_metric
+from search import tracking
+from search.study import Study, parse_study
+from sr_core.contract import (
+    EPOCHS_RUN,
+    SAMPLES_IMAGE,
+    TRIAL_SHAPE_PARAMS,
+    WALL_SECONDS,
+    WITH_WEIGHTS,
+    crop_image,
+    crop_metric,
+    summary_key,
+)
+from sr_core.crops import ComparisonCrops
+from sr_core.resize import downscale
+from sr_core.trial_config import LOGGED_FIELDS
 
 # tests/conftest.py sets MLFLOW_DISABLE_TELEMETRY=true before anything here imports mlflow.
 
@@ -137,83 +159,94 @@ class Store:
     crops: tuple[str, ...] = CROPS  # the comparison crops, in the order the studies chose them
 
 
-def _log_trial(client: MlflowClient, exp: str, parent: str, study: str, t: Trial, now: int) -> str:
-    run = client.create_run(exp, run_name=t.name, start_time=now, tags={
-        "mlflow.parentRunId": parent, "sr.role": "trial", "study": study, "arch": t.arch,
-        "status": t.status, "trial_id": f"trial_{t.key}"})  # fmt: skip
-    rid = run.info.run_id
-    params = {"arch": t.arch, "blocks": t.blocks, "channels": t.channels, "lr": t.lr,
-              "eta_min": t.eta_min, "epochs": 6, "batch_size": 16, "grad_clip": 1.0, "patience": 2,
-              "seed": 0, "n_params": t.n_params, "flops_per_image": t.n_params * 2 * 128 * 128}  # fmt: skip
-    metrics, vals = [], val_curve(t)
+def study_toml(name: str, trials: list[Trial]) -> str:
+    """A study file whose [space] holds its trials' values: a TPE search over them with ASHA at grace
+    period 2, reduction factor 2, 6 epochs."""
+    def values(key: str, default: object) -> list:
+        return sorted({getattr(t, key) for t in trials}) or [default]
+
+    space = {"arch": values("arch", "residual"), "blocks": values("blocks", 2), "channels": values("channels", 8),
+             "lr": values("lr", 1e-3), "eta_min": values("eta_min", 1e-7)}
+    lines = [f"[study]\nname = {json.dumps(name)}\n", f"[search]\nsampler = \"tpe\"\ntrials = {max(len(trials), 1)}\n",
+             "[space]", *(f"{k} = {json.dumps(v)}" for k, v in space.items()),
+             "\n[train]\nepochs = 6\nbatch_size = 16\ngrad_clip = 1.0\npatience = 2\n",
+             "[pruner]\nkind = \"asha\"\ngrace_period = 2\nreduction_factor = 2\n"]
+    return "\n".join(lines)
+
+
+def comparison_crops() -> ComparisonCrops:
+    """The studies' comparison crops: CROPS' HR images and their LR by sr-search's own x4 resize."""
+    hr = torch.from_numpy(np.stack([crop_hr(c) for c in CROPS])).permute(0, 3, 1, 2).contiguous()
+    lr = downscale(hr)
+    return ComparisonCrops(lr=lr, hr=hr, names=CROPS, photos=tuple(f"photo_{c}" for c in CROPS), keys=CROPS,
+                           bicubic_mse=(0.0,) * len(CROPS))
+
+
+def _log_trial(client: MlflowClient, exp: str, parent: str, study: Study, t: Trial, store: Store) -> str:
+    """One trial as the driver's Tune callback writes it: opened `running`, each epoch's metrics (step =
+    epoch), then at its end the summary, its crops and its status."""
+    rid = tracking.open_trial_run(client, exp, parent, study.name, f"trial_{t.key}", t.name, t.arch)
+    config = dataclasses.asdict(study.trial_config(
+        {"arch": t.arch, "blocks": t.blocks, "channels": t.channels, "lr": t.lr, "eta_min": t.eta_min}))
+    shape = dict(zip(TRIAL_SHAPE_PARAMS, (t.n_params, t.n_params * 2 * 128 * 128)))
+    tracking.log_params(client, rid, {**{k: config[k] for k in LOGGED_FIELDS}, **shape})
+    vals = val_curve(t)
     for epoch, v in enumerate(vals, start=1):
-        per_epoch = {"train/mse": v * 0.9, "val/mse": v, "val/psnr": psnr_of(v), "val/ssim": ssim_of(v),
-                     "lr": t.lr, "epoch_seconds": 10.0, "images_per_s": 100.0}  # fmt: skip
-        metrics += [Metric(k, x, now + epoch, epoch) for k, x in per_epoch.items()]
+        result = {"train/mse": v * 0.9, "val/mse": v, "val/psnr": psnr_of(v), "val/ssim": ssim_of(v),
+                  "lr": t.lr, "epoch_seconds": 10.0, "images_per_s": 100.0}  # fmt: skip
+        # The running summary is epochs run only: a search's running best/* would tie on timestamps here,
+        # and MLflow breaks a tie by the larger value, which is not the latest best.
+        tracking.log_epoch(client, rid, epoch, result, {EPOCHS_RUN: epoch} if t.summary else {})
     if vals and t.summary:
         finite = [v for v in vals if math.isfinite(v)]
         best = min(finite)
-        summary = {"best/val_mse": best, "best/val_psnr": psnr_of(best), "best/val_ssim": ssim_of(best),
-                   "best/train_mse": best * 0.9, "best/epoch": vals.index(best) + 1,
-                   "epochs_run": len(vals), "wall_seconds": t.wall}  # fmt: skip
-        metrics += [Metric(k, float(x), now + 100, 0) for k, x in summary.items()]
-    client.log_batch(rid, metrics=metrics, params=[Param(k, str(v)) for k, v in params.items()])
+        best_epoch = vals.index(best) + 1
+        tracking.log_values(client, rid, {
+            summary_key("val/mse"): best, summary_key("val/psnr"): psnr_of(best),
+            summary_key("val/ssim"): ssim_of(best), summary_key("train/mse"): best * 0.9,
+            summary_key("epoch"): best_epoch, EPOCHS_RUN: len(vals), WALL_SECONDS: t.wall})  # fmt: skip
+        if t.status in WITH_WEIGHTS:
+            _log_trial_crops(client, rid, t, best_epoch, store)
     if t.status != "running":
-        # As docs/tracking-schema.md (and search.tracking.set_status): only `failed` is MLflow's FAILED.
-        client.set_terminated(rid, "FAILED" if t.status == "failed" else "FINISHED")
+        tracking.set_status(client, rid, t.status)
     return rid
 
 
-def _log_study(client, exp, name, trials, start, store, *, bicubic_psnr=20.0, actual=True) -> None:
-    parent = client.create_run(exp, run_name=name, start_time=start, tags={
-        "sr.role": "study", "study": name, "status": "completed"})  # fmt: skip
-    pid = parent.info.run_id
-    params = {"search.sampler": "tpe", "pruner.kind": "asha", "pruner.grace_period": 2,
-              "pruner.reduction_factor": 2, "train.max_epochs": 6, "device": "cpu",
-              "data.train_images": 700, "data.val_images": 140}  # fmt: skip
-    metrics = {"estimate/grid_size": 24, "estimate/trials": len(trials) + 1,
-               "estimate/flops_total": 1e15, "estimate/device_hours": 0.5, "estimate/wall_hours": 0.25,
-               "bicubic/val_mse": 0.012, "bicubic/val_psnr": bicubic_psnr, "bicubic/val_ssim": 0.7,
-               "bicubic/train_psnr": bicubic_psnr + 0.25}  # fmt: skip
-    if actual:
-        metrics |= {"actual/device_hours": 0.4, "actual/wall_hours": 0.2}
-    if name == "residual":
-        metrics |= {"outside/sr-search/gain_db": 0.91, "outside/pil/gain_db": 0.88, "outside/opencv/gain_db": 0.12}
-    client.log_batch(pid, metrics=[Metric(k, float(v), start, 0) for k, v in metrics.items()],
-                     params=[Param(k, str(v)) for k, v in params.items()],
-                     tags=[RunTag("mlflow.runName", name)])  # fmt: skip
-    for i, t in enumerate(trials):
-        store.runs[t.key] = _log_trial(client, exp, pid, name, t, start + 1000 * (i + 1))
+def _log_trial_crops(client: MlflowClient, run_id: str, t: Trial, best_epoch: int, store: Store) -> None:
+    """The trial's made-up prediction of each crop (noise on the HR) and its PSNRs, at its best epoch."""
+    i = len(store.crop_psnr) // len(CROPS)  # counts across studies: no two trials alike
+    values = {}
+    for crop in CROPS:
+        sr = noisy(crop_hr(crop), CROP_NOISE[crop] * (1 + CROP_SPREAD[crop] * i), seed=i + 1)
+        # tracking.log_trial_crops renders a model; these predictions are made up, so the image is logged raw.
+        client.log_image(run_id, sr, artifact_file=crop_image(crop))
+        store.crop_psnr[(t.key, crop)] = psnr_u8(sr, crop_hr(crop))
+        values |= {crop_metric(crop, "psnr"): store.crop_psnr[(t.key, crop)],
+                   crop_metric(crop, "psnr_y"): store.crop_psnr[(t.key, crop)] + 1.0}
+    tracking.log_values(client, run_id, values, step=best_epoch)
+
+
+def _log_study(client, exp, name, trials, store, crops, *, bicubic_psnr=20.0, actual=True) -> None:
+    """One study as `sr-search run` writes it: the study run opened with its spec, estimate and bicubic
+    figures and its crops, its trials, then its actual cost and outside gains, `completed`."""
+    study = parse_study(study_toml(name, trials), f"{name}.toml", name)
+    values = {"estimate/grid_size": 24, "estimate/trials": len(trials) + 1,
+              "estimate/flops_total": 1e15, "estimate/device_hours": 0.5, "estimate/wall_hours": 0.25,
+              "bicubic/val_mse": 0.012, "bicubic/val_psnr": bicubic_psnr, "bicubic/val_ssim": 0.7,
+              "bicubic/train_psnr": bicubic_psnr + 0.25}  # fmt: skip
+    pid = tracking.start_study_run(client, exp, study, values,
+                                   {"device": "cpu", "data.train_images": 700, "data.val_images": 140})
+    tracking.log_study_crops(client, pid, crops)
+    for t in trials:
+        store.runs[t.key] = _log_trial(client, exp, pid, study, t, store)
         store.trials[t.key] = t
-    _log_crops(client, pid, [t for t in trials if t.status in WITH_WEIGHTS], store)
-    client.set_terminated(pid, "FINISHED")
+    closing = {"actual/device_hours": 0.4, "actual/wall_hours": 0.2} if actual else {}
+    if name == "residual":
+        closing |= {"outside/sr-search/gain_db": 0.91, "outside/pil/gain_db": 0.88, "outside/opencv/gain_db": 0.12}
+    tracking.log_values(client, pid, closing)
+    tracking.set_status(client, pid, "completed")
     store.parents[name] = pid
     store.bicubic_psnr[name] = bicubic_psnr
-
-
-def _log_crops(client: MlflowClient, study_run: str, trials: list[Trial], store: Store) -> None:
-    """The study's crops.json with HR and bicubic images, and each trial's predictions and PSNRs."""
-    if not trials:
-        return
-    entries = []
-    for crop in CROPS:
-        hr = crop_hr(crop)
-        bicubic = noisy(hr, 20, seed=0)
-        client.log_image(study_run, hr, artifact_file=crop_image(crop, "hr"))
-        client.log_image(study_run, bicubic, artifact_file=crop_image(crop, "bicubic"))
-        entries.append({"name": crop, "key": crop, "photo": f"photo_{crop}", "bicubic_psnr": psnr_u8(bicubic, hr),
-                        "bicubic_psnr_y": psnr_u8(bicubic, hr) + 1.0, "hr_sha256": hashlib.sha256(hr.tobytes()).hexdigest()})
-    client.log_dict(study_run, {"version": 1, "rule": "three test crops", "crops": entries}, CROPS_MANIFEST)
-    for t in trials:
-        i = len(store.crop_psnr) // len(CROPS)  # counts across studies: no two trials alike
-        metrics = []
-        for crop in CROPS:
-            sr = noisy(crop_hr(crop), CROP_NOISE[crop] * (1 + CROP_SPREAD[crop] * i), seed=i + 1)
-            client.log_image(store.runs[t.key], sr, artifact_file=crop_image(crop))
-            store.crop_psnr[(t.key, crop)] = psnr_u8(sr, crop_hr(crop))
-            metrics += [Metric(crop_metric(crop, "psnr"), store.crop_psnr[(t.key, crop)], 0, 6),
-                        Metric(crop_metric(crop, "psnr_y"), store.crop_psnr[(t.key, crop)] + 1.0, 0, 6)]
-        client.log_batch(store.runs[t.key], metrics=metrics)
 
 
 def samples_png() -> bytes:
@@ -231,17 +264,17 @@ def store(tmp_path_factory) -> Store:
     root = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{root}/mlflow.db"
     client = MlflowClient(tracking_uri=uri)
-    exp = client.create_experiment("sr-search", artifact_location=(root / "artifacts").as_uri())
+    exp = tracking.ensure_experiment(client, root / "artifacts")
     store = Store(uri=uri, root=str(root))
-    now = int(time.time() * 1000) - 3_600_000  # every run starts in the past
-    _log_study(client, exp, "residual", OLD, now - 86_400_000, store)  # older: must be ignored
-    _log_study(client, exp, "residual", RESIDUAL, now, store, bicubic_psnr=20.5)
-    _log_study(client, exp, "refiner", REFINER, now + 60_000, store, actual=False)
-    _log_study(client, exp, "empty", [], now + 120_000, store)
-    png = root / "samples.png"
+    crops = comparison_crops()
+    _log_study(client, exp, "residual", OLD, store, crops)  # older: must be ignored
+    _log_study(client, exp, "residual", RESIDUAL, store, crops, bicubic_psnr=20.5)
+    _log_study(client, exp, "refiner", REFINER, store, crops, actual=False)
+    _log_study(client, exp, "empty", [], store, crops)
+    png = root / SAMPLES_IMAGE
     store.samples_png = samples_png()
     png.write_bytes(store.samples_png)
-    client.log_artifact(store.runs["R4"], str(png))
+    tracking.log_file(client, store.runs["R4"], png)
     return store
 
 

@@ -62,3 +62,31 @@ def test_with_no_estimate_the_line_says_the_eta_comes_after_the_first_epoch(caps
     clock.now += 5.0
     progress.result([_trial("a")], _trial("a"), {"epoch": 3, "val/psnr": 30.0}, replayed=False)
     assert "ETA ~" in capsys.readouterr().out
+
+
+def test_with_the_schedule_s_plan_the_eta_counts_its_epochs_down_and_does_not_jump_at_a_rung():
+    clock = Clock()
+    # a plan of 20 trial-epochs (e.g. 4 trials to rung 2, 2 of them on to 6), half taken to the full budget
+    progress = Progress(total_trials=4, max_epochs=6, estimate_seconds=0.0, clock=clock, planned_epochs=16,
+                        full_share=0.5)
+    trials = [_trial(t) for t in "abcd"]
+    for epoch in (1, 2):
+        for trial in trials:
+            clock.now += 3.0  # 3 s of wall per epoch
+            progress.result(trials, trial, {"epoch": epoch, "val/psnr": 30.0}, replayed=False)
+    assert progress.eta_seconds(trials) == (16 - 8) * 3.0  # paused at the rung: still the plan's 8 epochs
+    progress.closed(trials, trials[0], "pruned", {"epochs_run": 2})
+    assert progress.eta_seconds(trials) == (16 - 8) * 3.0  # a cut the plan foresaw changes nothing
+    progress.closed(trials, trials[1], "early_stopped", {"epochs_run": 2})  # 4 epochs it won't train, x 0.5
+    assert progress.eta_seconds(trials) == (16 - 8 - 2) * 3.0
+
+
+def test_an_older_pickle_without_a_plan_still_gives_an_eta():
+    import pickle
+    progress = Progress(total_trials=2, max_epochs=4, estimate_seconds=10.0)
+    state = progress.__getstate__()
+    state.pop("planned_epochs"), state.pop("full_share")
+    restored = Progress.__new__(Progress)
+    restored.__setstate__(state)
+    assert restored.planned_epochs == 0 and restored.eta_seconds([]) is not None
+    assert pickle.loads(pickle.dumps(progress)).planned_epochs == 0
