@@ -9,6 +9,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from _study_toml import study_toml
 from mlflow.tracking import MlflowClient
 
 from search import tracking
@@ -16,18 +17,11 @@ from search.study import parse_study
 from sr_core.infer import save_weights
 from sr_core.models import build_model
 
-STUDY = """
-[study]
-name = "{name}"
-[search]
-sampler = "grid"
-[space]
-arch = "residual"
-blocks = [0, 1]
-channels = [4]
-lr = [1e-3, 2e-3, 3e-3]
-eta_min = 0.0
-"""
+
+def study_text(name: str) -> str:
+    return study_toml(study={"name": name}, search={"sampler": "grid"},
+                      space={"arch": "residual", "blocks": [0, 1], "channels": [4], "lr": [1e-3, 2e-3, 3e-3],
+                             "eta_min": 0.0})
 
 
 @dataclass(frozen=True)
@@ -43,7 +37,7 @@ def write_store(workdir: Path, name: str, trials: list[StoredTrial]) -> dict[str
     with the study run under "study"."""
     workdir.mkdir(parents=True, exist_ok=True)
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
-    study = parse_study(STUDY.format(name=name), f"{name}.toml", name)
+    study = parse_study(study_text(name), f"{name}.toml", name)
     experiment = tracking.ensure_experiment(client, workdir / "mlartifacts")
     parent = tracking.start_study_run(client, experiment, study, {}, {})
     ids = {"study": parent}

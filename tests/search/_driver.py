@@ -18,6 +18,7 @@ from pathlib import Path
 
 import optuna
 from _photos import write_photos
+from _study_toml import study_toml
 from mlflow.tracking import MlflowClient
 from optuna.storages.journal import JournalFileBackend
 
@@ -26,37 +27,6 @@ from sr_core.contract import EXPERIMENT
 ROOT = Path(__file__).resolve().parents[2]
 SEAMS = Path(__file__).resolve().parent / "_seams"  # sitecustomize.py: the fault tests' hook
 
-STUDY = """
-[study]
-name = "{name}"
-data = "{data}"
-[search]
-sampler = "grid"
-seed = 3
-[space]
-arch = "residual"
-blocks = {blocks}
-channels = {channels}
-lr = {lrs}
-eta_min = 0.0
-[train]
-epochs = {epochs}
-batch_size = 4
-patience = {patience}
-epoch_samples = {epoch_samples}
-[pruner]
-kind = "{pruner}"
-grace_period = 1
-reduction_factor = 2
-audit = {audit}
-[resources]
-cpus_per_trial = {cpus}
-gpus_per_trial = 0
-max_concurrent = {concurrent}
-{faults}
-"""
-
-
 def write_study(folder: Path, name: str = "faults", *, blocks=(0, 1), channels=(4,), lrs=(1e-3, 2e-3), epochs=4,
                 patience=10, epoch_samples=4, pruner="none", cpus=1, concurrent=1, faults=None,
                 audit=0) -> Path:
@@ -64,11 +34,15 @@ def write_study(folder: Path, name: str = "faults", *, blocks=(0, 1), channels=(
     photos = folder / "photos"
     if not photos.exists():
         write_photos(photos, ("astronaut", "coffee"))
-    table = "" if not faults else "[faults]\n" + "".join(f'"{k}" = "{v}"\n' for k, v in faults.items())
-    text = STUDY.format(name=name, data=photos, blocks=list(blocks), channels=list(channels), lrs=list(lrs),
-                        epochs=epochs,
-                        patience=patience, epoch_samples=epoch_samples, pruner=pruner, cpus=cpus,
-                        concurrent=concurrent, faults=table, audit=audit)
+    text = study_toml(
+        study={"name": name, "data": photos},
+        search={"sampler": "grid", "seed": 3},
+        space={"arch": "residual", "blocks": list(blocks), "channels": list(channels), "lr": list(lrs),
+               "eta_min": 0.0},
+        train={"epochs": epochs, "batch_size": 4, "patience": patience, "epoch_samples": epoch_samples},
+        pruner={"kind": pruner, "grace_period": 1, "reduction_factor": 2, "audit": audit},
+        resources={"cpus_per_trial": cpus, "gpus_per_trial": 0, "max_concurrent": concurrent},
+        faults=faults or None)
     path = folder / f"{name}.toml"
     path.write_text(text)
     return path

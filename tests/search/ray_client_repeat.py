@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parents[1])]  # _driver, _study_toml
 from _driver import child_env, run_cli, write_study  # noqa: E402
 from _services import ray_cluster  # noqa: E402
 

@@ -5,32 +5,18 @@ import socket
 
 import numpy as np
 import pytest
+from _photos import write_photos
+from _study_toml import study_toml
 from PIL import Image
 
-from _photos import write_photos
 from search.cli import main
 
-STUDY = """
-[study]
-name = "bad"
-data = "{data}"
-[search]
-sampler = "grid"
-[space]
-arch = "residual"
-blocks = [0]
-channels = [4]
-lr = [1e-3]
-eta_min = 1e-5
-[train]
-epochs = 2
-batch_size = 4
-[pruner]
-kind = "none"
-[resources]
-cpus_per_trial = 1
-gpus_per_trial = 0
-"""
+
+def study_text(data) -> str:
+    return study_toml(study={"name": "bad", "data": data}, search={"sampler": "grid"},
+                      space={"arch": "residual", "blocks": [0], "channels": [4], "lr": [1e-3], "eta_min": 1e-5},
+                      train={"epochs": 2, "batch_size": 4}, pruner={"kind": "none"},
+                      resources={"cpus_per_trial": 1, "gpus_per_trial": 0})
 
 
 def _png(path, h, w, seed=0):
@@ -101,7 +87,7 @@ def missing(root):
 def test_bad_data_exits_2_naming_the_file_and_leaves_no_workdir(tmp_path, capsys, make):
     data, named = make(tmp_path / "data")
     study = tmp_path / "bad.toml"
-    study.write_text(STUDY.format(data=data))
+    study.write_text(study_text(data))
     workdir = tmp_path / "w"
     assert main(["run", "--study", str(study), "--workdir", str(workdir)]) == 2
     err = capsys.readouterr().err
@@ -118,7 +104,7 @@ def test_bad_data_exits_2_naming_the_file_and_leaves_no_workdir(tmp_path, capsys
 ])
 def test_a_bad_study_file_exits_2_naming_the_file_and_field(tmp_path, capsys, edit, field):
     study = tmp_path / "bad.toml"
-    study.write_text(STUDY.format(data="embedded").replace(*edit))
+    study.write_text(study_text("embedded").replace(*edit))
     workdir = tmp_path / "w"
     assert main(["run", "--study", str(study), "--workdir", str(workdir)]) == 2
     err = capsys.readouterr().err
@@ -144,7 +130,7 @@ def _closed_port() -> int:
 def test_an_unreachable_service_exits_2_naming_it_and_writes_nothing(tmp_path, capsys, flags, named):
     port = _closed_port()
     study = tmp_path / "ok.toml"
-    study.write_text(STUDY.format(data=write_photos(tmp_path / "photos", ("astronaut", "coffee"))))
+    study.write_text(study_text(write_photos(tmp_path / "photos", ("astronaut", "coffee"))))
     workdir = tmp_path / "w"
     args = ["run", "--study", str(study), "--workdir", str(workdir)] + [f.format(port=port) for f in flags]
     assert main(args) == 2

@@ -37,27 +37,17 @@ def test_failures_a_retry_cannot_mend_are_not_retried():
 
 
 # -- what each trial asks Ray for, and how many run at once ----------------------------------------
+from _study_toml import study_toml  # noqa: E402
+
 from search.run.cluster import Cluster, trial_resources  # noqa: E402
 from search.study import parse_study  # noqa: E402
 
-_STUDY = """
-[space]
-blocks = [1, 2, 3, 4, 5, 6]
-channels = [8]
-lr = [1e-3]
-[search]
-sampler = "grid"
-[resources]
-cpus_per_trial = {cpus}
-gpus_per_trial = {gpus}
-max_concurrent = {most}
-[pruner]
-kind = "{kind}"
-"""
-
 
 def _resources(cpus, gpus, most, cluster, kind="asha"):
-    study = parse_study(_STUDY.format(cpus=cpus, gpus=gpus, most=most, kind=kind), "test", "t")
+    study = parse_study(study_toml(space={"blocks": [1, 2, 3, 4, 5, 6], "channels": [8], "lr": [1e-3]},
+                                   search={"sampler": "grid"},
+                                   resources={"cpus_per_trial": cpus, "gpus_per_trial": gpus, "max_concurrent": most},
+                                   pruner={"kind": kind}), "test", "t")
     return trial_resources(study, cluster)
 
 

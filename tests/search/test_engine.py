@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from _driver import ray_tmp
 from _photos import write_photos
+from _study_toml import study_toml
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
@@ -17,30 +18,14 @@ from sr_core.trial_config import LOGGED_FIELDS
 
 pytestmark = pytest.mark.slow  # real Ray, Optuna and MLflow, and an MLflow server
 
-STUDY = """
-[study]
-name = "tiny"
-data = "{data}"
-[search]
-sampler = "grid"
-[space]
-arch = ["residual", "refiner"]
-blocks = [0, 1]
-channels = [4]
-lr = [1e-3, 1e-2]
-eta_min = 1e-5
-[train]
-epochs = 4
-batch_size = 4
-patience = 10
-[pruner]
-kind = "asha"
-grace_period = 1
-reduction_factor = 2
-[resources]
-cpus_per_trial = 1
-gpus_per_trial = 0
-"""
+
+def study_text(data) -> str:
+    return study_toml(study={"name": "tiny", "data": data}, search={"sampler": "grid"},
+                      space={"arch": ["residual", "refiner"], "blocks": [0, 1], "channels": [4], "lr": [1e-3, 1e-2],
+                             "eta_min": 1e-5},
+                      train={"epochs": 4, "batch_size": 4, "patience": 10},
+                      pruner={"kind": "asha", "grace_period": 1, "reduction_factor": 2},
+                      resources={"cpus_per_trial": 1, "gpus_per_trial": 0})
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +34,7 @@ def tiny_run(tmp_path_factory):
     os.environ["RAY_TMPDIR"] = os.environ.get("RAY_TMPDIR") or ray_tmp(root)
     photos = write_photos(root / "photos")
     study = root / "tiny.toml"
-    study.write_text(STUDY.format(data=photos))
+    study.write_text(study_text(photos))
     workdir = root / "w"
     out = io.StringIO()
     with contextlib.redirect_stdout(out):

@@ -1,30 +1,19 @@
 """The estimate counts the epochs a study's schedule trains, not every epoch of every trial."""
 import dataclasses
 
+from _study_toml import study_toml
+
 from search.run.estimate import estimate_study, schedule_epochs
 from search.study import Final, Pruner, parse_study
 
-GRID = """
-[search]
-sampler = "grid"
-[space]
-arch = "residual"
-blocks = [2, 4, 6]
-channels = [4, 8, 12, 16]
-lr = [1e-3, 2e-3, 3e-3]
-eta_min = 1e-6
-[train]
-epochs = 27
-[pruner]
-kind = "{kind}"
-grace_period = 1
-reduction_factor = 3
-insure = "{insure}"
-"""
-
 
 def study(kind="halving", insure=""):
-    return parse_study(GRID.format(kind=kind, insure=insure), "t.toml", "t")
+    grid = study_toml(search={"sampler": "grid"},
+                      space={"arch": "residual", "blocks": [2, 4, 6], "channels": [4, 8, 12, 16],
+                             "lr": [1e-3, 2e-3, 3e-3], "eta_min": 1e-6},
+                      train={"epochs": 27},
+                      pruner={"kind": kind, "grace_period": 1, "reduction_factor": 3, "insure": insure})
+    return parse_study(grid, "t.toml", "t")
 
 
 def test_synchronous_halving_keeps_a_third_at_each_rung():

@@ -1,20 +1,11 @@
 import pytest
+from _study_toml import study_toml
 
 from search.cli import main
 from search.study import StudyError, bundled_studies, load_study, parse_study
 
-MINIMAL = """
-[space]
-arch = "residual"
-blocks = [1, 2]
-channels = [8]
-lr = [1e-3]
-eta_min = 1e-5
-[search]
-sampler = "grid"
-[train]
-epochs = 4
-"""
+MINIMAL = study_toml(space={"arch": "residual", "blocks": [1, 2], "channels": [8], "lr": [1e-3], "eta_min": 1e-5},
+                     search={"sampler": "grid"}, train={"epochs": 4})
 
 
 def test_bundled_studies_load_and_the_residual_grid_is_the_original():

@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 
 import pytest
+from _study_toml import study_toml
 
 from search.bench.curves import IMAGE_SCALE
 from search.bench.replay import Curve, Outcome, answer_questions, summarise
@@ -64,35 +65,13 @@ def test_without_per_image_values_the_noise_keys_are_none_and_the_others_unchang
         == dict.fromkeys(("tied_set", "found_in_tied_set", "regret_vs_tied", "found_vs_winner"))
 
 
-STUDY = """
-[study]
-name = "fake-questions"
-data = "embedded"
-
-[search]
-sampler = "grid"
-
-[space]
-arch = "residual"
-blocks = [2, 4]
-channels = [8, 16]
-lr = [1e-3, 2e-3]
-eta_min = 1e-6
-
-[train]
-epochs = 8
-patience = 8
-
-[pruner]
-kind = "halving"
-grace_period = 1
-reduction_factor = 2
-
-[questions]
-choose_at = 2
-depth = {vary = "blocks", fixed = {channels = 16}}
-width = {vary = "channels", fixed = {blocks = 4}}
-"""
+STUDY = study_toml(study={"name": "fake-questions", "data": "embedded"}, search={"sampler": "grid"},
+                   space={"arch": "residual", "blocks": [2, 4], "channels": [8, 16], "lr": [1e-3, 2e-3],
+                          "eta_min": 1e-6},
+                   train={"epochs": 8, "patience": 8},
+                   pruner={"kind": "halving", "grace_period": 1, "reduction_factor": 2},
+                   questions={"choose_at": 2, "depth": {"vary": "blocks", "fixed": {"channels": 16}},
+                              "width": {"vary": "channels", "fixed": {"blocks": 4}}})
 
 
 def _recorded(epochs: int = 8) -> dict:

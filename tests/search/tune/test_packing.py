@@ -1,5 +1,6 @@
 """gpus_per_trial = "auto": the fraction of each config from its predicted memory and compute share."""
 import pytest
+from _study_toml import study_toml
 
 from search.study import StudyError, parse_study
 from search.tune.packing import plan_packing, shape_of
@@ -29,8 +30,10 @@ def test_small_configs_pack_and_big_ones_get_a_whole_gpu_or_are_skipped():
 
 
 def test_the_study_takes_auto_or_a_number_and_names_the_field_otherwise():
-    base = '[search]\nsampler = "grid"\n[space]\narch = "residual"\n[resources]\n'
-    assert parse_study(base + 'gpus_per_trial = "auto"\ngpu_memory_gib = 80\n', "s.toml", "s").resources.gpus_per_trial == "auto"
-    assert parse_study(base + "gpus_per_trial = 0.25\n", "s.toml", "s").resources.gpus_per_trial == 0.25
+    def study(**resources):
+        text = study_toml(search={"sampler": "grid"}, space={"arch": "residual"}, resources=resources)
+        return parse_study(text, "s.toml", "s")
+    assert study(gpus_per_trial="auto", gpu_memory_gib=80).resources.gpus_per_trial == "auto"
+    assert study(gpus_per_trial=0.25).resources.gpus_per_trial == 0.25
     with pytest.raises(StudyError, match=r'\[resources\]\.gpus_per_trial: must be >= 0 or "auto"'):
-        parse_study(base + 'gpus_per_trial = "half"\n', "s.toml", "s")
+        study(gpus_per_trial="half")
