@@ -161,6 +161,12 @@ def _cmd_run(args) -> int:
         return exc.exit_code
     if args.dry_run:
         return 0
+    _print_outcome(outcome)
+    return 0
+
+
+def _print_outcome(outcome) -> None:
+    """What `run` says at its end: statuses, the best with its noise, the final model, the cost."""
     print("trials       : " + ", ".join(f"{n} {s}" for s, n in sorted(outcome.statuses.items())))
     if outcome.best:
         b = outcome.best
@@ -199,7 +205,6 @@ def _cmd_run(args) -> int:
           f"({e.schedule} schedule" + (f", x{e.device_hours / outcome.device_hours:.2f} the actual" if
                                        outcome.device_hours > 0 else "") + ")")
     print(f"wall time    : {outcome.wall_seconds / 60:.1f} min")
-    return 0
 
 
 def _cmd_status(args) -> int:
