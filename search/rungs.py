@@ -35,18 +35,22 @@ def schedule_epochs(study) -> list[tuple[int, int]]:
 
 
 def planned_epochs(study) -> int:
-    """Every trial-epoch the study's search trains: its schedule's (`schedule_epochs`), plus what its
-    questions carry past the rungs (each cell's configs to the choosing rung, its chosen one to the end,
-    less what the schedule trains them anyway): what the progress line's ETA counts down."""
+    """Every trial-epoch the study's search trains: its schedule (`schedule_epochs`), with the configs its
+    questions protect at each rung (every config of a cell before the choosing rung, then one per cell)
+    kept too, assuming they overlap the rung's best as far as they can (a lower bound of the union):
+    what the progress line's ETA counts down."""
     from search.questions import choose_epoch, slice_configs
-    steps = schedule_epochs(study)
-    planned = sum(k * e for k, e in steps)
     if study.schedule != "halving" or not study.questions.active or study.grid_size is None:
-        return planned
-    epochs = study.train.epochs
-    choose = min(choose_epoch(study.questions, study.rungs()), epochs)
+        return sum(k * e for k, e in schedule_epochs(study))
+    n, epochs, rf = study.num_trials, study.train.epochs, study.pruner.reduction_factor
+    choose = choose_epoch(study.questions, study.rungs())
     cells = slice_configs(study.questions, study.grid())
-    members = {study.trial_config(c).run_name for ms in cells.values() for c in ms}
-    carried = len(members) * choose + len(cells) * (epochs - choose)
-    fraction = planned / max(study.num_trials * epochs, 1)
-    return planned + max(round(carried - len(members) * epochs * fraction), 0)
+    members = len({study.trial_config(c).run_name for ms in cells.values() for c in ms})
+    insured = len(study.space[study.pruner.insure]) if study.pruner.insure else 0
+    total = 0
+    for rung in study.rungs()[:-1]:
+        protected = members if rung < choose else len(cells)
+        keep = min(n, max(math.ceil(n / rf), insured, protected))
+        total += (n - keep) * rung
+        n = keep
+    return total + n * epochs

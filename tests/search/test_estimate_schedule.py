@@ -56,3 +56,13 @@ def test_the_audit_adds_what_its_trials_train_after_their_rung():
     assert audit.audit_flops == per_epoch * 4 * left
     assert audit.flops_expected == base.flops_expected + audit.audit_flops
     assert "the audit of 4 pruned trial(s)" in audit.lines()[1]
+
+
+def test_the_eta_s_plan_keeps_the_questions_configs_at_each_rung():
+    from search.rungs import planned_epochs
+    from search.study import load_study
+    demo = load_study("demo")
+    # 18 trials, rungs 1, 2, 4 of 6 epochs; 10 question configs (one per cell) protected at every rung:
+    # 8 stop at epoch 1, the 10 run to 6 (the demo of 2026-12-06 trained 10 x 6 + 8 pruned trials' 10)
+    assert planned_epochs(demo) == 8 * 1 + 10 * 6
+    assert planned_epochs(demo.with_overrides(questions=False)) == sum(k * e for k, e in schedule_epochs(demo))
