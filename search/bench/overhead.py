@@ -52,44 +52,69 @@ def _overhead_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def study_overhead(tracking_uri: str, study: str) -> dict:
-    """Slot time a finished study spent outside its trials' epochs: (wall x concurrency - sum of the
-    epochs' own seconds - slots idle after the last trial started) / trials. Wall is Tune's fit.
-    Includes Ray's actor starts, Optuna and MLflow writes, Tune's checkpoint copies, the driver's
-    artifact logging, teardown. The idle tail is reported apart (`tail_idle_s`)."""
+    """What the orchestration cost a finished study's search, from its trials' own records (role `trial`
+    only: the audit's and the final step's runs are not the search's):
+
+    - each epoch's running interval is [its logged time - its epoch_seconds, its logged time]; slot
+      occupancy and the concurrency come from these intervals, so a paused trial holds no slot;
+    - the search's span is from the first trial's start to the last trial's last epoch;
+    - start: a trial's first epoch began this long after its run was opened (Ray's actor, the data, the
+      first checkpoint folder);
+    - resume: after a rung, the trial that resumed first began its next epoch this long after the rung's
+      last epoch ended (the decision, Optuna's record of it, the restore from the checkpoint); later ones
+      wait for a slot as well, which is the schedule's, not orchestration;
+    - overhead = starts + resumes, against the span x the concurrency; the rest of the idle slot time
+      (waiting at a rung for the slowest trial, the tail once no trial is left) is shown apart."""
     from mlflow.tracking import MlflowClient
 
     from search.tracking import latest_study_run, study_runs
+    from sr_core.contract import ROLE_TRIAL, TAG_ROLE
     client = MlflowClient(tracking_uri)
     found = latest_study_run(client, study)
     if found is None:
         raise ValueError(f"no runs of study {study!r} in {tracking_uri}")
-    parent = client.get_run(found[1])
-    wall = parent.data.metrics["actual/wall_hours"] * 3600
-    trials = study_runs(client, *found)
-    compute = sum(m.value for t in trials for m in client.get_metric_history(t.info.run_id, "epoch_seconds"))
-    slots = _concurrency(parent.data.params, wall, trials)
-    tail = _tail_idle(trials, slots)
-    overhead = wall * slots - compute - tail
-    return {"study": study, "trials": len(trials), "concurrency": slots, "wall_s": wall, "compute_s": compute,
-            "tail_idle_s": tail, "overhead_s_per_trial": overhead / max(len(trials), 1),
-            "overhead_fraction": overhead / (wall * slots)}
+    trials = [t for t in study_runs(client, *found) if t.data.tags.get(TAG_ROLE, ROLE_TRIAL) == ROLE_TRIAL]
+    epochs = {t.info.run_id: sorted(((m.step, m.timestamp / 1e3 - m.value, m.timestamp / 1e3) for m in
+                                     client.get_metric_history(t.info.run_id, "epoch_seconds")))
+              for t in trials}
+    intervals = [(a, b) for rows in epochs.values() for _, a, b in rows]
+    if not intervals:
+        raise ValueError(f"study {study!r} has no timed epochs")
+    first = min(t.info.start_time / 1e3 for t in trials)
+    span = max(b for _, b in intervals) - first
+    slots = _concurrency(intervals)
+    compute = sum(b - a for a, b in intervals)
+    starts = [rows[0][1] - t.info.start_time / 1e3 for t in trials if (rows := epochs[t.info.run_id])]
+    resumes = _resumes(epochs)
+    overhead = sum(max(x, 0.0) for x in starts) + sum(resumes)
+    return {"study": study, "trials": len(trials), "concurrency": slots, "wall_s": span, "compute_s": compute,
+            "start_s_per_trial": sum(starts) / max(len(starts), 1),
+            "resume_s": sum(resumes) / max(len(resumes), 1), "resumes": len(resumes),
+            "idle_other_s": max(span * slots - compute - overhead, 0.0),
+            "overhead_s_per_trial": overhead / max(len(trials), 1), "overhead_fraction": overhead / (span * slots)}
 
 
-def _tail_idle(trials, slots: int) -> float:
-    """Slot-seconds left idle after the last trial started: no trial was left to run, so that is the
-    grid's tail, not orchestration. Counted from the trials' own start and end times."""
-    spans = [(t.info.start_time / 1e3, (t.info.end_time or t.info.start_time) / 1e3) for t in trials]
-    if not spans:
-        return 0.0
-    last_start, end = max(s for s, _ in spans), max(e for _, e in spans)
-    busy = sum(max(0.0, e - max(s, last_start)) for s, e in spans)
-    return max(0.0, slots * (end - last_start) - busy)
+def _resumes(epochs: dict[str, list]) -> list[float]:
+    """Per rung, the first resumed trial's wait from the rung's last epoch end to its next epoch's start."""
+    by_rung: dict[int, list[tuple[float, float]]] = {}  # epoch -> (end of that epoch, start of the next)
+    last_end: dict[int, float] = {}
+    for rows in epochs.values():
+        for (step, _, end), (_, start, _) in zip(rows, rows[1:]):
+            by_rung.setdefault(step, []).append((end, start))
+        for step, _, end in rows:
+            last_end[step] = max(last_end.get(step, 0.0), end)
+    out = []
+    for step, pairs in by_rung.items():
+        waits = [start - end for end, start in pairs]
+        if max(waits) < 1.0:  # no pause here: trials went straight on
+            continue
+        out.append(max(min(start for _, start in pairs) - last_end[step], 0.0))
+    return out
 
 
-def _concurrency(params: dict, wall: float, trials) -> int:
-    """Trials that ran at once: the most whose [start, end] intervals overlap (what the study had)."""
-    events = sorted([(t.info.start_time, 1) for t in trials] + [(t.info.end_time or t.info.start_time, -1)
-                                                                 for t in trials])
+def _concurrency(intervals: list[tuple[float, float]]) -> int:
+    """Epochs that ran at once: the most whose running intervals overlap (paused trials hold no slot)."""
+    events = sorted([(a, 1) for a, _ in intervals] + [(b, -1) for _, b in intervals])
     running = most = 0
     for _, step in events:
         running += step
@@ -106,11 +131,12 @@ def _run_overhead(args) -> int:
         from search.workdir import Workdir
         result["demo"] = study_overhead(Workdir(demo).mlflow_uri, args.demo_study)
     rows = [{"study": k, **v} for k, v in result.items() if k in ("tiny", "demo")]
-    print("bench overhead: slot time outside the trials' epochs (Ray + Optuna + MLflow), "
-          "not counting slots idle once no trial was left to start\n")
+    print("bench overhead: the search's orchestration (Ray + Optuna + MLflow): trial starts and resumes after "
+          "a rung, against its span x the trials at once; slots idle at a rung or in the tail shown apart\n")
     print(table(rows, [("study", "study", ""), ("trials", "trials", "d"), ("concurrency", "at once", "d"),
-                       ("wall_s", "wall s", ".1f"), ("compute_s", "in epochs s", ".1f"),
-                       ("tail_idle_s", "idle tail slot-s", ".1f"),
+                       ("wall_s", "search s", ".1f"), ("compute_s", "in epochs s", ".1f"),
+                       ("start_s_per_trial", "start s/trial", ".2f"), ("resumes", "rungs resumed", "d"),
+                       ("resume_s", "resume s", ".2f"), ("idle_other_s", "other idle slot-s", ".1f"),
                        ("overhead_s_per_trial", "overhead s/trial", ".2f"),
                        ("overhead_fraction", "fraction", ".1%")]))
     if args.json:

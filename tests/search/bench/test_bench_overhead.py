@@ -26,3 +26,13 @@ def test_bench_overhead_writes_its_figures(tmp_path):
     assert 0 < figures["compute_s"] < figures["wall_s"] * figures["concurrency"]
     assert figures["overhead_s_per_trial"] > 0 and 0 < figures["overhead_fraction"] < 1
     assert "overhead s/trial" in done.stdout
+
+
+def test_slots_come_from_running_epochs_and_a_resume_is_the_first_wait_after_a_rung():
+    from search.bench.overhead import _concurrency, _resumes
+    # two trials: epoch 1 of each on both slots, a rung (both paused) until 10.0, then only "a" resumes at 12.5;
+    # "b" ran on at once elsewhere (no pause at its epoch 2)
+    epochs = {"a": [(1, 0.0, 4.0), (2, 12.5, 16.0)], "b": [(1, 0.0, 10.0), (2, 14.0, 18.0), (3, 18.0, 20.0)]}
+    intervals = [(start, end) for rows in epochs.values() for _, start, end in rows]
+    assert _concurrency(intervals) == 2  # a paused trial holds no slot: never 3 at once
+    assert _resumes(epochs) == [2.5]  # after the rung at epoch 1 (last end 10.0), the first resume at 12.5
