@@ -267,7 +267,8 @@ def _open_tracking(s: Session, estimate: Estimate, storage: str | None, log) -> 
     from sr_core.crops import study_crops
     tracking.log_study_crops(client, parent, study_crops(str(s.prepared.path)))  # chosen once per study
     tracking.log_val_images(client, parent, bicubic_images(data.val))  # the floor, image by image
-    client.log_text(parent, json.dumps(estimate_json(estimate)), ESTIMATE_ARTIFACT)
+    if estimate.seconds:  # priced by the measured cost model (not --tflops): what bench estimate reads
+        client.log_text(parent, json.dumps(estimate_json(estimate)), ESTIMATE_ARTIFACT)
     target = optuna_target(s.study, s.state)
     target.create_study()
     rungs = scheduler_rungs(s.study, target)
