@@ -5,7 +5,7 @@ space: `vary` (and `along`) take every value, `fixed` keys hold one. Each cell o
 by its best trial among those that reached the full budget (each point at its best lr); a cell none of
 whose trials got there is left out and named, never filled by a rung value. Consecutive points along
 `vary` make the steps (depth 8 -> 16, width 64 -> 128, refiner -> residual), each a paired bootstrap
-gain over the val images (sr_core.noise) when both points have per-image values, else the bare
+gain over the val images (reports.noise) when both points have per-image values, else the bare
 difference with no interval (older runs).
 
 Pure: rows in, answers out. Used by the report (reports/figures_effects.py) and by `bench search`, which
@@ -17,7 +17,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
-from sr_core.noise import Gain, gain, unit_of
+from .noise import Gain, gain, unit_of
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,10 @@ import math
 import pandas as pd
 import plotly.graph_objects as go
 
-from sr_core.noise import gain, unit_of
-
 from . import analysis as an
 from .answers import Answer, answer, delta_of, step_text
 from .figure_base import FigureUnavailable, arch_color, finish
+from .noise import gain, unit_of
 
 LABELS = {"arch": "architecture", "blocks": "blocks (residual blocks)", "channels": "channels (feature width)"}
 

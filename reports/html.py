@@ -17,18 +17,18 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
 from sr_core.contract import mask, write_text_atomic
-from sr_core.noise import gain
 
 from . import analysis as an
+from . import answers
 from . import comparison_html as ch
 from . import figures as fg
-from . import answers
 from . import figures_effects as fe
 from . import figures_questions as fq
 from . import summary as sm
 from .comparison import Comparison, load_comparison
 from .evaluation import Evaluations, evaluation_body, load_evaluations
 from .load import RunData, load_artifact, load_runs
+from .noise import gain
 
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 
@@ -173,7 +173,7 @@ def runs_table_html(trials: pd.DataFrame, objective: tuple[str, str], images: di
 
 def _bicubic_gains(table: pd.DataFrame, objective: tuple[str, str], images: dict,
                    studies: pd.DataFrame | None) -> dict:
-    """run id -> its gain over its study's bicubic (sr_core.noise), for the runs that kept per-image values."""
+    """run id -> its gain over its study's bicubic (reports.noise), for the runs that kept per-image values."""
     if studies is None or not images:
         return {}
     metric, mode = objective

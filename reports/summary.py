@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 
 from sr_core.contract import AUDIT_SUFFIX, ENDED, FINAL_FROM_AUDIT, FINAL_SUFFIX, UNFINISHED
-from sr_core.noise import gain, tied_with_best
 
 from . import analysis as an
 from .load import RunData
+from .noise import gain, tied_with_best
 
 STATUS_ORDER = ENDED + UNFINISHED
 
@@ -71,7 +71,7 @@ def best_config(data: RunData) -> str:
 
 def _noise(data: RunData, best: pd.Series, study: pd.Series) -> str:
     """The best's gain over bicubic with its 95% interval over the val images, the configs tied with it
-    within noise (sr_core.noise), and the final model against it: '' without per-image values."""
+    within noise (reports.noise), and the final model against it: '' without per-image values."""
     metric, mode = data.objective
 
     def of(run_id):

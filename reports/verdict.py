@@ -2,7 +2,7 @@
 two that disagree. Used by the report (reports/analysis.rung_check) and by `run`'s closing lines.
 
 - A pruned config that the audit resumed to the full budget and that beats the search's winner beyond
-  noise (its 95% paired bootstrap interval excludes zero, sr_core.noise) is a pruning miss, named with
+  noise (its 95% paired bootstrap interval excludes zero, reports.noise) is a pruning miss, named with
   the rung it was cut at and its rank there.
 - An audited config better in value but within noise is tied: no miss.
 - A rank correlation over trials that are all tied with the best within noise is uninformative: any
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 
-from sr_core.noise import Gain, gain, tied_with_best
+from .noise import Gain, gain, tied_with_best
 
 RELATION = {"better": "better than", "tied": "tied with", "worse": "worse than"}
 

@@ -43,9 +43,10 @@ from typing import Any
 from search.errors import StudyError
 from search.questions import Questions, parse_questions
 from search.rungs import halving_rungs
+from search.study_space import Range, _fail, space_value
+from search.study_space import typed as _typed
 from sr_core.contract import EPOCH_METRICS, OBJECTIVE
 from sr_core.errors import ConfigError
-from sr_core.models import check_model_args
 from sr_core.trial_config import TrialConfig, fields_in
 
 SAMPLERS = ("grid", "tpe", "random")
@@ -58,14 +59,6 @@ _TYPES = {"int": int, "float": float, "bool": bool, "str": str}
 #: [train]: TrialConfig's fixed-per-study fields with TrialConfig's defaults (derived, not re-declared).
 Train = dataclasses.make_dataclass(
     "Train", [(f.name, f.type, field(default=f.default)) for f in fields_in("train")], frozen=True)
-
-
-@dataclass(frozen=True)
-class Range:
-    """A continuous range for TPE/random sampling."""
-    low: float
-    high: float
-    log: bool = True
 
 
 @dataclass(frozen=True)
@@ -213,20 +206,6 @@ class Study:
         return study
 
 
-def _fail(where: str, field_name: str, message: str) -> StudyError:
-    return StudyError(f"{where}: {field_name}: {message}")
-
-
-def _typed(value: Any, kind: type | tuple, where: str, name: str) -> Any:
-    if isinstance(kind, tuple):  # a number or a keyword: the rule's predicate then judges it
-        return value if isinstance(value, str) else _typed(value, kind[0], where, name)
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
-        raise _fail(where, name, f"expected {kind.__name__}, got {value!r}")
-    return value
-
-
 _RULES = {  # field -> (type, predicate, what the predicate requires), for the tables not in TrialConfig
     "sampler": (str, lambda v: v in SAMPLERS, f"one of {SAMPLERS}"),
     "trials": (int, lambda v: v >= 0, ">= 0"),
@@ -285,42 +264,6 @@ def _build_train(table: Any, where: str) -> Train:
 
 _SECTIONS = {"search": _build(Search, "search"), "train": _build_train, "pruner": _build(Pruner, "pruner"),
              "resources": _build(Resources, "resources"), "final": _build(Final, "final")}
-
-
-def _space_range(key: str, value: dict, where: str) -> Range:
-    name = f"[space].{key}"
-    if key not in ("lr", "eta_min"):
-        raise _fail(where, name, "only lr and eta_min may be a {low, high, log} range")
-    unknown = set(value) - {"low", "high", "log"}
-    if unknown or not {"low", "high"} <= set(value):
-        raise _fail(where, name, f"a range needs low and high (and optional log), got {value!r}")
-    low, high = (_typed(value[k], float, where, f"{name}.{k}") for k in ("low", "high"))
-    if not 0 < low < high:
-        raise _fail(where, name, f"need 0 < low < high, got {low=} {high=}")
-    return Range(low, high, _typed(value.get("log", True), bool, where, f"{name}.log"))
-
-
-def _space_value(key: str, value: Any, where: str) -> tuple | Range:
-    name = f"[space].{key}"
-    if isinstance(value, dict):
-        return _space_range(key, value, where)
-    choices = value if isinstance(value, list) else [value]
-    if not choices:
-        raise _fail(where, name, "an empty list has nothing to search")
-    if key in ("arch", "blocks", "channels"):
-        shape = {"arch": "residual", "blocks": 0, "channels": 1}
-        for v in choices:
-            try:
-                check_model_args(**{**shape, key: v})
-            except ConfigError as exc:
-                raise _fail(where, name, str(exc)) from None
-    else:
-        choices = [_typed(v, float, where, name) for v in choices]
-        if any(not (v >= 0 and math.isfinite(v)) or (key == "lr" and v == 0) for v in choices):
-            raise _fail(where, name, f"expected positive numbers, got {choices!r}")
-    if len(set(choices)) != len(choices):
-        raise _fail(where, name, f"duplicate values in {choices!r}")
-    return tuple(choices)
 
 
 def _check_consistency(study: Study, where: str) -> None:
@@ -387,7 +330,7 @@ def parse_study(text: str, where: str, default_name: str) -> Study:
         if key not in SPACE_KEYS:
             raise _fail(where, f"[space].{key}", f"unknown field; known fields: {list(SPACE_KEYS)}")
     defaults = {f.name: f.default for f in fields_in("space")}
-    space = {k: _space_value(k, space_raw.get(k, defaults[k]), where) for k in SPACE_KEYS}
+    space = {k: space_value(k, space_raw.get(k, defaults[k]), where) for k in SPACE_KEYS}
     tables = {s: build(raw.get(s, {}), where) for s, build in _SECTIONS.items()}
     study = Study(**_head(raw, where, default_name), space=space, source=where, text=text, **tables,
                   faults=_faults(raw.get("faults", {}), where),

@@ -50,7 +50,7 @@ EPOCHS_RUN, WALL_SECONDS = "epochs_run", "wall_seconds"
 BEST_WEIGHTS, SAMPLES_IMAGE = "best.pt", "samples.png"
 #: Each val image's metrics, {"val/mse": [per image], ...} in the val set's order: a trial's, audit's or
 #: final run's at its best epoch, and bicubic's on the study run (with "names"). What every comparison's
-#: paired bootstrap (sr_core.noise) resamples.
+#: paired bootstrap (reports.noise) resamples.
 VAL_IMAGES = "val_images.json"
 #: The study run's cost estimate: device-seconds by part, the wall, each config's predicted epoch
 #: (search.run.estimate.as_json), what `bench estimate` sets against what the study spent.

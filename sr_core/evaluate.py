@@ -1,7 +1,7 @@
 """Validation of a model on a set of pairs: the study's metrics (val/mse, val/psnr, val/ssim: RGB, no
 crop) and the papers' (val/psnr_y, val/ssim_y: luma, `SCALE` pixels cropped from each border), in big
 batches under inference_mode, with one host sync per evaluation. `evaluate_images` also returns each
-image's values of them (what a paired bootstrap over the val images compares, sr_core.noise)."""
+image's values of them (what a paired bootstrap over the val images compares, reports.noise)."""
 from __future__ import annotations
 
 import torch

@@ -60,10 +60,9 @@ def _within(name: str, module: str) -> bool:
     return name == module or name.startswith(module + ".")
 
 
-#: The edges from reports into sr_core: the tracking contract and the val set's noise (pure numpy and
-#: scipy), at the bottom of the graph.
+#: The one edge from reports into sr_core: the tracking contract at the bottom of the graph.
 CONTRACT = "sr_core.contract"
-BOTTOM = (CONTRACT, "sr_core.noise")
+BOTTOM = (CONTRACT,)
 
 
 @pytest.mark.parametrize("package,forbidden", [
@@ -78,7 +77,7 @@ def test_import_direction(package, forbidden):
 
 @pytest.mark.parametrize("module", [*BOTTOM, "sr_core"])
 def test_the_contract_and_the_package_holding_it_import_nothing_of_the_project(module):
-    # reports may import the bottom modules only if importing them brings no other part of sr_core along
+    # reports may import sr_core.contract only if importing it brings no other part of sr_core along
     assert {t for t in GRAPH[module] if _top(t) in PACKAGES} == set()
 
 

@@ -10,7 +10,7 @@ from that epoch: nothing is trained twice), STOP ends it; a trial stopped while 
 this is what the scheduler would have spent and found, at the cost of recording the curves once.
 
 With each epoch's per-image val MSE (curves files since bench curves kept them), `summarise` also says
-how sure the finding is: the grid's configs tied with its winner within noise (sr_core.noise's paired
+how sure the finding is: the grid's configs tied with its winner within noise (reports.noise's paired
 bootstrap over the val images), whether the schedule's best is one of them, and its gain against the
 winner with its 95% interval. `answer_questions` answers a study's questions (reports.answers) from what
 a schedule trained and from the full grid, and says whether each step's direction agrees.
@@ -160,8 +160,8 @@ def summarise(curves: list[Curve], outcome: Outcome, tied: dict | None = None) -
 
 def grid_tied(curves: list[Curve], metric: str = "val/mse", mode: str = "min") -> dict | None:
     """The full grid's configs tied with its winner within noise, each at its best epoch: {name: Gain of
-    the winner over it} (sr_core.noise.tied_with_best), the winner first; None without per-image values."""
-    from sr_core.noise import tied_with_best
+    the winner over it} (reports.noise.tied_with_best), the winner first; None without per-image values."""
+    from reports.noise import tied_with_best
     if not curves or not all(c.images for c in curves):
         return None
     grid_best = {c.name: min(c.val_mse) for c in curves}
@@ -171,7 +171,7 @@ def grid_tied(curves: list[Curve], metric: str = "val/mse", mode: str = "min") -
 
 def _noise(curves: list[Curve], outcome: Outcome, found: str | None, tied: dict | None) -> dict:
     """The found best against the grid's tied set and its winner (None each without per-image values)."""
-    from sr_core.noise import gain
+    from reports.noise import gain
     tied = tied if tied is not None else grid_tied(curves)
     if tied is None:
         return {"tied_set": None, "found_in_tied_set": None, "regret_vs_tied": None, "found_vs_winner": None}

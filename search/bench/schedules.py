@@ -342,7 +342,7 @@ def _format_noise(rows: list[dict]) -> str:
     if not rows or "tied_set_size" not in rows[0]:
         return ""
     known = [r for r in rows if r.get("tied_set_size") is not None]
-    text = "\n\nwithin noise (paired bootstrap over the val images, 95%: sr_core.noise): the grid's configs tied " \
+    text = "\n\nwithin noise (paired bootstrap over the val images, 95%: reports.noise): the grid's configs tied " \
         "with its winner, and the found best against them"
     if known:
         text += "\n\n" + table(known, [

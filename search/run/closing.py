@@ -118,10 +118,10 @@ def audit_line(audits: list[dict], best: dict | None, study: Study, images: dict
 
 def noise_comparisons(trials: list[dict], best: dict | None, final: dict | None, images: dict,
                       bicubic: dict | None, metric: str, mode: str) -> dict:
-    """What `run` states, each with its 95% paired bootstrap interval over the val images (sr_core.noise):
+    """What `run` states, each with its 95% paired bootstrap interval over the val images (reports.noise):
     the best against bicubic and against the runner-up, the configs tied with the best, the final model
     against the search's best and against bicubic. Empty where per-image values are missing."""
-    from sr_core.noise import gain, tied_with_best
+    from reports.noise import gain, tied_with_best
     key, sign = summary_key(metric), (1.0 if mode == "min" else -1.0)
 
     def of(run: dict | None):

@@ -10,7 +10,9 @@ means better whatever the direction:
 - val/mse: dB of PSNR of the mean MSE, 10 log10(mean MSE of B / mean MSE of A) (the study's PSNR);
 - any other metric (val/psnr, val/ssim, ...): mean of A - mean of B, negated when lower is better.
 
-Pure numpy and scipy: sr_core.contract and this module are all that reports imports of sr_core.
+Pure numpy and scipy, in reports (which imports nothing of sr_core but its contract): `run`'s closing
+lines (search.run.closing) and `bench search` import it from here, so the report and `run` state the
+same intervals.
 """
 from __future__ import annotations
 

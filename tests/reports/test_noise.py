@@ -1,10 +1,10 @@
-"""The paired bootstrap (sr_core.noise) against cases whose answer is known."""
+"""The paired bootstrap (reports.noise) against cases whose answer is known."""
 import math
 
 import numpy as np
 import pytest
 
-from sr_core.noise import gain, spread, tied_with_best
+from reports.noise import gain, spread, tied_with_best
 
 
 def test_the_interval_covers_the_true_difference_at_its_stated_rate():
