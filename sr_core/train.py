@@ -159,7 +159,7 @@ def _run_epoch(trial: RunningTrial, on_epoch: OnEpoch | None) -> None:
               "lr": lr_at((epoch - 1) * trial.steps_per_epoch, trial.total_steps, config),
               "epoch_seconds": time.perf_counter() - t0, "images_per_s": trial.per_epoch / train_seconds}
     trial.history.append(report)
-    trial.epoch_images.append(images)
+    trial.epoch_images.append({"val/mse": images["val/mse"]})  # every epoch's: bench curves keeps the MSE only
     trial.next_epoch = epoch + 1
     if _keep_best(trial, report):
         trial.best_images = images

@@ -102,7 +102,7 @@ class TrialResult:
     seconds: float
     weights: dict[str, torch.Tensor] | None = field(repr=False, default=None)
     reason: str = ""  # one line saying why a trial that did not complete ended
-    # Each val image's metrics at the best epoch (sr_core.evaluate.IMAGE_METRICS), and at
+    # Each val image's metrics at the best epoch (sr_core.evaluate.IMAGE_METRICS), and its val/mse at
     # every epoch this session trained (a resumed trial's earlier epochs are not in it).
     best_images: dict[str, list[float]] = field(repr=False, default_factory=dict)
     epoch_images: list[dict[str, list[float]]] = field(repr=False, default_factory=list)

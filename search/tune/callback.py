@@ -187,8 +187,11 @@ class StudyCallback(tune.Callback):
 
 def _best_images(best: Path) -> dict:
     """The val images' metrics at the best epoch, kept in best.pt (sr_core.checkpoint.BEST_IMAGES)."""
-    from sr_core import checkpoint
-    return checkpoint.load(best).get(checkpoint.BEST_IMAGES, {})
+    import torch
+
+    from sr_core.checkpoint import BEST_IMAGES
+    # mmap: the weights (up to ~0.8 GB for the widest nets) are mapped, not read, to get at a few floats
+    return torch.load(best, map_location="cpu", weights_only=True, mmap=True).get(BEST_IMAGES, {})
 
 
 def _summary(trial, result: dict | None = None) -> dict[str, float]:
