@@ -261,7 +261,7 @@ def _verdict_rows(done: pd.DataFrame, audited: pd.DataFrame | None, audits: pd.D
         own_audits = audits.set_index("run_id")
         for _, a in audited.iterrows():
             full = own_audits.loc[a["run_id"]]
-            v = float(full[metric]) if metric in full and np.isfinite(float(full[metric])) else float(a["final_val_mse"])
+            v = float(full[metric]) if metric in full else float(a["final_val_mse"])  # older audit tables: val/mse
             audited_rows.append({**row(a, v), "stopped_at": a["stopped_at"], "rank": a["rank"],
                                  "pruned": a["pruned"], "epochs_run": full.get("epochs_run")})
     return finished_rows, audited_rows

@@ -39,7 +39,7 @@ def question_rows(trials: pd.DataFrame, audits: pd.DataFrame | None, images: dic
             if a["status"] not in an.FINISHED or a["source_run_id"] not in by_id.index:
                 continue
             source = by_id.loc[a["source_run_id"]]
-            value = float(a.get(metric, math.nan)) if metric in a else float(a["val/mse"])
+            value = float(a.get(metric, math.nan))  # audit rows carry every val metric (reports.load)
             rows.append({"name": a["name"], "run_id": a["run_id"], "study": a["study"], "arch": source["arch"],
                          "blocks": _int(source.get("blocks")), "channels": _int(source.get("channels")),
                          "lr": source.get("lr"), "value": value, "full": math.isfinite(value),
