@@ -56,7 +56,8 @@ def study_overhead(tracking_uri: str, study: str) -> dict:
     only: the audit's and the final step's runs are not the search's):
 
     - each epoch's running interval is [its logged time - its epoch_seconds, its logged time]; slot
-      occupancy and the concurrency come from these intervals, so a paused trial holds no slot;
+      occupancy and the concurrency come from these intervals and the start and resume windows below, so
+      a paused trial holds no slot but one being started or restored does;
     - the search's span is from the first trial's start to the last trial's last epoch;
     - start: a trial's first epoch began this long after its run was opened (Ray's actor, the data, the
       first checkpoint folder);
@@ -77,25 +78,39 @@ def study_overhead(tracking_uri: str, study: str) -> dict:
     epochs = {t.info.run_id: sorted(((m.step, m.timestamp / 1e3 - m.value, m.timestamp / 1e3) for m in
                                      client.get_metric_history(t.info.run_id, "epoch_seconds")))
               for t in trials}
-    intervals = [(a, b) for rows in epochs.values() for _, a, b in rows]
-    if not intervals:
+    if not any(epochs.values()):
         raise ValueError(f"study {study!r} has no timed epochs")
-    first = min(t.info.start_time / 1e3 for t in trials)
+    return {"study": study, **overhead_figures({t.info.run_id: t.info.start_time / 1e3 for t in trials}, epochs)}
+
+
+def overhead_figures(opened_at: dict[str, float], epochs: dict[str, list]) -> dict:
+    """The figures from each trial's opening time and its epochs' (step, start, end) rows."""
+    intervals = [(a, b) for rows in epochs.values() for _, a, b in rows]
+    first = min(opened_at.values())
     span = max(b for _, b in intervals) - first
-    slots = _concurrency(intervals)
+    opened = [(opened_at[k], rows[0][1]) for k, rows in epochs.items() if rows]
+    starts = [b - a for a, b in opened]
+    waits = _resume_windows(epochs)
+    resumes = [b - a for a, b in waits]
+    # a trial being started or restored holds its slot as a running epoch does: without these windows, two
+    # trials set up side by side whose short epochs never overlap would count one slot for two starts
+    slots = _concurrency(intervals + [(a, b) for a, b in opened if b > a] + waits)
     compute = sum(b - a for a, b in intervals)
-    starts = [rows[0][1] - t.info.start_time / 1e3 for t in trials if (rows := epochs[t.info.run_id])]
-    resumes = _resumes(epochs)
     overhead = sum(max(x, 0.0) for x in starts) + sum(resumes)
-    return {"study": study, "trials": len(trials), "concurrency": slots, "wall_s": span, "compute_s": compute,
+    return {"trials": len(opened_at), "concurrency": slots, "wall_s": span, "compute_s": compute,
             "start_s_per_trial": sum(starts) / max(len(starts), 1),
             "resume_s": sum(resumes) / max(len(resumes), 1), "resumes": len(resumes),
             "idle_other_s": max(span * slots - compute - overhead, 0.0),
-            "overhead_s_per_trial": overhead / max(len(trials), 1), "overhead_fraction": overhead / (span * slots)}
+            "overhead_s_per_trial": overhead / max(len(opened_at), 1), "overhead_fraction": overhead / (span * slots)}
 
 
 def _resumes(epochs: dict[str, list]) -> list[float]:
     """Per rung, the first resumed trial's wait from the rung's last epoch end to its next epoch's start."""
+    return [b - a for a, b in _resume_windows(epochs)]
+
+
+def _resume_windows(epochs: dict[str, list]) -> list[tuple[float, float]]:
+    """Per rung, (the rung's last epoch end, the first resumed trial's next epoch start)."""
     by_rung: dict[int, list[tuple[float, float]]] = {}  # epoch -> (end of that epoch, start of the next)
     last_end: dict[int, float] = {}
     for rows in epochs.values():
@@ -108,7 +123,7 @@ def _resumes(epochs: dict[str, list]) -> list[float]:
         waits = [start - end for end, start in pairs]
         if max(waits) < 1.0:  # no pause here: trials went straight on
             continue
-        out.append(max(min(start for _, start in pairs) - last_end[step], 0.0))
+        out.append((last_end[step], max(min(start for _, start in pairs), last_end[step])))
     return out
 
 

@@ -36,3 +36,14 @@ def test_slots_come_from_running_epochs_and_a_resume_is_the_first_wait_after_a_r
     intervals = [(start, end) for rows in epochs.values() for _, start, end in rows]
     assert _concurrency(intervals) == 2  # a paused trial holds no slot: never 3 at once
     assert _resumes(epochs) == [2.5]  # after the rung at epoch 1 (last end 10.0), the first resume at 12.5
+
+
+def test_trials_started_side_by_side_hold_a_slot_each_while_they_start():
+    """CI's case: two trials opened at 0 whose 1-second epochs never overlap (one starts slower). Counting
+    slots from epochs alone gave one slot for two 5-second starts: an overhead of 150% of the slot time."""
+    from search.bench.overhead import overhead_figures
+    figures = overhead_figures({"a": 0.0, "b": 0.0}, {"a": [(1, 5.0, 6.0), (2, 6.0, 7.0)],
+                                                      "b": [(1, 7.0, 8.0), (2, 8.0, 9.0)]})
+    assert figures["concurrency"] == 2 and figures["wall_s"] == 9.0 and figures["compute_s"] == 4.0
+    assert figures["overhead_s_per_trial"] == 6.0  # starts of 5 s and 7 s
+    assert figures["overhead_fraction"] == 12.0 / 18.0
