@@ -47,6 +47,7 @@ from search.study_space import Range, _fail, space_value
 from search.study_space import typed as _typed
 from sr_core.contract import EPOCH_METRICS, OBJECTIVE
 from sr_core.errors import ConfigError
+from sr_core.losses import LOSSES
 from sr_core.trial_config import TrialConfig, fields_in
 
 SAMPLERS = ("grid", "tpe", "random")
@@ -314,6 +315,20 @@ def _head(raw: dict, where: str, default_name: str) -> dict[str, str]:
             "data": _typed(head.get("data", "embedded"), str, where, "[study].data")}
 
 
+def _train_loss(raw: dict, space_raw: dict, where: str) -> dict:
+    """`[train] loss` fixes the loss for the study: it is the space's loss with one value ([space] loss
+    searches it). Moved out of raw's [train], into the space it returns."""
+    train = raw.get("train")
+    if not isinstance(train, dict) or "loss" not in train:
+        return space_raw
+    if "loss" in space_raw:
+        raise _fail(where, "[train].loss", "also given as [space].loss: give it once ([space] to search it)")
+    if train["loss"] not in LOSSES:
+        raise _fail(where, "[train].loss", f"one of {list(LOSSES)} ([space] to search several), got {train['loss']!r}")
+    raw["train"] = {k: v for k, v in train.items() if k != "loss"}
+    return {**space_raw, "loss": train["loss"]}
+
+
 def parse_study(text: str, where: str, default_name: str) -> Study:
     try:
         raw = tomllib.loads(text)
@@ -326,6 +341,7 @@ def parse_study(text: str, where: str, default_name: str) -> Study:
     space_raw = raw.get("space")
     if not isinstance(space_raw, dict):
         raise _fail(where, "[space]", "missing: a study needs a [space] table")
+    space_raw = _train_loss(raw, space_raw, where)
     for key in space_raw:
         if key not in SPACE_KEYS:
             raise _fail(where, f"[space].{key}", f"unknown field; known fields: {list(SPACE_KEYS)}")

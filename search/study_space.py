@@ -8,6 +8,7 @@ from typing import Any
 
 from search.errors import StudyError
 from sr_core.errors import ConfigError
+from sr_core.losses import LOSSES
 from sr_core.models import check_model_args
 
 
@@ -53,7 +54,10 @@ def space_value(key: str, value: Any, where: str) -> tuple | Range:
     choices = value if isinstance(value, list) else [value]
     if not choices:
         raise _fail(where, name, "an empty list has nothing to search")
-    if key in ("arch", "blocks", "channels"):
+    if key == "loss":
+        if any(v not in LOSSES for v in choices):
+            raise _fail(where, name, f"expected some of {list(LOSSES)}, got {choices!r}")
+    elif key in ("arch", "blocks", "channels"):
         shape = {"arch": "residual", "blocks": 0, "channels": 1}
         for v in choices:
             try:

@@ -78,7 +78,8 @@ def ensure_experiment(client: MlflowClient, artifact_root: Path | None) -> str:
 
 def run_name(config: Mapping[str, Any]) -> str:
     """A trial's run name from its config mapping (sr_core.trial_config.run_name builds it)."""
-    return _run_name(config["arch"], config["blocks"], config["channels"], config["lr"], config["eta_min"])
+    return _run_name(config["arch"], config["blocks"], config["channels"], config["lr"], config["eta_min"],
+                     config.get("loss", "mse"))
 
 
 def log_values(client: MlflowClient, run_id: str, values: Mapping[str, float | None], step: int = 0) -> None:

@@ -2,7 +2,8 @@
 validation: sr_core.evaluate).
 
 `train_trial` reads as the story: set up, resume if a checkpoint is there, then one epoch at a time
-(train, evaluate, keep the best, checkpoint, report) until the trial ends. MSE loss, Adam, a per-step
+(train, evaluate, keep the best, checkpoint, report) until the trial ends. The config's loss (MSE by
+default, sr_core.losses; `train/mse` is reported whatever the loss), Adam, a per-step
 cosine schedule from `lr` to `eta_min`, gradient-norm clipping, early stopping on val MSE. bf16
 autocast on CUDA where the GPU has it natively (else fp16 with a GradScaler), fp32 on CPU.
 
@@ -45,6 +46,7 @@ from sr_core.data import SRData, SRPairs
 from sr_core.evaluate import METRICS as VAL_METRICS
 from sr_core.evaluate import evaluate, evaluate_images
 from sr_core.fastpaths import FastPaths, FiniteWatch, backend_flags
+from sr_core.losses import loss_fn
 from sr_core.faults import inject, parse_fault
 from sr_core.models import build_model
 from sr_core.pixels import to_float
@@ -128,6 +130,7 @@ def _set_up(trial: RunningTrial, data: SRData) -> None:
     layout = torch.channels_last if fast.channels_last else torch.preserve_format
     trial.model = model.to(device, memory_format=layout)
     trial.forward = compilation.compile_model(trial.model, fast.compile)
+    trial.loss = loss_fn(config.loss)
     trial.clock = compilation.CompileClock(device if fast.compile else None)  # None: nothing to time
     adam_options = {"fused": True} if fast.fused_adam else {}
     trial.optimizer = torch.optim.Adam(trial.model.parameters(), lr=config.lr, **adam_options)
@@ -193,7 +196,7 @@ def _train_epoch(trial: RunningTrial, epoch: int) -> float:
     """One pass over `per_epoch` shuffled, augmented samples; the mean train MSE (inf/nan if it blew up)."""
     trial.model.train()
     first_step = (epoch - 1) * trial.steps_per_epoch
-    loss_sum = torch.zeros((), device=trial.device)
+    loss_sum = torch.zeros((), device=trial.device)  # of MSE, whatever the loss trained on
     watch = FiniteWatch(trial.device, _NAN_CHECK_EVERY, lagged=trial.fast.lagged_nan_check)
     poison = 1.0
     trial.clock.start()
@@ -232,7 +235,7 @@ def _batches(trial: RunningTrial):
 
 def _train_step(trial: RunningTrial, lr_img: torch.Tensor, hr_img: torch.Tensor, lr: float,
                 poison: float) -> torch.Tensor:
-    """Forward, backward, clip, Adam; the loss as a device scalar. Nothing here waits for the GPU
+    """Forward, backward, clip, Adam; the batch's MSE as a device scalar. Nothing here waits for the GPU
     unless a fast path is off (plain Adam under a GradScaler reads its inf check on the host)."""
     optimizer, scaler = trial.optimizer, trial.scaler
     for group in optimizer.param_groups:
@@ -240,14 +243,16 @@ def _train_step(trial: RunningTrial, lr_img: torch.Tensor, hr_img: torch.Tensor,
     if trial.fast.compile:
         torch.compiler.cudagraph_mark_step_begin()  # CUDA graphs may reuse last step's outputs now
     with torch.autocast(trial.device.type, dtype=trial.amp_dtype, enabled=trial.amp_dtype is not None):
-        loss = F.mse_loss(trial.forward(lr_img).float(), hr_img) * poison
+        pred = trial.forward(lr_img).float()
+        loss = trial.loss(pred, hr_img) * poison
+    mse = loss if trial.config.loss == "mse" else F.mse_loss(pred.detach(), hr_img) * poison
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.unscale_(optimizer)
     torch.nn.utils.clip_grad_norm_(trial.model.parameters(), trial.config.grad_clip)
     scaler.step(optimizer)
     scaler.update()
-    return loss.detach()
+    return mse.detach()
 
 
 def _keep_best(trial: RunningTrial, report: dict[str, float]) -> bool:

@@ -19,6 +19,7 @@ import torch
 from sr_core.contract import TRAINER_STATUSES
 from sr_core.errors import ConfigError
 from sr_core.faults import parse_fault
+from sr_core.losses import LOSSES
 from sr_core.models import check_model_args
 
 STATUSES = TRAINER_STATUSES  # how the trainer ends a trial (sr_core.contract)
@@ -36,6 +37,8 @@ class TrialConfig:
     channels: int = _in("space", 64)
     lr: float = _in("space", 1e-4)
     eta_min: float = _in("space", 1e-7)
+    # The training loss (sr_core.losses): a study fixes it in [train] or searches it in [space].
+    loss: str = _in("space", "mse")
     # fixed for a study: its [train]
     epochs: int = _in("train", 20)
     batch_size: int = _in("train", 16)
@@ -68,6 +71,8 @@ class TrialConfig:
             raise ConfigError("eta_min", f"eta_min must be in [0, lr], got {self.eta_min=} with {self.lr=}")
         if not (isinstance(self.grad_clip, (int, float)) and self.grad_clip > 0):
             raise ConfigError("grad_clip", f"grad_clip must be > 0, got {self.grad_clip=}")
+        if self.loss not in LOSSES:
+            raise ConfigError("loss", f"loss must be one of {list(LOSSES)}, got {self.loss!r}")
         try:
             parse_fault(self.fault)
         except ValueError as exc:
@@ -75,7 +80,7 @@ class TrialConfig:
 
     @property
     def run_name(self) -> str:
-        return run_name(self.arch, self.blocks, self.channels, self.lr, self.eta_min)
+        return run_name(self.arch, self.blocks, self.channels, self.lr, self.eta_min, self.loss)
 
 
 def fields_in(table: str) -> tuple[dataclasses.Field, ...]:
@@ -87,10 +92,11 @@ def fields_in(table: str) -> tuple[dataclasses.Field, ...]:
 LOGGED_FIELDS = tuple(f.name for f in dataclasses.fields(TrialConfig) if f.metadata["logged"])
 
 
-def run_name(arch: str, blocks: int, channels: int, lr: float, eta_min: float) -> str:
+def run_name(arch: str, blocks: int, channels: int, lr: float, eta_min: float, loss: str = "mse") -> str:
     """`residual_b24_c612_lr0.0001_eta1e-07`: unique over every searched field (it keys MLflow runs
-    and the [faults] table), short enough to read in a table."""
-    return f"{arch}_b{blocks}_c{channels}_lr{lr:g}_eta{eta_min:g}"
+    and the [faults] table), short enough to read in a table. A loss other than the default MSE is a
+    suffix (`..._eta1e-07_l1`), so the names of MSE trials are what they always were."""
+    return f"{arch}_b{blocks}_c{channels}_lr{lr:g}_eta{eta_min:g}" + ("" if loss == "mse" else f"_{loss}")
 
 
 @dataclass

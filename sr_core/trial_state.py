@@ -33,6 +33,7 @@ class RunningTrial:
     amp_dtype: torch.dtype | None = None  # autocast dtype; None = fp32
     model: torch.nn.Module | None = None
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None  # the model, or its torch.compile
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None  # the config's (sr_core.losses)
     clock: compilation.CompileClock = field(default_factory=compilation.CompileClock)  # compile time
     optimizer: torch.optim.Optimizer | None = None
     scaler: torch.amp.GradScaler | None = None

@@ -12,6 +12,7 @@ then spends is logged beside it (actual/device_hours), so the report shows estim
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 
 from search.rungs import schedule_epochs
@@ -131,7 +132,7 @@ def _cost_configs(study: Study) -> list[tuple[str, int, int]]:
     space = study.space
     combos = list(itertools.product(space["arch"], space["blocks"], space["channels"]))
     if study.search.sampler == "grid":
-        repeats = len(space["lr"]) * len(space["eta_min"])
+        repeats = math.prod(len(v) for k, v in space.items() if k not in ("arch", "blocks", "channels"))
         return combos * repeats
     return combos
 

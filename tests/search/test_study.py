@@ -117,3 +117,18 @@ def test_questions_are_slices_whose_cells_hold_every_lr_of_a_point():
     assert len(cells) == 3 + 11 - 1 and all(len(configs) == 4 for configs in cells.values())  # 4 lrs each
     assert residual.questions.choose_at == 12 and "questions" in residual.flat_params()
     assert residual.with_overrides(questions=False).questions.active == ()
+
+
+def test_the_loss_is_fixed_in_train_or_searched_in_space_never_both():
+    assert parse_study(MINIMAL, "my.toml", "my").space["loss"] == ("mse",)  # the original study's
+    fixed = parse_study(MINIMAL.replace("[train]", "[train]\nloss = \"l1\""), "my.toml", "my")
+    assert fixed.space["loss"] == ("l1",) and fixed.trial_config(fixed.grid()[0]).loss == "l1"
+    searched = parse_study(MINIMAL.replace("eta_min = 1e-5", "eta_min = 1e-5\nloss = [\"l1\", \"charbonnier\"]"),
+                           "my.toml", "my")
+    assert searched.grid_size == 2 * 2 and {p["loss"] for p in searched.grid()} == {"l1", "charbonnier"}
+    for text, field in ((MINIMAL.replace("[train]", "[train]\nloss = \"l2\""), "[train].loss"),
+                        (MINIMAL.replace("eta_min = 1e-5", "eta_min = 1e-5\nloss = [\"l1\", 2]"), "[space].loss"),
+                        (MINIMAL.replace("eta_min = 1e-5", "eta_min = 1e-5\nloss = \"mse\"").replace(
+                            "[train]", "[train]\nloss = \"l1\""), "[train].loss")):
+        with pytest.raises(StudyError, match=field.replace("[", r"\[").replace("]", r"\]")):
+            parse_study(text, "my.toml", "my")

@@ -33,7 +33,7 @@ def test_zero_epoch_samples_is_the_whole_train_set_and_is_valid():
 
 def test_every_field_belongs_to_exactly_one_study_table():
     by_table = {t: [f.name for f in fields_in(t)] for t in ("space", "train", "search", "faults")}
-    assert by_table == {"space": ["arch", "blocks", "channels", "lr", "eta_min"],
+    assert by_table == {"space": ["arch", "blocks", "channels", "lr", "eta_min", "loss"],
                         "train": ["epochs", "batch_size", "grad_clip", "patience", "augment", "rgb_permute",
                                   "epoch_samples"],
                         "search": ["seed"], "faults": ["fault"]}
