@@ -2,7 +2,8 @@
 
 A study file has these tables; every field is optional except `[space]`:
 
-    [study]      name, description, data ("embedded" or a folder)
+    [study]      name, description, data ("embedded" or a folder), val_data (a folder of val photos for an
+                 HR-only data folder), crops ("random" or "fixed": an HR-only folder's train images)
     [search]     sampler ("grid" | "tpe" | "random"), trials (0 = the whole grid), seed,
                  metric (the objective: a val metric every epoch logs) and mode ("min" | "max")
     [space]      TrialConfig's searched fields (arch, blocks, channels, lr, eta_min): a value (fixed),
@@ -47,6 +48,7 @@ from search.study_space import Range, _fail, space_value
 from search.study_space import typed as _typed
 from sr_core.contract import EPOCH_METRICS, OBJECTIVE
 from sr_core.errors import ConfigError
+from sr_core.data import CROPS
 from sr_core.losses import LOSSES
 from sr_core.trial_config import TrialConfig, fields_in
 
@@ -107,6 +109,8 @@ class Study:
     space: dict[str, tuple | Range]
     description: str = ""
     data: str = "embedded"
+    val_data: str = ""  # an HR-only data folder's val photos ("": every 5th of its photos)
+    crops: str = ""  # an HR-only data folder's train images: "random" crops ("" too) or "fixed" patches
     search: Search = field(default_factory=Search)
     train: Train = field(default_factory=Train)
     pruner: Pruner = field(default_factory=Pruner)
@@ -176,7 +180,8 @@ class Study:
 
     def flat_params(self) -> dict[str, str]:
         """The spec flattened with dots, for MLflow params."""
-        out = {"study.name": self.name, "study.data": self.data}
+        out = {"study.name": self.name, "study.data": self.data, "study.val_data": self.val_data,
+               "study.crops": self.crops}
         for key, value in self.space.items():
             out[f"space.{key}"] = str(dataclasses.asdict(value) if isinstance(value, Range) else list(value))
         for section in ("search", "train", "pruner", "resources", "final"):
@@ -193,9 +198,10 @@ class Study:
         changes: dict[str, Any] = {}
         if overrides.get("questions") is False:
             changes["questions"] = self.questions.off()
-        if overrides.get("data") is not None and str(overrides["data"]) != self.data:
-            changes["data"] = str(overrides["data"])
-            changes["description"] = ""  # it speaks of the file's data ("on the embedded photos")
+        for key in ("data", "val_data"):
+            if overrides.get(key) is not None and str(overrides[key]) != getattr(self, key):
+                changes[key] = str(overrides[key])
+                changes["description"] = ""  # it speaks of the file's data ("on the embedded photos")
         for section, keys in (("train", ("epochs",)), ("search", ("trials",)),
                               ("resources", ("cpus_per_trial", "gpus_per_trial", "max_concurrent"))):
             given = {k: overrides[k] for k in keys if overrides.get(k) is not None}
@@ -305,14 +311,19 @@ def _faults(table: Any, where: str) -> dict[str, str]:
 
 def _head(raw: dict, where: str, default_name: str) -> dict[str, str]:
     head = raw.get("study", {})
+    known = ["crops", "data", "description", "name", "val_data"]
     for key in head:
-        if key not in ("name", "description", "data"):
-            raise _fail(where, f"[study].{key}", "unknown field; known fields: ['data', 'description', 'name']")
+        if key not in known:
+            raise _fail(where, f"[study].{key}", f"unknown field; known fields: {known}")
+    crops = _typed(head.get("crops", ""), str, where, "[study].crops")
+    if crops not in ("", *CROPS):
+        raise _fail(where, "[study].crops", f"one of {list(CROPS)}, got {crops!r}")
     name = _typed(head.get("name", default_name), str, where, "[study].name")
     if not name or not all(c.isalnum() or c in "-_." for c in name):
         raise _fail(where, "[study].name", f"use letters, digits, '-', '_' or '.', got {name!r}")
     return {"name": name, "description": _typed(head.get("description", ""), str, where, "[study].description"),
-            "data": _typed(head.get("data", "embedded"), str, where, "[study].data")}
+            "data": _typed(head.get("data", "embedded"), str, where, "[study].data"),
+            "val_data": _typed(head.get("val_data", ""), str, where, "[study].val_data"), "crops": crops}
 
 
 def _train_loss(raw: dict, space_raw: dict, where: str) -> dict:

@@ -52,11 +52,19 @@ def num_ops(rgb_permute: bool) -> int:
     return NUM_OPS * (len(RGB_ORDERS) if rgb_permute else 1)
 
 
+def epoch_order(generator: torch.Generator, n_train: int, per_epoch: int) -> torch.Tensor:
+    """int64 [per_epoch] on the generator's device: a random permutation of the train set, cut to
+    `per_epoch`; an epoch longer than the set goes on with a fresh permutation each time round."""
+    rounds = -(-per_epoch // n_train)
+    device = generator.device
+    return torch.cat([torch.randperm(n_train, generator=generator, device=device) for _ in range(rounds)])[:per_epoch]
+
+
 def epoch_draws(generator: torch.Generator, n_train: int, per_epoch: int, augment: bool,
                 rgb_permute: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """An epoch's sample order (int64 [per_epoch]) and one op per sample (or None), on the generator's device."""
     device = generator.device
-    order = torch.randperm(n_train, generator=generator, device=device)[:per_epoch]
+    order = epoch_order(generator, n_train, per_epoch)
     ops = (torch.randint(0, num_ops(rgb_permute), (per_epoch,), generator=generator, device=device)
            if augment else None)
     return order, ops

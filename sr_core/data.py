@@ -51,10 +51,14 @@ import torch
 from sr_core import metrics, patches
 from sr_core.files import atomic_path
 from sr_core.images import DataError, list_images, paired_split, read_rgb
+from sr_core.photos import Photos, from_images, photo_views
 from sr_core.pixels import to_float
 from sr_core.resize import LR_KERNELS, bicubic_upscale, downscale_with
 from sr_core.sizes import HR_SIZE, LR_SIZE, SCALE
 
+#: How an HR-only folder's train photos become training images: a new random crop of a photo at every
+#: step (the default), or the photos cut once into fixed non-overlapping patches, as before.
+CROPS = ("random", "fixed")
 _FORMAT_VERSION = 2  # part of the cache key: bump it when the cache layout or the preparation changes
 _HR_ONLY_STRIDE = 128  # non-overlapping: user folders are usually big enough, and the cache stays small
 TRAIN_LR_KERNELS = LR_KERNELS  # kernels the train LR is drawn from, where sr-search makes it
@@ -90,7 +94,7 @@ class SRTest:
 
 @dataclass(frozen=True, eq=False)
 class SRData:
-    train: SRPairs
+    train: SRPairs | Photos  # Photos: an HR-only folder's train photos, cut into random crops as it trains
     val: SRPairs
     test: SRTest | None
     source: str  # "embedded" or the resolved folder path
@@ -116,6 +120,7 @@ class _Plan(NamedTuple):
     kind: str  # "embedded", "paired" or "hr-only"
     root: pathlib.Path | None  # None for "embedded"
     splits: dict[str, list[tuple]]  # split -> [(name, lr_path | None, hr_path | None)]
+    crops: str = "fixed"  # "random": an HR-only folder's train photos are kept whole (sr_core.photos)
 
     def files(self) -> list[pathlib.Path]:
         return [p for items in self.splits.values() for _, *paths in items for p in paths if p]
@@ -131,8 +136,16 @@ def _source_root(source: str | os.PathLike) -> pathlib.Path | None:
         raise DataError(f"data folder {source} cannot be resolved ({exc}); is it a symbolic link loop?") from None
 
 
-def _plan(source: str | os.PathLike) -> _Plan:
+def _plan(source: str | os.PathLike, val_source: str | os.PathLike | None = None, crops: str | None = None) -> _Plan:
     root = _source_root(source)
+    if crops not in (None, *CROPS):
+        raise DataError(f"crops must be one of {list(CROPS)}, got {crops!r}")
+    if root is None or (root.is_dir() and (root / "train").is_dir()):  # embedded or paired: fixed val patches
+        kind = "embedded" if root is None else "paired"
+        for given, what in ((val_source is not None, "a val folder"), (crops == "random", "random crops")):
+            if given:
+                raise DataError(f"{what} needs an HR-only data folder (a folder of full-size photos); the data "
+                                f"{'embedded' if root is None else root} is {kind}, with its own fixed val patches")
     if root is None:
         return _Plan("embedded", None, {})
     if not root.is_dir():
@@ -141,18 +154,30 @@ def _plan(source: str | os.PathLike) -> _Plan:
     if (root / "train").is_dir():
         splits = ["train", "val", "test"] if (root / "test").is_dir() else ["train", "val"]
         return _Plan("paired", root, {split: paired_split(root, split) for split in splits})
+    photos = _photos_in(root, 1 if val_source is not None else 2)
+    items = [(p.stem, None, p) for p in photos]
+    crops = crops or "random"
+    if val_source is not None:  # every photo of the folder trains; val is the other folder's
+        val_root = _source_root(val_source)
+        if val_root is None or not val_root.is_dir():
+            raise DataError(f"val folder {val_source} does not exist or is not a folder of photos")
+        return _Plan("hr-only", root, {"train": items, "val": [(p.stem, None, p) for p in _photos_in(val_root, 1)]},
+                     crops)
+    # Split by source image so no photo is on both sides.
+    val = {i for i in range(len(photos)) if i % _VAL_EVERY == _VAL_EVERY - 1} or {len(photos) - 1}
+    return _Plan("hr-only", root, {"train": [it for i, it in enumerate(items) if i not in val],
+                                   "val": [it for i, it in enumerate(items) if i in val]}, crops)
+
+
+def _photos_in(root: pathlib.Path, least: int) -> list[pathlib.Path]:
     photos = list(list_images(root).values())
     if not photos:
         raise DataError(f"no images found in {root}; expected {root}/train/{{lr,hr}}/ (paired) or a "
                         "folder of .png/.jpg/.jpeg photos (HR-only).")
-    if len(photos) < 2:
+    if len(photos) < least:
         raise DataError(f"{root} holds only one photo ({photos[0]}); an HR-only folder needs at least 2 "
-                        "so that train and val get different photos. Add more photos.")
-    # Split by source image so no photo is on both sides.
-    val = {i for i in range(len(photos)) if i % _VAL_EVERY == _VAL_EVERY - 1} or {len(photos) - 1}
-    items = [(p.stem, None, p) for p in photos]
-    return _Plan("hr-only", root, {"train": [it for i, it in enumerate(items) if i not in val],
-                                   "val": [it for i, it in enumerate(items) if i in val]})
+                        "so that train and val get different photos. Add more photos, or give a val folder.")
+    return photos
 
 
 def _fingerprint(plan: _Plan) -> str:
@@ -162,12 +187,13 @@ def _fingerprint(plan: _Plan) -> str:
         settings: tuple = (skimage, patches.TRAIN_STRIDE, patches.VAL_STRIDE, patches.VAL_BAND_EVERY,
                            patches.VAL_SHARE, patches.FLAT_STD, patches.PHOTO_CAP, TRAIN_LR_KERNELS)
     elif plan.kind == "hr-only":
-        settings = (_HR_ONLY_STRIDE, _VAL_EVERY, TRAIN_LR_KERNELS)
+        settings = (_HR_ONLY_STRIDE, _VAL_EVERY, TRAIN_LR_KERNELS, plan.crops)
     else:
         settings = ()
     digest = hashlib.sha256(f"sr-data v{_FORMAT_VERSION} {plan.kind} {settings!r}\n".encode())
     for path in sorted(plan.files()):
-        stat, rel = path.stat(), path.relative_to(plan.root).as_posix()
+        stat = path.stat()
+        rel = path.relative_to(plan.root).as_posix() if path.is_relative_to(plan.root) else path.as_posix()
         digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:24]
 
@@ -203,7 +229,7 @@ def _patch_pairs(split: str, cuts: list[np.ndarray], names: list[str]) -> dict:
     return {f"{split}_lr": _make_lr(hr, kernels), f"{split}_hr": hr, f"{split}_names": names}
 
 
-def _embedded_photos() -> list[tuple[str, str, np.ndarray]]:
+def embedded_photos() -> list[tuple[str, str, np.ndarray]]:
     """(name, scene, HxWx3 uint8) per photo; the two stereo views are one scene for the split."""
     from skimage import data as sk  # imported here: only this source needs it, and it is slow-ish
 
@@ -215,7 +241,7 @@ def _embedded_photos() -> list[tuple[str, str, np.ndarray]]:
 
 
 def _build_embedded(plan: _Plan, progress: Progress) -> dict:
-    photos = _embedded_photos()
+    photos = embedded_photos()
     counter = _Counter(progress, len(photos))
     heights = {scene: img.shape[0] for _, scene, img in photos}  # the stereo views share theirs
     out: dict[str, tuple[list, list]] = {"train": ([], []), "val": ([], [])}
@@ -255,7 +281,7 @@ def _build_hr_only(plan: _Plan, progress: Progress) -> dict:
     counter = _Counter(progress, len(plan.files()))
     out: dict = {}
     for split, items in plan.splits.items():
-        cuts, names = [], []
+        cuts, names, whole = [], [], []
         for stem, _, path in items:
             img = read_rgb(path)
             counter.tick()
@@ -263,10 +289,19 @@ def _build_hr_only(plan: _Plan, progress: Progress) -> dict:
                 raise DataError(f"{path} is {img.shape[1]}x{img.shape[0]}; every photo in an HR-only "
                                 f"folder must be at least {HR_SIZE}x{HR_SIZE} pixels. Remove it or use a "
                                 "larger one.")
+            if split == "train" and plan.crops == "random":
+                whole.append(img)
+                names.append(stem)
+                continue
             coords = patches.grid(*img.shape[:2], _HR_ONLY_STRIDE)
             cuts.append(patches.cut(img, coords))
             names += [patches.patch_name(stem, y, x) for y, x in coords]
-        out.update(_patch_pairs(split, cuts, names))
+        if whole:
+            photos = from_images(whole, names)
+            out.update(train_pixels=photos.pixels, train_offsets=photos.offsets, train_sizes=photos.sizes,
+                       train_names=names)
+        else:
+            out.update(_patch_pairs(split, cuts, names))
     return out
 
 
@@ -277,14 +312,16 @@ def _build(plan: _Plan, progress: Progress) -> dict:
     tensors = builder(plan, progress)
     tensors.update(format=_FORMAT_VERSION, source=source)
     test = f", {len(tensors['test_names'])} test" if "test_names" in tensors else ""
-    progress(f"prepared data: {len(tensors['train_names'])} train / {len(tensors['val_names'])} val"
-             f"{test} from {source}")
+    train = (f"{len(tensors['train_names'])} train photos (random crops)" if "train_pixels" in tensors
+             else f"{len(tensors['train_names'])} train")
+    progress(f"prepared data: {train} / {len(tensors['val_names'])} val{test} from {source}")
     return tensors
 
 
 def _to_srdata(d: dict) -> SRData:
     return SRData(
-        train=SRPairs(d["train_lr"], d["train_hr"], tuple(d["train_names"])),
+        train=(Photos(d["train_pixels"], d["train_offsets"], d["train_sizes"], tuple(d["train_names"]))
+               if "train_pixels" in d else SRPairs(d["train_lr"], d["train_hr"], tuple(d["train_names"]))),
         val=SRPairs(d["val_lr"], d["val_hr"], tuple(d["val_names"])),
         test=SRTest(d["test_lr"], tuple(d["test_names"])) if "test_lr" in d else None,
         source=d["source"],
@@ -319,6 +356,18 @@ def bicubic_scores(pairs: SRPairs, kernel: str | None = None, batch: int = 256,
     return {name: total / len(pairs) for name, total in sums.items()}
 
 
+def train_pairs(train: SRPairs | Photos, cap: int = 2048) -> SRPairs:
+    """The train set as pairs: itself, or for random crops the fixed patches its photos hold (at most
+    `cap`, evenly spaced), LR by ``downscale``: what a bicubic score of the train set is taken on."""
+    if isinstance(train, SRPairs):
+        return train
+    cuts = [patches.cut(view.permute(1, 2, 0).numpy(), patches.grid(*view.shape[1:], _HR_ONLY_STRIDE))
+            for view in photo_views(train)]
+    hr = torch.from_numpy(np.concatenate(cuts)).permute(0, 3, 1, 2)
+    hr = hr[torch.from_numpy(patches.evenly(len(hr), min(cap, len(hr))))].contiguous()
+    return SRPairs(_make_lr(hr, ["sr-search"] * len(hr)), hr, tuple(f"patch{i}" for i in range(len(hr))))
+
+
 def bicubic_images(pairs: SRPairs, batch: int = 256) -> dict[str, list[float]]:
     """Bicubic x4 upscaling's value of each val metric (sr_core.evaluate.METRICS) per image, in the
     pairs' order, with their "names": the floor every model's per-image values are compared with."""
@@ -337,10 +386,13 @@ def bicubic_psnr(pairs: SRPairs, kernel: str | None = None, batch: int = 256) ->
 
 
 def prepare_dataset(
-    source: str | os.PathLike, cache_dir: str | os.PathLike, *, progress: Progress | None = None
+    source: str | os.PathLike, cache_dir: str | os.PathLike, *, progress: Progress | None = None,
+    val_source: str | os.PathLike | None = None, crops: str | None = None
 ) -> pathlib.Path:
-    """Validate and prepare a source once; return its cache file, reused while the inputs are unchanged."""
-    plan = _plan(source)
+    """Validate and prepare a source once; return its cache file, reused while the inputs are unchanged.
+    An HR-only folder takes a separate `val_source` folder of photos (else every 5th photo is val) and
+    `crops` ("random", its default, or "fixed": CROPS)."""
+    plan = _plan(source, val_source, crops)
     path = pathlib.Path(cache_dir) / f"sr-data-{plan.kind}-{_fingerprint(plan)}.pt"
     if path.exists():
         return path
@@ -368,12 +420,13 @@ def load_cached(path: str | os.PathLike) -> SRData:
 
 
 def load_dataset(
-    source: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None, progress: Progress | None = None
+    source: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None, progress: Progress | None = None,
+    val_source: str | os.PathLike | None = None, crops: str | None = None
 ) -> SRData:
     """Load a source: through the cache with cache_dir; without it, build in memory and write nothing."""
     if cache_dir is None:
-        return _to_srdata(_build(_plan(source), progress or _print_progress))
-    data = load_cached(prepare_dataset(source, cache_dir, progress=progress))
+        return _to_srdata(_build(_plan(source, val_source, crops), progress or _print_progress))
+    data = load_cached(prepare_dataset(source, cache_dir, progress=progress, val_source=val_source, crops=crops))
     # The cache key ignores where a folder lives, so report the source as given this time.
     root = _source_root(source)
     return replace(data, source="embedded" if root is None else str(root))

@@ -92,7 +92,7 @@ def band_split(h: int, w: int, bands: tuple[int, ...]) -> tuple[Coords, Coords]:
     return train, val
 
 
-def _evenly(n: int, k: int) -> np.ndarray:
+def evenly(n: int, k: int) -> np.ndarray:
     """k of range(n), evenly spaced (all of them when k >= n)."""
     if k >= n:
         return np.arange(n)
@@ -112,7 +112,7 @@ def balance(n_train: int, n_val: int, share: float = VAL_SHARE,
     ratio = share / (1 - share)
     keep_train = min(n_train, max(1, round(n_val / ratio)), cap or n_train)
     keep_val = min(n_val, max(1, round(keep_train * ratio)))
-    return _evenly(n_train, keep_train), _evenly(n_val, keep_val)
+    return evenly(n_train, keep_train), evenly(n_val, keep_val)
 
 
 def cut(img: np.ndarray, coords: Coords) -> np.ndarray:

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from sr_core import compilation, fastpaths
-from sr_core.augment import augment_batch, augment_batch_host, epoch_draws, make_generator
+from sr_core.augment import augment_batch, augment_batch_host, epoch_draws, epoch_order, make_generator
 from sr_core.checkpoint import BEST_FILE, CHECKPOINT_FILE, ENDED_FILE, CheckpointPolicy, CheckpointWriter
 from sr_core.data import SRData, SRPairs
 from sr_core.evaluate import METRICS as VAL_METRICS
@@ -49,6 +49,7 @@ from sr_core.fastpaths import FastPaths, FiniteWatch, backend_flags
 from sr_core.losses import loss_fn
 from sr_core.faults import inject, parse_fault
 from sr_core.models import build_model
+from sr_core.photos import Photos, crop_draws, crop_lr, cut_crops, photo_views
 from sr_core.pixels import to_float
 from sr_core.trial_config import (STATUSES, TrialConfig, TrialResult, best_metrics, config_from_dict,
                                   lr_at)
@@ -117,8 +118,9 @@ def train_trial(config: TrialConfig, data: SRData, *, device: str | torch.device
 def _set_up(trial: RunningTrial, data: SRData) -> None:
     """Model, optimizer and the data on the device (each of which can run out of memory)."""
     config, device = trial.config, trial.device
-    n_train = len(data.train)
-    trial.per_epoch = min(config.epoch_samples or n_train, n_train)
+    # epoch_samples 0: the whole train set (random crops: as many as the fixed patches the photos hold);
+    # above it, an epoch goes round the set more than once
+    trial.per_epoch = config.epoch_samples or len(data.train)
     trial.steps_per_epoch = math.ceil(trial.per_epoch / config.batch_size)
     fast = trial.fast = compilation.resolve(trial.fast, device, config, trial.per_epoch)
     # Seed only what this trial owns: init under a forked global RNG (callers' RNG untouched), and a
@@ -139,7 +141,11 @@ def _set_up(trial: RunningTrial, data: SRData) -> None:
     trial.gen = make_generator(device if fast.device_rng else torch.device("cpu"), config.seed)
     # The whole train set sits on the device as uint8 (7000 images = 350 MB), and the val set too:
     # no loader, no decoding, no copy per batch.
-    trial.train_lr, trial.train_hr = data.train.lr.to(device), data.train.hr.to(device)
+    if isinstance(data.train, Photos):  # random crops: the full-size photos, cut each step (sr_core.photos)
+        trial.photos = data.train.to(device)
+        trial.photo_views = photo_views(trial.photos)
+    else:
+        trial.train_lr, trial.train_hr = data.train.lr.to(device), data.train.hr.to(device)
     trial.val = SRPairs(data.val.lr.to(device), data.val.hr.to(device), data.val.names)
 
 
@@ -215,11 +221,14 @@ def _train_epoch(trial: RunningTrial, epoch: int) -> float:
 def _batches(trial: RunningTrial):
     """The epoch's (lr, hr) float batches on the device: shuffled, and augmented when configured."""
     config, fast, b = trial.config, trial.fast, trial.config.batch_size
+    if trial.photos is not None:
+        yield from _crop_batches(trial)
+        return
     n_train = len(trial.train_lr)
     if fast.device_rng:  # order and ops for the whole epoch, drawn on the device: no host round trip
         order, ops = epoch_draws(trial.gen, n_train, trial.per_epoch, config.augment, config.rgb_permute)
     else:  # the reference: drawn on the host, then a blocking host->device copy per batch
-        order, ops = torch.randperm(n_train, generator=trial.gen)[:trial.per_epoch], None
+        order, ops = epoch_order(trial.gen, n_train, trial.per_epoch), None
     for i in range(trial.steps_per_epoch):
         idx = order[i * b:(i + 1) * b].to(trial.device)
         lr_u8, hr_u8 = trial.train_lr[idx], trial.train_hr[idx]
@@ -229,6 +238,24 @@ def _batches(trial: RunningTrial):
         if config.augment and not fast.device_rng:
             lr_img, hr_img = augment_batch_host(lr_img, hr_img, generator=trial.gen, rgb_permute=config.rgb_permute)
         if fast.channels_last:
+            lr_img = lr_img.contiguous(memory_format=torch.channels_last)
+        yield lr_img, hr_img
+
+
+def _crop_batches(trial: RunningTrial):
+    """Random crops: the epoch's positions and ops drawn at once from the trial's generator (read to the
+    host once, an epoch's one wait), then per batch the HR crops cut and their LR made on the device."""
+    config, b = trial.config, trial.config.batch_size
+    photo, top, left, ops = crop_draws(trial.gen, trial.photos, trial.per_epoch, config.augment, config.rgb_permute)
+    photo, top, left = photo.tolist(), top.tolist(), left.tolist()
+    if ops is not None:
+        ops = ops.to(trial.device)
+    for i in range(trial.steps_per_epoch):
+        part = slice(i * b, (i + 1) * b)
+        hr_u8 = cut_crops(trial.photo_views, photo[part], top[part], left[part],
+                          None if ops is None else ops[part], config.rgb_permute)
+        lr_img, hr_img = to_float(crop_lr(hr_u8)), to_float(hr_u8)
+        if trial.fast.channels_last:
             lr_img = lr_img.contiguous(memory_format=torch.channels_last)
         yield lr_img, hr_img
 

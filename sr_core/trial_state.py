@@ -16,6 +16,7 @@ from sr_core.checkpoint import BEST_FILE, CHECKPOINT_FILE, CheckpointPolicy, Che
 from sr_core.data import SRPairs
 from sr_core.fastpaths import FastPaths
 from sr_core.faults import Fault
+from sr_core.photos import Photos
 from sr_core.trial_config import TrialConfig, TrialResult
 
 
@@ -40,6 +41,8 @@ class RunningTrial:
     gen: torch.Generator | None = None
     train_lr: torch.Tensor | None = None
     train_hr: torch.Tensor | None = None
+    photos: Photos | None = None  # random crops' train photos on the device (sr_core.photos), or None
+    photo_views: list[torch.Tensor] = field(default_factory=list)  # each photo's [3, H, W] view
     val: SRPairs | None = None
     per_epoch: int = 0
     steps_per_epoch: int = 0
@@ -172,6 +175,7 @@ def release(trial: RunningTrial) -> None:
     if trial.best_weights is not None:
         trial.best_weights = cpu_state(trial.best_weights)  # a copy out needs no device memory
     trial.model = trial.forward = trial.optimizer = trial.scaler = None
-    trial.train_lr = trial.train_hr = trial.val = None
+    trial.train_lr = trial.train_hr = trial.val = trial.photos = None
+    trial.photo_views = []
     if trial.device.type == "cuda":
         torch.cuda.empty_cache()

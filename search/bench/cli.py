@@ -139,13 +139,16 @@ def _run_data(args) -> int:
 def format_data(r: dict) -> str:
     rows = [{"pipeline": "ours: uint8 on the device, one gather", "epoch_s": r["ours_epoch_s"],
              "images_per_s": r["ours_images_per_s"], "once_s": r["ours_setup_s"]},
+            {"pipeline": "random crops of the full photos, LR on the fly", "epoch_s": r["crops_epoch_s"],
+             "images_per_s": r["crops_images_per_s"], "once_s": r["crops_setup_s"]},
             {"pipeline": f"PIL + DataLoader ({r['loader_workers']} workers)", "epoch_s": r["pil_epoch_s"],
              "images_per_s": r["pil_images_per_s"]}]
     cols = [("pipeline", "pipeline", ""), ("epoch_s", "epoch s", ".3f"), ("images_per_s", "images/s", ",.0f"),
             ("once_s", "load once s", ".3f")]
     return (f"bench data: one epoch of {r['images']} augmented pairs, batch {r['batch_size']}, on {r['device']}\n\n"
             + table(rows, cols) + f"\n\nspeedup {r['speedup']:.1f}x (median of {r['rounds']} alternating "
-            f"rounds; {r['speedup_with_setup']:.1f}x counting our one-time load)")
+            f"rounds; {r['speedup_with_setup']:.1f}x counting our one-time load); random crops at "
+            f"{r['crops_vs_fixed']:.0%} of the fixed patches' images/s")
 
 
 # -- the subcommand registry ---------------------------------------------------------------------------

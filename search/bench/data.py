@@ -7,7 +7,10 @@
   random rot90/flip, converts to float tensors; torch's DataLoader with shuffling, default collate and
   worker processes; each batch then moved to the device.
 
-Both produce float [B,3,32,32] and [B,3,128,128] batches on the training device.
+- random crops: the full-size photos the patches came from on the device, a new 128x128 crop of them
+  per sample, its LR made on the fly (sr_core.photos: what `train_trial` does on an HR-only folder).
+
+All produce float [B,3,32,32] and [B,3,128,128] batches on the training device.
 """
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ import torch
 from PIL import Image
 
 from sr_core.augment import augment_batch, epoch_draws, make_generator
-from sr_core.data import load_cached, load_dataset, prepare_dataset
+from sr_core.data import embedded_photos, load_cached, load_dataset, prepare_dataset
+from sr_core.photos import Photos, crop_draws, crop_lr, cut_crops, from_images, photo_views
 from sr_core.pixels import to_float
 
 
@@ -65,6 +69,29 @@ def ours_epoch(cache: Path, device: torch.device, batch_size: int) -> dict:
     return {"setup_s": setup_s, "epoch_s": time.perf_counter() - t0, "images": n}
 
 
+def crops_epoch(photos: Photos, device: torch.device, batch_size: int, images: int) -> dict:
+    """Random crops: the full-size photos onto the device once, then one epoch of `images` crops drawn
+    there, each batch cut from the photos and its LR made on the fly (what `train_trial` does on an
+    HR-only folder); the images are those the fixed row's patches were cut from."""
+    t0 = time.perf_counter()
+    on_device = photos.to(device)
+    views = photo_views(on_device)
+    _sync(device)
+    setup_s = time.perf_counter() - t0
+    gen = make_generator(device, 0)
+    t0 = time.perf_counter()
+    photo, top, left, ops = crop_draws(gen, on_device, images, augment=True)
+    photo, top, left = photo.tolist(), top.tolist(), left.tolist()
+    checksum = torch.zeros((), device=device)
+    for start in range(0, images, batch_size):
+        part = slice(start, start + batch_size)
+        hr_u8 = cut_crops(views, photo[part], top[part], left[part], ops[part])
+        lr, hr = to_float(crop_lr(hr_u8)), to_float(hr_u8)
+        checksum += lr[:, 0, 0, 0].sum() + hr[:, 0, 0, 0].sum()
+    _sync(device)
+    return {"setup_s": setup_s, "epoch_s": time.perf_counter() - t0, "images": images}
+
+
 class PngPairs(torch.utils.data.Dataset):
     """The common way: decode both PNGs every time, random rot90/flip, to float tensors."""
 
@@ -104,16 +131,21 @@ def pil_epoch(root: Path, device: torch.device, batch_size: int, workers: int) -
 
 def bench_data(images: int, batch_size: int, device: str, workers: int, rounds: int = 3,
                folder: Path | None = None) -> dict:
-    """Ours against PIL + DataLoader, alternating `rounds` times; the speedup is the median ratio."""
+    """Ours against PIL + DataLoader, alternating `rounds` times; the speedup is the median ratio. And
+    random crops of the full-size photos against ours (fixed patches), `crops_vs_fixed` their median
+    ratio of images/s."""
     dev = torch.device(device)
+    full = [img for _, _, img in embedded_photos()]
+    photos = from_images(full, [f"photo{i}" for i in range(len(full))])
     with tempfile.TemporaryDirectory(prefix="sr-bench-data-") as tmp:
         root = write_pngs(Path(folder or tmp) / "pngs", images)
         t0 = time.perf_counter()
         cache = prepare_dataset(root, Path(tmp) / "cache", progress=lambda line: None)
         prepare_s = time.perf_counter() - t0
-        ours, pil = [], []
+        ours, pil, crops = [], [], []
         for _ in range(rounds):
             ours.append(ours_epoch(cache, dev, batch_size))
+            crops.append(crops_epoch(photos, dev, batch_size, images))
             pil.append(pil_epoch(root, dev, batch_size, workers))
     ratios = [p["epoch_s"] / o["epoch_s"] for o, p in zip(ours, pil)]
     ours_s = statistics.median(o["epoch_s"] for o in ours)
@@ -124,4 +156,8 @@ def bench_data(images: int, batch_size: int, device: str, workers: int, rounds: 
             "ours_epoch_s": ours_s, "ours_images_per_s": images / ours_s, "ours_setup_s": setup_s,
             "pil_epoch_s": pil_s, "pil_images_per_s": images / pil_s,
             "speedup": statistics.median(ratios), "speedup_each": ratios,
-            "speedup_with_setup": pil_s / (ours_s + setup_s)}
+            "speedup_with_setup": pil_s / (ours_s + setup_s),
+            "crops_epoch_s": statistics.median(c["epoch_s"] for c in crops),
+            "crops_images_per_s": images / statistics.median(c["epoch_s"] for c in crops),
+            "crops_setup_s": statistics.median(c["setup_s"] for c in crops),
+            "crops_vs_fixed": statistics.median(o["epoch_s"] / c["epoch_s"] for o, c in zip(ours, crops))}

@@ -27,7 +27,7 @@ from search.run import steps
 from search.run.closing import StudyOutcome, finish
 from search.run.cluster import (check_address, final_resources, measure_trial_device, ray_session, reap_orphans,
                                 trial_resources)
-from search.run.estimate import ASSUMED_GPU_TFLOPS, Estimate, estimate_study
+from search.run.estimate import ASSUMED_GPU_TFLOPS, Estimate, estimate_study, short_epochs
 from search.run.estimate import as_json as estimate_json
 from search.run.interrupts import interrupt_guard
 from search.run.session import Prepared, RunOptions, Session
@@ -36,7 +36,9 @@ from search.study import Study, parse_study
 from search.tune.packing import AUTO, Packing, plan_packing
 from search.workdir import LOCK_FILE, Workdir, held_lock
 from sr_core.contract import ESTIMATE_ARTIFACT
-from sr_core.data import SRData, bicubic_images, bicubic_psnr, bicubic_scores, load_cached, prepare_dataset
+from sr_core.data import (SRData, bicubic_images, bicubic_psnr, bicubic_scores, load_cached, prepare_dataset,
+                          train_pairs)
+from sr_core.photos import Photos
 from sr_core.files import remove_stale_temporaries, write_text_atomic
 from sr_core.memory import GIB
 
@@ -87,9 +89,14 @@ def run_study(study: Study, opts: RunOptions, log=print) -> StudyOutcome:
 
 
 def _log_header(study, prepared, cluster, tracking_uri, storage, workdir, estimate, log) -> None:
-    n_train, n_val = len(prepared.data.train), len(prepared.data.val)
+    train, n_val = prepared.data.train, len(prepared.data.val)
     log(f"study {study.name}: {study.description}".rstrip(": "))
-    log(f"data         : {study.data} ({n_train} train / {n_val} val patches, cache {prepared.path.name})")
+    shown = (f"{len(train.names)} train photos, random crops ({len(train)} an epoch by default)"
+             if isinstance(train, Photos) else f"{len(train)} train")
+    log(f"data         : {study.data} ({shown} / {n_val} val patches, cache {prepared.path.name})")
+    warning = short_epochs(study, len(train))
+    if warning:
+        log(f"warning      : {warning}")
     log(f"cluster      : {cluster.nodes} node(s), {cluster.cpus:g} CPU, {cluster.gpus:g} GPU ({cluster.address})")
     log(f"tracking     : MLflow {redaction.mask(tracking_uri)}; Optuna "
         f"{redaction.mask(storage) or 'journal in ' + str(workdir.study_dir(study.name))}")
@@ -196,7 +203,8 @@ def prepare(study: Study, workdir: Workdir, log=print) -> Prepared:
     lock = held_lock(cache / ".lock", f"data cache {cache}") if cache.exists() else contextlib.nullcontext()
     with lock:
         remove_stale_temporaries(cache)
-        data_path = prepare_dataset(study.data, cache, progress=progress)
+        data_path = prepare_dataset(study.data, cache, progress=progress, val_source=study.val_data or None,
+                                    crops=study.crops or None)
     return Prepared(data_path, load_cached(data_path))
 
 
@@ -253,7 +261,7 @@ def _open_tracking(s: Session, estimate: Estimate, storage: str | None, log) -> 
     data = s.prepared.data
     values = {**estimate.as_metrics(), **{f"bicubic/val_{k}": v for k, v in bicubic_scores(data.val).items()},
               # LR remade with the val kernel: train and val compared on content alone
-              "bicubic/train_psnr": bicubic_psnr(data.train, kernel="sr-search")}
+              "bicubic/train_psnr": bicubic_psnr(train_pairs(data.train), kernel="sr-search")}
     parent = tracking.start_study_run(client, experiment_id, s.study, values, {
         "device": estimate.device, "data.train_images": len(data.train), "data.val_images": len(data.val)})
     name = f"{s.study.name}-{parent[:8]}"

@@ -137,6 +137,25 @@ def _cost_configs(study: Study) -> list[tuple[str, int, int]]:
     return combos
 
 
+#: Adam steps the demo's nets take to leave the bicubic plateau (they start as exact bicubic): 100 to 200
+#: measured (studies/demo.toml). A trial of fewer steps than the top of that range barely leaves it.
+LEAVE_BICUBIC_STEPS = 200
+
+
+def short_epochs(study: Study, train_images: int) -> str:
+    """A warning when a trial's whole schedule is fewer steps than a net needs to leave bicubic, with
+    the epoch_samples that would give it enough; "" when it is long enough."""
+    per_epoch = study.train.epoch_samples or train_images
+    steps = study.train.epochs * -(-per_epoch // study.train.batch_size)
+    if steps >= LEAVE_BICUBIC_STEPS:
+        return ""
+    needed = -(-LEAVE_BICUBIC_STEPS // study.train.epochs) * study.train.batch_size
+    return (f"a trial trains {steps} steps ({study.train.epochs} epochs of {per_epoch} images, batch "
+            f"{study.train.batch_size}); nets leave bicubic after {LEAVE_BICUBIC_STEPS // 2}-{LEAVE_BICUBIC_STEPS} "
+            f"steps, so trials will tie with bicubic and with each other. Set epoch_samples = {needed} or more in "
+            "[train] (random crops can draw any number per epoch), or train more epochs.")
+
+
 #: Orchestration wall seconds (BENCHMARKS.md, bench overhead on this 2-core machine: ~1 s per trial):
 #: starting a Tune experiment (search, audit, final), starting a trial, pausing and resuming one.
 EXPERIMENT_S, TRIAL_START_S, RESUME_S = 5.0, 1.0, 1.0

@@ -29,6 +29,7 @@ import torch
 from search.study import SPACE_KEYS, Study
 from search.tune.packing import shape_of
 from sr_core.data import SRData, SRPairs
+from sr_core.photos import Photos
 from sr_core.train import TrialConfig, best_metrics, default_device, train_trial
 
 #: Config keys that the search adds for the trial's own use (not TrialConfig fields); an audited trial's
@@ -38,9 +39,11 @@ SCRATCH_ROOT = "sr-search-trials"
 
 
 def data_arrays(data: SRData) -> dict[str, np.ndarray]:
-    """What goes into the object store: the train and val pairs as uint8 numpy arrays (zero-copy)."""
-    return {"train_lr": data.train.lr.numpy(), "train_hr": data.train.hr.numpy(),
-            "val_lr": data.val.lr.numpy(), "val_hr": data.val.hr.numpy(),
+    """What goes into the object store: the train and val pairs (or the train photos of random crops:
+    their pixels, offsets and sizes) as numpy arrays, which trials on the node read zero-copy."""
+    train = ({f"train_{k}": v for k, v in data.train.arrays().items()} if isinstance(data.train, Photos)
+             else {"train_lr": data.train.lr.numpy(), "train_hr": data.train.hr.numpy()})
+    return {**train, "val_lr": data.val.lr.numpy(), "val_hr": data.val.hr.numpy(),
             "train_names": np.array(data.train.names), "val_names": np.array(data.val.names)}
 
 
@@ -50,9 +53,11 @@ def _srdata(arrays: dict[str, np.ndarray]) -> SRData:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         tensor = {k: torch.from_numpy(v) for k, v in arrays.items() if not k.endswith("_names")}
-    pairs = {s: SRPairs(tensor[f"{s}_lr"], tensor[f"{s}_hr"], tuple(arrays[f"{s}_names"].tolist()))
-             for s in ("train", "val")}
-    return SRData(train=pairs["train"], val=pairs["val"], test=None, source="object store")
+    names = {s: tuple(arrays[f"{s}_names"].tolist()) for s in ("train", "val")}
+    train = (Photos(tensor["train_pixels"], tensor["train_offsets"], tensor["train_sizes"], names["train"])
+             if "train_pixels" in tensor else SRPairs(tensor["train_lr"], tensor["train_hr"], names["train"]))
+    return SRData(train=train, val=SRPairs(tensor["val_lr"], tensor["val_hr"], names["val"]), test=None,
+                  source="object store")
 
 
 def scratch_root() -> Path:

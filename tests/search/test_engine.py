@@ -19,8 +19,8 @@ from sr_core.trial_config import LOGGED_FIELDS
 pytestmark = pytest.mark.slow  # real Ray, Optuna and MLflow, and an MLflow server
 
 
-def study_text(data) -> str:
-    return study_toml(study={"name": "tiny", "data": data}, search={"sampler": "grid"},
+def study_text(data, val_data="") -> str:
+    return study_toml(study={"name": "tiny", "data": data, "val_data": val_data}, search={"sampler": "grid"},
                       space={"arch": ["residual", "refiner"], "blocks": [0, 1], "channels": [4], "lr": [1e-3, 1e-2],
                              "eta_min": 1e-5},
                       train={"epochs": 4, "batch_size": 4, "patience": 10},
@@ -32,9 +32,10 @@ def study_text(data) -> str:
 def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("engine")
     os.environ["RAY_TMPDIR"] = os.environ.get("RAY_TMPDIR") or ray_tmp(root)
-    photos = write_photos(root / "photos")
+    # an HR-only folder: its photos train as random crops, and the val folder's are cut into val patches
+    photos, val = write_photos(root / "photos"), write_photos(root / "val", names=("chelsea",))
     study = root / "tiny.toml"
-    study.write_text(study_text(photos))
+    study.write_text(study_text(photos, val))
     workdir = root / "w"
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -60,6 +61,9 @@ def test_study_runs_and_tracks_one_parent_with_a_child_per_trial(tiny_run):
     assert parent.data.tags["status"] == "completed"
     assert client.get_experiment(parent.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     assert parent.data.params["pruner.grace_period"] == "1"
+    # random crops of the 3 photos (a default epoch: the 4 patches each holds); val: chelsea's 4 patches
+    assert parent.data.params["data.train_images"] == "12" and parent.data.params["data.val_images"] == "4"
+    assert parent.data.params["study.crops"] == "" and parent.data.params["study.val_data"].endswith("val")
     assert "estimate/device_hours" in parent.data.metrics and "bicubic/val_psnr" in parent.data.metrics
     assert {f"outside/{k}/gain_db" for k in ("sr-search", "pil", "opencv")} <= set(parent.data.metrics)
     assert "Best: **" in parent.data.tags["mlflow.note.content"]
@@ -175,6 +179,7 @@ def test_run_predict_and_the_report_name_the_same_best_trial(tiny_run, tmp_path,
 
 def test_progress_lines_carry_an_eta(tiny_run):
     _, _, _, out = tiny_run
+    assert "warning      : a trial trains 12 steps (4 epochs of 12 images, batch 4)" in out  # before it ran
     lines = [line for line in out.splitlines() if "] epoch" in line]
     assert lines and all(re.search(r"\d+/8 ended, ETA ~\d", line) for line in lines)
 

@@ -66,3 +66,16 @@ def test_the_eta_s_plan_keeps_the_questions_configs_at_each_rung():
     # 8 stop at epoch 1, the 10 run to 6 (the demo of 2026-12-06 trained 10 x 6 + 8 pruned trials' 10)
     assert planned_epochs(demo) == 8 * 1 + 10 * 6
     assert planned_epochs(demo.with_overrides(questions=False)) == sum(k * e for k, e in schedule_epochs(demo))
+
+
+def test_a_study_whose_trials_train_too_few_steps_to_leave_bicubic_says_so_and_what_would_do():
+    from search.run.estimate import short_epochs
+    demo = parse_study(study_toml(search={"sampler": "grid"},
+                                  space={"arch": "residual", "blocks": 1, "channels": 8, "lr": 1e-3, "eta_min": 0},
+                                  train={"epochs": 6, "batch_size": 4}), "t.toml", "t")
+    assert short_epochs(demo, 216) == ""  # the demo: 6 epochs of 54 steps
+    warning = short_epochs(demo, 109)  # the issue's folder cut into 109 patches: 6 x 28 steps
+    assert "a trial trains 168 steps (6 epochs of 109 images, batch 4)" in warning
+    assert "epoch_samples = 136 or more" in warning  # 6 x 34 steps >= 200
+    longer = dataclasses.replace(demo, train=dataclasses.replace(demo.train, epoch_samples=136))
+    assert short_epochs(longer, 109) == ""

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 from _files import chw, hr_only_root, paired_root, quiet, rgb, save
+
+from sr_core.photos import Photos, photo_views
 from PIL import Image
 
 from sr_core import data, metrics, patches
@@ -147,9 +149,9 @@ def test_paired_folder_without_test_dir_has_no_test_set(tmp_path):
     assert load_dataset(root, progress=quiet).test is None
 
 
-def test_hr_only_folder_is_cut_into_patches_and_split_by_source_image(tmp_path):
+def test_hr_only_folder_asked_for_fixed_patches_is_cut_into_them_and_split_by_source_image(tmp_path):
     root = hr_only_root(tmp_path, [(256, 384), (128, 128), (200, 300), (128, 256), (300, 200), (128, 128)])
-    got = load_dataset(root, progress=quiet)
+    got = load_dataset(root, progress=quiet, crops="fixed")
     sources = lambda names: {n.split("_r")[0] for n in names}  # noqa: E731
     assert sources(got.val.names) == {"photo4"}  # every 5th image in name order
     assert sources(got.train.names) == {"photo0", "photo1", "photo2", "photo3", "photo5"}
@@ -161,11 +163,51 @@ def test_hr_only_folder_is_cut_into_patches_and_split_by_source_image(tmp_path):
         assert torch.equal(got.train.lr[i], downscale_with(got.train.hr[i], train_kernel(name)))
 
 
+def test_hr_only_folder_keeps_its_train_photos_whole_for_random_crops_and_cuts_val_as_before(tmp_path):
+    sizes = [(256, 384), (128, 128), (200, 300), (128, 256), (300, 200), (128, 128)]
+    root = hr_only_root(tmp_path, sizes)
+    got, fixed = load_dataset(root, progress=quiet), load_dataset(root, progress=quiet, crops="fixed")
+    assert isinstance(got.train, Photos) and got.train.names == ("photo0", "photo1", "photo2", "photo3", "photo5")
+    assert got.train.sizes.tolist() == [list(sizes[i]) for i in (0, 1, 2, 3, 5)]
+    views = photo_views(got.train)
+    assert torch.equal(views[2], torch.from_numpy(rgb(200, 300, 2)).permute(2, 0, 1))  # photo2, whole
+    assert len(got.train) == len(fixed.train) == 12  # a default epoch: as many crops as fixed patches
+    assert got.val.names == fixed.val.names and torch.equal(got.val.hr, fixed.val.hr)  # val: fixed, as before
+    assert torch.equal(got.val.lr, fixed.val.lr)
+
+
+def test_a_val_folder_takes_val_and_every_photo_of_the_data_trains(tmp_path):
+    root = hr_only_root(tmp_path / "train", [(256, 256), (200, 300)])
+    val = hr_only_root(tmp_path / "val", [(128, 256)])
+    got = load_dataset(root, progress=quiet, val_source=val)
+    assert got.train.names == ("photo0", "photo1") and got.val.names == ("photo0_r0000_c0000", "photo0_r0000_c0128")
+    cached = load_dataset(root, cache_dir=tmp_path / "cache", progress=quiet, val_source=val)
+    assert torch.equal(cached.train.pixels, got.train.pixels) and torch.equal(cached.val.hr, got.val.hr)
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 1
+    load_dataset(root, cache_dir=tmp_path / "cache", progress=quiet)  # no val folder: another cache
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 2
+
+
+@pytest.mark.parametrize("source, kwargs, message", [
+    ("embedded", {"crops": "random"}, "random crops needs an HR-only data folder"),
+    ("paired", {"val_source": "val"}, "a val folder needs an HR-only data folder"),
+    ("hr", {"crops": "tiles"}, "crops must be one of ['random', 'fixed']"),
+    ("hr", {"val_source": "missing"}, "val folder"),
+])
+def test_crops_and_val_folders_are_refused_where_they_do_not_apply(tmp_path, source, kwargs, message):
+    roots = {"embedded": "embedded", "paired": paired_root(tmp_path), "hr": hr_only_root(tmp_path / "h", [(128, 128)])}
+    hr_only_root(tmp_path / "val", [(128, 128)])
+    kwargs = {k: (tmp_path / v if k == "val_source" else v) for k, v in kwargs.items()}
+    with pytest.raises(DataError, match=re.escape(message)):
+        prepare_dataset(roots[source], tmp_path / "cache", progress=quiet, **kwargs)
+    assert not (tmp_path / "cache").exists()
+
+
 def test_hr_only_folder_with_two_photos_puts_one_on_each_side_and_reads_jpeg(tmp_path):
     root = hr_only_root(tmp_path, [(128, 128)])
     Image.fromarray(rgb(128, 128, 1)).save(root / "photo1.JPG", quality=95)
     (root / "notes.txt").write_text("not an image: ignored")
-    got = load_dataset(root, progress=quiet)
+    got = load_dataset(root, progress=quiet, crops="fixed")
     assert got.train.names == ("photo0_r0000_c0000",) and got.val.names == ("photo1_r0000_c0000",)
 
 
@@ -176,7 +218,7 @@ def test_grayscale_palette_and_opaque_rgba_are_converted_to_rgb(tmp_path):
     Image.fromarray(gray).convert("P").save(root / "b_palette.png")
     save(root / "c_rgba.png", np.dstack([rgb(128, 128), np.full((128, 128), 255, np.uint8)]))
     save(root / "d_gray16.png", gray.astype(np.uint16) * 257)  # 16-bit gray: scaled, not clipped
-    got = load_dataset(root, progress=quiet)
+    got = load_dataset(root, progress=quiet, crops="fixed")
     hr = dict(zip(got.train.names + got.val.names, torch.cat([got.train.hr, got.val.hr])))
     expected_gray = torch.from_numpy(gray).expand(3, -1, -1)
     assert torch.equal(hr["a_gray_r0000_c0000"], expected_gray)
@@ -332,7 +374,7 @@ def test_progress_reports_counts_for_big_folders(tmp_path):
     counts = [line for line in lines if line.startswith("preparing data: ")]
     assert 10 <= len(counts) <= 25  # about every 5%
     assert counts[-1] == "preparing data: 200/200 images"
-    assert lines[-1].startswith("prepared data: 160 train / 40 val")
+    assert lines[-1].startswith("prepared data: 160 train photos (random crops) / 40 val")
 
 
 def test_the_bicubic_baseline_is_the_studys_metrics_of_bicubic_upscaling():
