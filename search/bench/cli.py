@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from search.bench import curves, estimate, memory, overhead, schedules
+from search.bench import crops, curves, estimate, memory, overhead, schedules
 from search.bench.output import default_device, envelope, table, write_json
 
 EXIT_USAGE = 2
@@ -162,6 +162,7 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Cal
     "curves": curves.SUBCOMMAND,
     "memory": memory.SUBCOMMAND,
     "estimate": estimate.SUBCOMMAND,
+    "crops": crops.SUBCOMMAND,
 }
 
 

@@ -53,3 +53,22 @@ def test_a_tiny_bench_data_writes_its_speedup(bare, tmp_path):
     assert result["images"] == 8 and result["versions"]["python"]
     assert result["speedup"] == pytest.approx(result["pil_epoch_s"] / result["ours_epoch_s"])  # one round
     assert result["ours_images_per_s"] == pytest.approx(8 / result["ours_epoch_s"])
+    assert result["crops_vs_fixed"] == pytest.approx(result["ours_epoch_s"] / result["crops_epoch_s"])
+    assert result["crops_images_per_s"] == pytest.approx(8 / result["crops_epoch_s"])
+    assert "random crops at" in done.stdout
+
+
+def test_a_tiny_bench_crops_trains_both_ways_the_same_steps_and_gives_the_interval(bare, tmp_path):
+    from _photos import write_photos
+    photos = write_photos(tmp_path / "photos", names=("astronaut", "coffee", "rocket", "chelsea", "camera"))
+    out = tmp_path / "crops.json"
+    done = bare("-m", "search.cli", "bench", "crops", "--data", str(photos), "--epochs", "1", "--blocks", "0",
+                "--channels", "4", "--device", "cpu", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["train_photos"] == 4 and result["images_per_epoch"] == 16 and result["val_images"] == 4
+    assert [r["train"] for r in result["rows"]] == ["fixed", "random"]
+    assert all(r["status"] == "completed" and r["best_epoch"] == 1 for r in result["rows"])
+    verdict = result["random_vs_fixed_db"]
+    assert verdict["low"] <= verdict["value"] <= verdict["high"] and verdict["images"] == 4
+    assert "random crops against fixed patches on the val images" in done.stdout
