@@ -40,7 +40,7 @@ from sr_core.data import (SRData, bicubic_images, bicubic_psnr, bicubic_scores, 
                           train_pairs)
 from sr_core.photos import Photos
 from sr_core.files import remove_stale_temporaries, write_text_atomic
-from sr_core.memory import GIB
+from sr_core.memory import GIB, IMAGE_BYTES
 
 
 def run_study(study: Study, opts: RunOptions, log=print) -> StudyOutcome:
@@ -237,7 +237,9 @@ def _packing(study: Study, cluster, data: SRData, measured_bytes: int) -> Packin
     configs = [study.trial_config(p) for p in study.grid()] if study.grid_size else []
     if not configs:
         raise StudyError("[resources].gpus_per_trial = \"auto\" needs a discrete [space] (lists, not ranges)")
-    return plan_packing(configs, device_bytes, len(data.train), len(data.val))
+    # random crops hold whole photos on the device: counted as the LR/HR pairs of as many bytes
+    resident = (-(-data.train.pixels.numel() // IMAGE_BYTES) if isinstance(data.train, Photos) else len(data.train))
+    return plan_packing(configs, device_bytes, resident, len(data.val))
 
 
 def _open_tracking(s: Session, estimate: Estimate, storage: str | None, log) -> None:

@@ -142,10 +142,15 @@ def _cost_configs(study: Study) -> list[tuple[str, int, int]]:
 LEAVE_BICUBIC_STEPS = 200
 
 
+def epoch_images(study: Study, train_images: int) -> int:
+    """The images of one epoch: [train] epoch_samples, any number (0: the train set, as the trainer does)."""
+    return study.train.epoch_samples or train_images
+
+
 def short_epochs(study: Study, train_images: int) -> str:
     """A warning when a trial's whole schedule is fewer steps than a net needs to leave bicubic, with
     the epoch_samples that would give it enough; "" when it is long enough."""
-    per_epoch = study.train.epoch_samples or train_images
+    per_epoch = epoch_images(study, train_images)
     steps = study.train.epochs * -(-per_epoch // study.train.batch_size)
     if steps >= LEAVE_BICUBIC_STEPS:
         return ""
@@ -165,7 +170,7 @@ def price(study: Study, model, train_images: int, val_images: int, concurrency: 
     """Device-seconds by part, from the measured cost model: the schedule's epochs at the mean config's
     epoch (which configs survive a rung is not known in advance), the questions' configs priced one by one,
     the audit's epochs, the final step at the mean config on its threads; and the orchestration's wall."""
-    per_epoch = min(study.train.epoch_samples or train_images, train_images)
+    per_epoch = epoch_images(study, train_images)
     configs = _cost_configs(study)
     epoch = {c: model.epoch_s(*c, per_epoch, val_images) for c in set(configs)}
     mean = sum(epoch[c] for c in configs) / len(configs)
@@ -203,7 +208,7 @@ def estimate_study(study: Study, train_images: int, val_images: int, device: str
                    device_flops: float, concurrency: int, model=None) -> Estimate:
     """The estimate: priced by the measured cost model when one is given (`price`), else by FLOPs at
     the device's measured rate on one reference net (--tflops: a target GPU that is not here)."""
-    per_epoch = min(study.train.epoch_samples or train_images, train_images)
+    per_epoch = epoch_images(study, train_images)
     configs = _cost_configs(study)
     mean = sum(trial_flops(a, b, c, study.train.epochs, per_epoch, val_images)
                for a, b, c in configs) / len(configs)
@@ -229,7 +234,7 @@ def _epoch_seconds(study: Study, model, train_images: int, val_images: int) -> d
     """Each grid config's predicted epoch (what `bench estimate` sets against the trial's own)."""
     if study.grid_size is None:
         return {}
-    per_epoch = min(study.train.epoch_samples or train_images, train_images)
+    per_epoch = epoch_images(study, train_images)
     return {study.trial_config(c).run_name: model.epoch_s(c["arch"], c["blocks"], c["channels"], per_epoch, val_images)
             for c in study.grid()}
 
