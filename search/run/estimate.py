@@ -15,7 +15,7 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
-from search.rungs import schedule_epochs
+from search.rungs import question_cost, schedule_epochs
 from search.study import Study
 from sr_core.models import flops_per_image
 
@@ -189,19 +189,8 @@ def price(study: Study, model, train_images: int, val_images: int, concurrency: 
 
 
 def _question_seconds(study: Study, epoch: dict, fraction: float) -> float:
-    """question_flops' count in seconds: each cell's configs to the choosing rung, its chosen one (the
-    costliest, an upper bound) on to the end, less what the schedule trains them anyway."""
-    from search.questions import choose_epoch, slice_configs
-    if study.schedule != "halving" or not study.questions.active or study.grid_size is None:
-        return 0.0
-    epochs = study.train.epochs
-    choose = min(choose_epoch(study.questions, study.rungs()), epochs)
-    cells = slice_configs(study.questions, study.grid())
-    shape = lambda c: (c["arch"], c["blocks"], c["channels"])  # noqa: E731
-    members = {study.trial_config(c).run_name: c for ms in cells.values() for c in ms}
-    carried = sum(epoch[shape(c)] * choose for c in members.values())
-    carried += sum(max(epoch[shape(c)] for c in ms) * (epochs - choose) for ms in cells.values())
-    return max(carried - sum(epoch[shape(c)] * epochs for c in members.values()) * fraction, 0.0)
+    """question_flops' count in seconds, by each shape's measured epoch."""
+    return question_cost(study, lambda c, n: epoch[(c["arch"], c["blocks"], c["channels"])] * n, fraction)[1]
 
 
 def estimate_study(study: Study, train_images: int, val_images: int, device: str,
@@ -247,24 +236,9 @@ def as_json(estimate: Estimate) -> dict:
 
 
 def question_flops(study: Study, per_epoch: int, val_images: int, fraction: float) -> tuple[int, float]:
-    """(cells, FLOPs) the [questions] add: every config of a cell trains to the rung where the cell
-    chooses its lr, its chosen one (the costliest, an upper bound) on to the full budget; less what the
-    schedule trains those configs anyway (`fraction` of their epochs). Zero when the study asks none
-    or does not halve (without pruning every config reaches the full budget anyway)."""
-    from search.questions import choose_epoch, slice_configs
-    if study.schedule != "halving" or not study.questions.active or study.grid_size is None:
-        return 0, 0.0
-    epochs = study.train.epochs
-    choose = min(choose_epoch(study.questions, study.rungs()), epochs)
-    cells = slice_configs(study.questions, study.grid())
-    configs = {study.trial_config(c).run_name: c for members in cells.values() for c in members}
-
-    def flops(c: dict, n: int) -> float:
-        return trial_flops(c["arch"], c["blocks"], c["channels"], n, per_epoch, val_images)
-    carried = sum(flops(c, choose) for c in configs.values())
-    carried += sum(max(flops(c, epochs - choose) for c in members) for members in cells.values())
-    anyway = sum(flops(c, epochs) for c in configs.values()) * fraction
-    return len(cells), max(carried - anyway, 0.0)
+    """(cells, FLOPs) the [questions] add beyond the schedule (search.rungs.question_cost)."""
+    return question_cost(study, lambda c, n: trial_flops(c["arch"], c["blocks"], c["channels"], n, per_epoch,
+                                                         val_images), fraction)
 
 
 def audit_epochs(study: Study, steps: list[tuple[int, int]]) -> tuple[int, float]:
