@@ -111,15 +111,3 @@ def tied_with_best(images: dict[str, list[float]], best: str, metric: str = "val
             if g.verdict == "tied":
                 out[name] = g
     return out
-
-
-def spread(values, *, confidence: float = CONFIDENCE, resamples: int = RESAMPLES, seed: int = SEED):
-    """(low, high): the bootstrap interval of one mean (e.g. one model's mean PSNR over the images)."""
-    values = np.asarray(values, dtype=np.float64)
-    if len(values) < 2 or np.all(values == values[0]):
-        return float(values.mean()), float(values.mean())
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = stats.bootstrap((values,), np.mean, vectorized=True, method="BCa", confidence_level=confidence,
-                                 n_resamples=resamples, random_state=np.random.default_rng(seed))
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
