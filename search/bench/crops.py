@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -59,6 +60,7 @@ def bench_crops(args) -> dict:
         images[kind] = result.best_images["val/mse"]
         rows[kind] = {"train": kind, "status": result.status, "seconds": time.perf_counter() - t0,
                       "val_psnr": result.best["val/psnr"], "best_epoch": result.best["epoch"],
+                      "images_per_s": statistics.median(h["images_per_s"] for h in result.history),
                       **{f"outside_{k}_gain_db": s.gain_db for k, s in outside.items()}}
     bicubic = bicubic_images(data["fixed"].val)
     verdict = gain(images["random"], images["fixed"])
@@ -66,6 +68,7 @@ def bench_crops(args) -> dict:
     return {"config": dataclasses.asdict(config), "data": str(args.data), "val_data": str(args.val_data or ""),
             "train_photos": len(data["random"].train.names), "images_per_epoch": steps_of,
             "val_images": len(data["fixed"].val), "device": str(device), "rows": list(rows.values()),
+            "train_throughput_random_vs_fixed": rows["random"]["images_per_s"] / rows["fixed"]["images_per_s"],
             "random_vs_fixed_db": verdict.as_dict(), "random_vs_fixed": f"{verdict.text()} ({verdict.verdict})",
             "over_bicubic": {k: f"{g.text()} ({g.verdict})" for k, g in over_bicubic.items()}}
 
@@ -78,6 +81,7 @@ def _run(args) -> int:
           f"for {args.epochs} epochs of {result['images_per_epoch']} images on {result['train_photos']} photos "
           f"({result['val_images']} val patches), fixed patches against random crops\n")
     print(table(result["rows"], [("train", "train on", ""), ("status", "status", ""), ("seconds", "s", ".0f"),
+                                 ("images_per_s", "train images/s", ".0f"),
                                  ("val_psnr", "val PSNR dB", ".2f"), ("best_epoch", "best epoch", "d"),
                                  ("outside_sr-search_gain_db", "outside gain dB (sr-search)", "+.2f"),
                                  ("outside_pil_gain_db", "(pil)", "+.2f"), ("outside_opencv_gain_db", "(opencv)", "+.2f")]))
