@@ -111,3 +111,10 @@ def test_a_failing_factory_is_a_config_error_naming_the_arch(tmp_path, monkeypat
 def test_an_unknown_name_lists_what_an_arch_may_be():
     with pytest.raises(ConfigError, match=r"arch 'nosuchnet': unknown: not a built-in \(refiner, residual\)"):
         build_model("nosuchnet", 1, 4)
+
+
+def test_the_docs_example_is_the_file_the_end_to_end_test_searches():
+    doc = (Path(__file__).parents[2] / "docs" / "studies-and-schedules.md").read_text()
+    section = doc[doc.index("## Your own architecture"):]
+    block = section[section.index("```python\n") + len("```python\n"):]
+    assert block[:block.index("```")] == EXAMPLE.read_text()
