@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from sr_core.contract import FINISHED, OBJECTIVE, OBJECTIVE_MODE, best_position
+from sr_core.contract import ARCH_PARAMS, FINISHED, OBJECTIVE, OBJECTIVE_MODE, best_position
 
 from .verdict import pruning_sentence
 
@@ -35,14 +35,23 @@ def best_trial(trials: pd.DataFrame, objective: tuple[str, str] = (OBJECTIVE, OB
     return None if at is None else ordered.iloc[at]
 
 
-def best_per_size(trials: pd.DataFrame, by: Sequence[str] = ("arch", "blocks", "channels"),
+def shape_columns(trials: pd.DataFrame) -> list[str]:
+    """The columns that size a net: blocks, channels, and the numeric parameters of a user's arch
+    (sr_core.contract.ARCH_PARAMS names them per trial; a built-in's trial has none: NaN there)."""
+    named = trials[ARCH_PARAMS].dropna().astype(str) if ARCH_PARAMS in trials else pd.Series([], dtype=str)
+    extra = sorted({n for names in named for n in names.split(",") if n and n in trials})
+    return ["blocks", "channels", *(n for n in extra if pd.api.types.is_numeric_dtype(trials[n]))]
+
+
+def best_per_size(trials: pd.DataFrame, by: Sequence[str] | None = None,
                   require_finished: bool = True) -> pd.DataFrame:
-    """Best trial (lowest val/mse over lr and eta_min) per size, pooling studies; finished trials
-    only unless the caller compares values taken at one equal budget."""
+    """Best trial (lowest val/mse over lr and eta_min) per size (by default arch and `shape_columns`),
+    pooling studies; finished trials only unless the caller compares values taken at one equal budget."""
     done = _counted(trials, require_finished)
     if done.empty:
         return done
-    idx = done.groupby(list(by))["val/mse"].idxmin()
+    by = ("arch", *shape_columns(done)) if by is None else by
+    idx = done.groupby(list(by), dropna=False)["val/mse"].idxmin()
     return done.loc[idx.to_numpy()].sort_values(list(by)).reset_index(drop=True)
 
 

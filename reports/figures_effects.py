@@ -1,4 +1,5 @@
-"""The figures of the hyperparameters' effects: refiner against residual at equal size, depth, width.
+"""The figures of the hyperparameters' effects: refiner against residual at equal size, depth, width,
+and any numeric parameter of a user's arch (`param_effect`).
 
 Differences of a few tenths of a dB are the point of these figures, so they are drawn as the gain over
 the study's own bicubic baseline (bicubic/val_mse, val_psnr, val_ssim on its val set), with each value
@@ -140,22 +141,33 @@ def _steps(df: pd.DataFrame, x: str, psnr: str = "val/psnr") -> str:
 
 def _effect(trials: pd.DataFrame, fixed: str, value: int | None, varied: str, label: str,
             studies: pd.DataFrame | None = None) -> go.Figure:
-    """Final quality of finished trials at one `fixed` value (default: the one with the most coverage)."""
+    """Final quality of finished trials along `varied`, every other size column (`an.shape_columns`:
+    blocks, channels, a user arch's numeric parameters) held at one value: `fixed` at `value`, the
+    rest (and `fixed` when `value` is None) at the value with the most coverage."""
     done = need_finished(trials)
-    chosen = (an.default_width if fixed == "channels" else an.default_depth)(done, True) if value is None else value
-    if chosen is None:
-        raise FigureUnavailable(f"no single {fixed} value has finished trials at two or more {varied} values")
+    held = {}
+    for col in (c for c in an.shape_columns(done) if c != varied):
+        chosen = value if col == fixed and value is not None else an.coverage_choice(done, col, varied, True)
+        if chosen is None:
+            raise FigureUnavailable(f"no single {col} value has finished trials at two or more {varied} values")
+        done = done[(done[col] == chosen) | done[col].isna()]  # NaN: a net without that parameter
+        held[col] = chosen
     best = an.best_per_size(done)
-    best = best[best[fixed] == chosen]
+    at = ", ".join(f"{k} = {_plain(v)}" for k, v in held.items())
     if best[varied].nunique() < 2:
-        raise FigureUnavailable(f"at {fixed} = {chosen}, fewer than two {varied} values finished")
+        raise FigureUnavailable(f"at {at}, fewer than two {varied} values finished")
     best, panels = against_bicubic(best, studies)
     fig = _effect_lines(best, panels, varied, label)
     words = "; ".join(f"{arch}: {_steps(rows, varied, panels[1].column)}" for arch, rows in best.groupby("arch"))
-    default = " (the default: the most coverage)" if value is None else ""
-    caption = f"At {fixed} = {chosen}{default}, best lr per point, finished trials only. PSNR change per step — {words}."
-    title = f"{varied.capitalize()} effect at {chosen} {fixed}"
-    return _finish_panels(fig, title, caption, panels, **{fixed: int(chosen)})
+    default = " (the default: the most coverage)" if value is None or len(held) > 1 else ""
+    caption = f"At {at}{default}, best lr per point, finished trials only. PSNR change per step — {words}."
+    title = f"{varied.capitalize()} effect at " + " and ".join(f"{_plain(v)} {k}" for k, v in held.items())
+    return _finish_panels(fig, title, caption, panels, **{k: _plain(v) for k, v in held.items()})
+
+
+def _plain(value):
+    """1.0 -> 1 (numeric params come back from MLflow as floats); other values as they are."""
+    return int(value) if float(value).is_integer() else float(value)
 
 
 def _effect_lines(best: pd.DataFrame, panels: tuple[Panel, ...], varied: str, label: str) -> go.Figure:
@@ -172,7 +184,9 @@ def _effect_lines(best: pd.DataFrame, panels: tuple[Panel, ...], varied: str, la
             )  # fmt: skip
     for col, panel in enumerate(panels, start=1):
         fig.update_yaxes(title_text=panel.label, range=_spread_range(best[panel.column]), row=1, col=col)
-        fig.update_xaxes(title_text=label, type="log", tickvals=sorted(best[varied].unique()), row=1, col=col)
+        log = bool((best[varied] > 0).all())
+        fig.update_xaxes(title_text=label, type="log" if log else "linear", tickvals=sorted(best[varied].unique()),
+                         row=1, col=col)
     return fig
 
 
@@ -184,3 +198,9 @@ def depth_effect(trials: pd.DataFrame, channels: int | None = None, studies: pd.
 def width_effect(trials: pd.DataFrame, blocks: int | None = None, studies: pd.DataFrame | None = None) -> go.Figure:
     """Figure 5: val metrics against channels at one depth (default: the most width coverage)."""
     return _effect(trials, "blocks", blocks, "channels", "channels (feature width, log scale)", studies)
+
+
+def param_effect(trials: pd.DataFrame, param: str, studies: pd.DataFrame | None = None) -> go.Figure:
+    """A user arch's numeric parameter (sr_core.archs) against val metrics, the other size columns held
+    at their most-covered values (as depth and width are)."""
+    return _effect(trials, param, None, param, param, studies)

@@ -264,9 +264,11 @@ def effect_makers(data: RunData) -> list[tuple[str, Callable[[], go.Figure]]]:
                            fq.question_figure(q, rows, space, metric, mode, bicubic, value, epochs)))
     if makers:
         return makers
+    extra = [c for c in an.shape_columns(t) if c not in ("blocks", "channels")]  # a user arch's own
     return [("Refiner vs residual at equal size", lambda: fe.arch_comparison(t, s)),
             ("Depth effect", lambda: fe.depth_effect(t, studies=s)),
-            ("Width effect", lambda: fe.width_effect(t, studies=s))]
+            ("Width effect", lambda: fe.width_effect(t, studies=s)),
+            *((f"{c.capitalize()} effect", lambda c=c: fe.param_effect(t, c, studies=s)) for c in extra)]
 
 
 def render_page(data: RunData, samples_png: bytes | None, evaluations: Evaluations | None = None,

@@ -7,7 +7,8 @@ A study file has these tables; every field is optional except `[space]`:
     [search]     sampler ("grid" | "tpe" | "random"), trials (0 = the whole grid), seed,
                  metric (the objective: a val metric every epoch logs) and mode ("min" | "max")
     [space]      TrialConfig's searched fields (arch, blocks, channels, lr, eta_min): a value (fixed),
-                 a list (choices), or for lr/eta_min a table {low, high, log} (tpe/random only)
+                 a list (choices), or for lr/eta_min a table {low, high, log} (tpe/random only);
+                 an arch of your own (sr_core.archs) may take more: any other key, a value or a list
     [train]      TrialConfig's fixed fields (epochs, batch_size, grad_clip, patience, augment,
                  epoch_samples), with TrialConfig's defaults
     [pruner]     kind ("auto" | "halving" | "asha" | "none"; auto: halving for a grid, asha for the
@@ -34,6 +35,7 @@ out-of-range value is a `StudyError` naming the file and the field (the CLI turn
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -44,13 +46,14 @@ from typing import Any
 from search.errors import StudyError
 from search.questions import Questions, parse_questions
 from search.rungs import halving_rungs
-from search.study_space import Range, _fail, space_value
+from search.study_space import Range, _fail, check_nets, extra_space, space_value
 from search.study_space import typed as _typed
+from sr_core.archs import as_params
 from sr_core.contract import EPOCH_METRICS, OBJECTIVE
 from sr_core.errors import ConfigError
 from sr_core.data import CROPS
 from sr_core.losses import LOSSES
-from sr_core.trial_config import TrialConfig, fields_in
+from sr_core.trial_config import TrialConfig, fields_in, fold_point
 
 SAMPLERS = ("grid", "tpe", "random")
 PRUNERS = ("auto", "halving", "asha", "none")
@@ -144,7 +147,7 @@ class Study:
     def grid(self) -> list[dict[str, Any]]:
         """Every config of a discrete space, in a stable order."""
         points: list[dict[str, Any]] = [{}]
-        for key in SPACE_KEYS:
+        for key in self.space:  # TrialConfig's space fields, then a user arch's parameters
             points = [{**p, key: v} for p in points for v in self.space[key]]
         return points
 
@@ -155,13 +158,19 @@ class Study:
             return []
         return halving_rungs(self.pruner.grace_period, self.pruner.reduction_factor, self.train.epochs)
 
+    def nets(self) -> list[tuple]:
+        """Every network of the space, (arch, blocks, channels, params) as build_model takes them."""
+        extras = [k for k in self.space if k not in SPACE_KEYS]
+        return [(a, b, c, as_params(zip(extras, values))) for a, b, c, *values in itertools.product(
+            self.space["arch"], self.space["blocks"], self.space["channels"], *(self.space[k] for k in extras))]
+
     def trial_constants(self) -> dict[str, Any]:
         """What every trial of the study shares: the [train] fields and the seed."""
         return {**dataclasses.asdict(self.train), "seed": self.search.seed}
 
     def trial_config(self, point: dict[str, Any]) -> TrialConfig:
         """The one mapping from a sampled point of [space] to the trial it runs (with its [faults])."""
-        config = TrialConfig(**self.trial_constants(), **point)
+        config = TrialConfig(**self.trial_constants(), **fold_point(point))
         fault = self.faults.get(config.run_name, "")
         return dataclasses.replace(config, fault=fault) if fault else config
 
@@ -169,7 +178,7 @@ class Study:
         """The final step as a study of one trial: `point` (the search's best) for [final].epochs
         epochs, no pruner, no early stop."""
         train = dataclasses.replace(self.train, epochs=self.final.epochs, patience=self.final.epochs)
-        return dataclasses.replace(self, space={k: (point[k],) for k in SPACE_KEYS}, train=train,
+        return dataclasses.replace(self, space={k: (point[k],) for k in self.space}, train=train,
                                    search=dataclasses.replace(self.search, sampler="grid", trials=1),
                                    pruner=Pruner(kind="none"), final=Final(), faults={},
                                    questions=Questions())
@@ -353,11 +362,10 @@ def parse_study(text: str, where: str, default_name: str) -> Study:
     if not isinstance(space_raw, dict):
         raise _fail(where, "[space]", "missing: a study needs a [space] table")
     space_raw = _train_loss(raw, space_raw, where)
-    for key in space_raw:
-        if key not in SPACE_KEYS:
-            raise _fail(where, f"[space].{key}", f"unknown field; known fields: {list(SPACE_KEYS)}")
     defaults = {f.name: f.default for f in fields_in("space")}
     space = {k: space_value(k, space_raw.get(k, defaults[k]), where) for k in SPACE_KEYS}
+    space.update(extra_space(space_raw, SPACE_KEYS, space["arch"], where))
+    check_nets(space, SPACE_KEYS, where)
     tables = {s: build(raw.get(s, {}), where) for s, build in _SECTIONS.items()}
     study = Study(**_head(raw, where, default_name), space=space, source=where, text=text, **tables,
                   faults=_faults(raw.get("faults", {}), where),

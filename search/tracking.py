@@ -24,7 +24,7 @@ from mlflow.tracking import MlflowClient
 
 from search.errors import StudyError, TrackingError
 from search.redaction import mask
-from sr_core.contract import (AUDIT_SUFFIX, AUDIT_TAGS, CROP_METRICS, CROPS_MANIFEST, EPOCH_METRICS, EPOCHS_RUN,
+from sr_core.contract import (ARCH_PARAMS, AUDIT_SUFFIX, AUDIT_TAGS, CROP_METRICS, CROPS_MANIFEST, EPOCH_METRICS, EPOCHS_RUN,
                               EXPERIMENT, EXPERIMENT_TAGS, FINAL_SUFFIX, FINISHED, MLFLOW_STATE, OBJECTIVE,
                               OBJECTIVE_MODE, ROLE_AUDIT, ROLE_FINAL, ROLE_STUDY, ROLE_TRIAL, TAG_GPUS, TAG_REASON,
                               TAG_ROLE, TAG_STATUS, TAG_STUDY, TAG_TRIAL_ID, VAL_IMAGES, WALL_SECONDS, best_position,
@@ -79,7 +79,7 @@ def ensure_experiment(client: MlflowClient, artifact_root: Path | None) -> str:
 def run_name(config: Mapping[str, Any]) -> str:
     """A trial's run name from its config mapping (sr_core.trial_config.run_name builds it)."""
     return _run_name(config["arch"], config["blocks"], config["channels"], config["lr"], config["eta_min"],
-                     config.get("loss", "mse"))
+                     config.get("arch_params"), config.get("loss", "mse"))
 
 
 def log_values(client: MlflowClient, run_id: str, values: Mapping[str, float | None], step: int = 0) -> None:
@@ -185,8 +185,10 @@ def create_trial_run(client: MlflowClient, experiment_id: str, parent_run_id: st
     name = run_name(config) + {ROLE_FINAL: FINAL_SUFFIX, ROLE_AUDIT: AUDIT_SUFFIX}.get(role, "")
     run_id = open_trial_run(client, experiment_id, parent_run_id, study_name, trial_id, name, str(config["arch"]),
                             tags, role)
-    shape = (config["arch"], int(config["blocks"]), int(config["channels"]))
-    log_params(client, run_id, {**{k: config[k] for k in LOGGED_FIELDS},
+    params = dict(config.get("arch_params") or {})  # a user arch's parameters: params of their own
+    shape = (config["arch"], int(config["blocks"]), int(config["channels"]), params)
+    names = {ARCH_PARAMS: ",".join(sorted(params))} if params else {}
+    log_params(client, run_id, {**{k: config[k] for k in LOGGED_FIELDS}, **params, **names,
                                 "n_params": params_count(*shape), "flops_per_image": flops_per_image(*shape)})
     return run_id
 

@@ -44,11 +44,11 @@ NODE_CACHE_FOLDER = "sr-search-compile-cache"
 
 
 def auto_mode(device: torch.device, arch: str, blocks: int, channels: int, batch_size: int,
-              planned_images: int) -> str:
+              planned_images: int, params=()) -> str:
     """The compile mode "auto" gives one trial (a pure rule; see the module docstring)."""
     if device.type != "cuda":
         return ""
-    if cuda_graphs_pay(arch, blocks, channels, batch_size, planned_images):
+    if cuda_graphs_pay(arch, blocks, channels, batch_size, planned_images, params):
         return AUTO_LAUNCH_BOUND
     return AUTO_COMPUTE_BOUND
 
@@ -58,7 +58,7 @@ def resolve(fast: FastPaths, device: torch.device, config, per_epoch: int) -> Fa
     if fast.compile != "auto":
         return fast
     mode = auto_mode(device, config.arch, config.blocks, config.channels, config.batch_size,
-                     config.epochs * per_epoch)
+                     config.epochs * per_epoch, config.net[3])
     return dataclasses.replace(fast, compile=mode)
 
 

@@ -77,6 +77,9 @@ STUDY_METRICS = (
 )  # fmt: skip
 #: A trial's params besides its hyperparameters (which are TrialConfig's logged fields).
 TRIAL_SHAPE_PARAMS = ("n_params", "flops_per_image")
+#: A user arch's trial (sr_core.archs): the names of its other [space] parameters, comma-separated; each
+#: is also a param of its own. The report draws their effects as it draws blocks' and channels'.
+ARCH_PARAMS = "arch_params"
 
 # -- comparison crops (sr_core.crops chooses them, reports.comparison lines them up) ----------------
 #: On the study run: the crops' identity (name, key, photo, bicubic PSNRs) and the rule that chose them.

@@ -23,13 +23,14 @@ def _sync(device: torch.device) -> None:
 
 
 def time_shape(arch: str, blocks: int, channels: int, batch_size: int, device: torch.device, steps: int = 3,
-               eval_images: int = 16) -> dict:
-    """{arch, blocks, channels, batch_size, flops_per_image, step_s, eval_image_s, probe_s} for one shape."""
+               eval_images: int = 16, params=()) -> dict:
+    """{arch, blocks, channels, params, batch_size, flops_per_image, step_s, eval_image_s, probe_s} for one
+    shape (`params`: a user arch's other parameters, sr_core.archs)."""
     started = time.perf_counter()
     dtype = torch.bfloat16 if device.type == "cuda" else None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        model = build_model(arch, blocks, channels).to(device)
+        model = build_model(arch, blocks, channels, params).to(device)
         x = torch.rand(batch_size, 3, LR_SIZE, LR_SIZE, device=device)
         y = torch.rand(batch_size, 3, HR_SIZE, HR_SIZE, device=device)
         xe = torch.rand(eval_images, 3, LR_SIZE, LR_SIZE, device=device)
@@ -58,22 +59,23 @@ def time_shape(arch: str, blocks: int, channels: int, batch_size: int, device: t
         model(xe)
         _sync(device)
     eval_image_s = (time.perf_counter() - t0) / eval_images
-    return {"arch": arch, "blocks": blocks, "channels": channels, "batch_size": batch_size,
-            "flops_per_image": flops_per_image(arch, blocks, channels), "step_s": step_s,
+    return {"arch": arch, "blocks": blocks, "channels": channels, "params": params, "batch_size": batch_size,
+            "flops_per_image": flops_per_image(arch, blocks, channels, params), "step_s": step_s,
             "eval_image_s": eval_image_s, "probe_s": time.perf_counter() - started}
 
 
-def sample_shapes(shapes: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
-    """Per architecture, the smallest, the largest and the middle shape by FLOPs (all when 3 or fewer)."""
+def sample_shapes(shapes: list[tuple]) -> list[tuple]:
+    """Per architecture, the smallest, the largest and the middle shape by FLOPs (all when 3 or fewer).
+    A shape: (arch, blocks, channels) or (arch, blocks, channels, params)."""
     out = []
     for arch in sorted({s[0] for s in shapes}):
-        mine = sorted(set(s for s in shapes if s[0] == arch), key=lambda s: (flops_per_image(*s), s))
+        mine = sorted(set(s for s in shapes if s[0] == arch), key=lambda s: (flops_per_image(*s), str(s)))
         picks = {0, len(mine) - 1, len(mine) // 2}
         out += [mine[i] for i in sorted(picks)]
     return out
 
 
-def probe(shapes: list[tuple[str, int, int]], batch_size: int, device: torch.device, threads: int | None = None,
+def probe(shapes: list[tuple], batch_size: int, device: torch.device, threads: int | None = None,
           budget_s: float = 20.0) -> list[dict]:
     """`time_shape` for the sampled shapes, smallest first; a shape whose step the timings so far predict
     (by FLOPs) to take over a fifth of the budget is skipped (the cost model extrapolates to it)."""
@@ -89,7 +91,7 @@ def probe(shapes: list[tuple[str, int, int]], batch_size: int, device: torch.dev
                 rate = mine[-1]["step_s"] / (mine[-1]["flops_per_image"] * batch_size)
                 if rate * flops_per_image(*shape) * batch_size * 5 > budget_s / 5 or spent > budget_s:
                     continue
-            row = time_shape(*shape, batch_size=batch_size, device=device)
+            row = time_shape(*shape[:3], batch_size=batch_size, device=device, params=shape[3] if len(shape) > 3 else ())
             spent += row["probe_s"]
             out.append(row)
         return out

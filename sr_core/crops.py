@@ -40,8 +40,7 @@ from torch import nn
 
 from sr_core import metrics
 from sr_core.data import SRPairs, load_cached
-from sr_core.infer import load_model, upscale
-from sr_core.models import build_model
+from sr_core.infer import load_model, model_of, upscale
 from sr_core.patches import PATCH, parse_patch_name
 from sr_core.pixels import to_float, to_uint8
 from sr_core.resize import bicubic_upscale
@@ -161,8 +160,7 @@ def _as_model(model_or_weights: Weights) -> nn.Module:
     if isinstance(model_or_weights, nn.Module):
         return model_or_weights
     if isinstance(model_or_weights, Mapping):
-        cfg = model_or_weights["config"]
-        model = build_model(cfg["arch"], int(cfg["blocks"]), int(cfg["channels"]))
+        model = model_of(model_or_weights["config"])
         model.load_state_dict(model_or_weights["state_dict"])
         return model.eval()
     return load_model(model_or_weights)

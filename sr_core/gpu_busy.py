@@ -34,25 +34,27 @@ LAUNCH_BOUND_SHARE = 0.7
 CUDA_GRAPHS_MIN_IMAGES = 50_000
 
 
-def forward_flops_per_step(arch: str, blocks: int, channels: int, batch_size: int) -> float:
+def forward_flops_per_step(arch: str, blocks: int, channels: int, batch_size: int, params=()) -> float:
     """Forward FLOPs of one training step (a step costs about 3x this with its backward)."""
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size=}")
-    return float(flops_per_image(arch, blocks, channels) * batch_size)
+    return float(flops_per_image(arch, blocks, channels, params) * batch_size)
 
 
-def compute_share(arch: str, blocks: int, channels: int, batch_size: int, cuda_graphs: bool = False) -> float:
+def compute_share(arch: str, blocks: int, channels: int, batch_size: int, cuda_graphs: bool = False,
+                  params=()) -> float:
     """The fraction of a GPU's compute one trial keeps busy, in (0, 1]."""
     saturating = SATURATING_FLOPS_GRAPHS if cuda_graphs else SATURATING_FLOPS_EAGER
-    return min(1.0, forward_flops_per_step(arch, blocks, channels, batch_size) / saturating)
+    return min(1.0, forward_flops_per_step(arch, blocks, channels, batch_size, params) / saturating)
 
 
-def launch_bound(arch: str, blocks: int, channels: int, batch_size: int) -> bool:
+def launch_bound(arch: str, blocks: int, channels: int, batch_size: int, params=()) -> bool:
     """True when an eager step leaves the GPU mostly idle (residual b8-b24 at c64, batch 16)."""
-    return compute_share(arch, blocks, channels, batch_size) < LAUNCH_BOUND_SHARE
+    return compute_share(arch, blocks, channels, batch_size, params=params) < LAUNCH_BOUND_SHARE
 
 
-def cuda_graphs_pay(arch: str, blocks: int, channels: int, batch_size: int, planned_images: int) -> bool:
+def cuda_graphs_pay(arch: str, blocks: int, channels: int, batch_size: int, planned_images: int,
+                    params=()) -> bool:
     """CUDA graphs for this trial: its steps are launch-bound and it trains long enough
     (`planned_images` = epochs x images per epoch) to win back the compile."""
-    return launch_bound(arch, blocks, channels, batch_size) and planned_images >= CUDA_GRAPHS_MIN_IMAGES
+    return launch_bound(arch, blocks, channels, batch_size, params) and planned_images >= CUDA_GRAPHS_MIN_IMAGES

@@ -34,6 +34,7 @@ from sr_core.sizes import SCALE
 ACTIVATION_BYTES = 8 * 2 ** 30  # upscale_image's default bound on a tile's activations
 _LIVE_ACTIVATIONS = 6  # widest-size tensors a forward's peak is budgeted at (module docstring)
 _FLOAT_BYTES = 4
+WHOLE_IMAGE = 2 ** 30  # a tile no image reaches: one forward of the whole image
 
 
 @contextlib.contextmanager
@@ -92,6 +93,17 @@ def tile_for(model: nn.Module, overlap: int, activation_bytes: int = ACTIVATION_
     return tile
 
 
+def tiling_for(model: nn.Module, tile: int | None = None,
+               activation_bytes: int = ACTIVATION_BYTES) -> tuple[int, int]:
+    """(tile, overlap) for `upscale_image`: the net's receptive radius and `tile` or `tile_for`'s. A
+    net that does not declare `receptive_radius()` and `widest_activation()` (a user's arch may not,
+    sr_core.archs) runs each image whole: a tile of any size would need its radius to be exact."""
+    if not (hasattr(model, "receptive_radius") and hasattr(model, "widest_activation")):
+        return WHOLE_IMAGE, 0
+    overlap = model.receptive_radius()
+    return tile or tile_for(model, overlap, activation_bytes), overlap
+
+
 def _tiled_forward(model: nn.Module, x: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
     """model(x) for one image [1,3,h,w], a tile at a time; the output is assembled on the CPU."""
     h, w = x.shape[-2:]
@@ -139,17 +151,22 @@ def upscale_image(model: nn.Module, lr: torch.Tensor, *, tile: int | None = None
 
 
 def save_weights(path: str | os.PathLike, arch: str, blocks: int, channels: int,
-                 state_dict: dict[str, torch.Tensor]) -> None:
+                 state_dict: dict[str, torch.Tensor], arch_params: dict | None = None) -> None:
     """A weights file that says which network it belongs to, so `load_model` needs nothing else."""
     with atomic_path(path) as tmp:
-        torch.save({"config": {"arch": arch, "blocks": blocks, "channels": channels},
+        torch.save({"config": {"arch": arch, "blocks": blocks, "channels": channels,
+                               **({"arch_params": dict(arch_params)} if arch_params else {})},
                     "state_dict": state_dict}, tmp)
+
+
+def model_of(cfg: dict) -> nn.Module:
+    """The network a saved config names ({arch, blocks, channels} and a user arch's arch_params)."""
+    return build_model(cfg["arch"], int(cfg["blocks"]), int(cfg["channels"]), cfg.get("arch_params") or {})
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild the network from a file written by `save_weights` or a trial's `best.pt`."""
     saved = torch.load(path, map_location="cpu", weights_only=True)
-    cfg = saved["config"]
-    model = build_model(cfg["arch"], int(cfg["blocks"]), int(cfg["channels"]))
+    model = model_of(saved["config"])
     model.load_state_dict(saved["state_dict"])
     return model.to(device).eval()

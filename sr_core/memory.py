@@ -44,7 +44,8 @@ import torch
 from sr_core.fastpaths import FastPaths, for_trial
 from sr_core.gpu_busy import compute_share
 from sr_core.memory_trace import AUTOCAST, PHASES, trace_trial
-from sr_core.models import check_model_args
+from sr_core.archs import as_params
+from sr_core.models import MODELS, check_model_args
 from sr_core.sizes import HR_SIZE, LR_SIZE
 
 GIB = 2 ** 30
@@ -142,6 +143,7 @@ class MemoryPrediction:
     workspace: int
     peak_phase: str
     total_bytes: int
+    params_: tuple = ()  # a user arch's other parameters (sr_core.archs)
 
     @property
     def total_gib(self) -> float:
@@ -150,23 +152,37 @@ class MemoryPrediction:
 
 def predict_memory(arch: str, blocks: int, channels: int, batch_size: int, *, train_images: int,
                    val_images: int, eval_batch: int = 256, precision: str = "bf16",
-                   channels_last: bool = False) -> MemoryPrediction:
+                   channels_last: bool = False, params=()) -> MemoryPrediction:
     """Predicted peak device memory of one trial (see the module docstring); the images are those the
-    trainer holds on the device (the whole train and val sets)."""
-    _check(arch, blocks, channels, batch_size, train_images, val_images, eval_batch, precision)
-    fit = memory_fit(arch, blocks, precision, channels_last)
-    x = _monomials(channels, batch_size, min(eval_batch, val_images))
-    held = {k: int(v @ x) for k, v in fit.held.items()}
+    trainer holds on the device (the whole train and val sets). A user's arch (sr_core.archs, with its
+    `params`) is no polynomial in a width we know: its own step is traced at this very shape, once
+    (the weight casts are then counted with the saved activations)."""
+    _check(arch, blocks, channels, batch_size, train_images, val_images, eval_batch, precision, params)
+    e = min(eval_batch, val_images)
+    if arch not in MODELS:
+        trace = _traced(arch, blocks, channels, batch_size, e, precision, bool(channels_last), as_params(params))
+        peaks = {phase: max(n for p, n in zip(trace.phases, trace.live) if p == phase) for phase in PHASES}
+        held, casts, activations = dict(trace.held), 0, trace.saved
+    else:
+        fit = memory_fit(arch, blocks, precision, channels_last)
+        x = _monomials(channels, batch_size, e)
+        held = {k: int(v @ x) for k, v in fit.held.items()}
+        casts, activations = int(fit.saved[:3] @ x[:3]), int(fit.saved[3:] @ x[3:])
+        peaks = fit.peaks(x)
     held_total = sum(held.values())
-    casts, activations = int(fit.saved[:3] @ x[:3]), int(fit.saved[3:] @ x[3:])
-    peaks = fit.peaks(x)
     phase = max(peaks, key=peaks.get)
     workspace = WORKSPACE_BYTES + int(WORKSPACE_FRACTION * peaks[phase])
     data = (train_images + val_images) * IMAGE_BYTES + AUGMENT_MAPS_BYTES
     return MemoryPrediction(
         arch, blocks, channels, batch_size, held["params"], held["grads"], held["adam"], held["best"], casts,
         activations, peaks["train"] - held_total - casts - activations, peaks["eval"] - held_total, data,
-        workspace, phase, peaks[phase] + data + workspace)
+        workspace, phase, peaks[phase] + data + workspace, as_params(params))
+
+
+@functools.lru_cache(maxsize=64)
+def _traced(arch: str, blocks: int, channels: int, batch_size: int, eval_batch: int, precision: str,
+            channels_last: bool, params: tuple):
+    return trace_trial(arch, blocks, channels, batch_size, eval_batch, precision, channels_last, params)
 
 
 def predict_trial(config, fast: FastPaths | None = None, *, train_images: int, val_images: int,
@@ -177,11 +193,12 @@ def predict_trial(config, fast: FastPaths | None = None, *, train_images: int, v
     layout = for_trial(fast, torch.device("cuda"), config.channels).channels_last
     return predict_memory(config.arch, config.blocks, config.channels, config.batch_size, train_images=train_images,
                           val_images=val_images, eval_batch=fast.eval_batch,
-                          precision=precision if fast.amp else "fp32", channels_last=layout)
+                          precision=precision if fast.amp else "fp32", channels_last=layout,
+                          params=config.net[3])
 
 
-def _check(arch, blocks, channels, batch_size, train_images, val_images, eval_batch, precision) -> None:
-    check_model_args(arch, blocks, channels)
+def _check(arch, blocks, channels, batch_size, train_images, val_images, eval_batch, precision, params) -> None:
+    check_model_args(arch, blocks, channels, params)
     if precision not in AUTOCAST:
         raise ValueError(f"precision must be one of {tuple(AUTOCAST)}, got {precision=}")
     for name, value, low in [("batch_size", batch_size, 1), ("train_images", train_images, 1), ("val_images", val_images, 1),
@@ -232,7 +249,7 @@ def gpu_fraction(predicted_bytes: int, device_bytes: int, compute_share: float,
 def fraction_for(prediction: MemoryPrediction, device_bytes: int, cuda_graphs: bool = False) -> float:
     """`gpu_fraction` of one predicted trial, its compute share from sr_core.gpu_busy."""
     share = compute_share(prediction.arch, prediction.blocks, prediction.channels, prediction.batch_size,
-                          cuda_graphs)
+                          cuda_graphs, prediction.params_)
     return gpu_fraction(prediction.total_bytes, device_bytes, share)
 
 

@@ -105,14 +105,16 @@ class Trace:
 
 
 def trace_trial(arch: str, blocks: int, channels: int, batch_size: int, eval_batch: int,
-                precision: str = "bf16", channels_last: bool = False) -> Trace:
-    """Trace one steady-state training step, an evaluation and a best-weights copy (see the docstring)."""
+                precision: str = "bf16", channels_last: bool = False, params=()) -> Trace:
+    """Trace one steady-state training step, an evaluation and a best-weights copy (see the docstring).
+    Any network build_model makes, a user's arch with its `params` too (sr_core.archs): nothing here
+    knows its layers; the dispatch mode and autograd's hooks see every op of any nn.Module."""
     if precision not in AUTOCAST:
         raise ValueError(f"precision must be one of {tuple(AUTOCAST)}, got {precision=}")
     amp = AUTOCAST[precision]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        model = build_model(arch, blocks, channels)
+        model = build_model(arch, blocks, channels, params)
     model = model.to(memory_format=torch.channels_last if channels_last else torch.preserve_format)
     train_lr = torch.zeros(batch_size, 3, LR_SIZE, LR_SIZE, dtype=torch.uint8)  # stand for the data sets,
     train_hr = torch.zeros(batch_size, 3, HR_SIZE, HR_SIZE, dtype=torch.uint8)  # which are counted apart

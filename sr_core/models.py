@@ -1,9 +1,10 @@
 """The registry of 4x super-resolution networks (32x32 -> 128x128) and their analytic cost.
 
-`MODELS` is the one list of architectures (`@register_model`, as timm and BasicSR register theirs):
+`MODELS` is the one list of built-in architectures (`@register_model`, as timm and BasicSR register theirs):
 `build_model`, `check_model_args`, the cost functions, the study parser and `TrialConfig` all read it.
 Each network states its own 3x3 convs (`conv_shapes`), from which FLOPs and parameters are computed
-without building it.
+without building it. A study may also name its own (an entry point or `package.module:factory`,
+sr_core.archs): `build_model` and the cost functions take it, with its extra parameters as `params`.
 
 `residual` is an EDSR/SRResNet-style net that works at the LR resolution and upsamples at the end;
 `refiner` upsamples first (bicubic) and refines at 128x128, so it is 16x more expensive per conv.
@@ -20,12 +21,14 @@ budgets than the plain net.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Mapping
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sr_core.archs import Params, as_params, build_user_net, probe_net, resolve_factory
 from sr_core.errors import ConfigError
 from sr_core.sizes import HR_SIZE, LR_SIZE, SCALE
 
@@ -150,20 +153,31 @@ class RefinerSR(nn.Module):
         return up + self.tail(self.body(self.head(up)))
 
 
-def check_model_args(arch: str, blocks: int, channels: int) -> None:
-    """The one check of a network's arguments, against the registry: raises ConfigError naming the field."""
+def _count(name: str, value: Any, low: int) -> None:
+    if not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
+        raise ConfigError(name, f"{name} must be an int >= {low}, got {name}={value!r}")
+
+
+def check_model_args(arch: str, blocks: int, channels: int, params: Mapping[str, Any] | Params = ()) -> None:
+    """The one check of a network's arguments, against the registry: raises ConfigError naming the field.
+    A user's arch (sr_core.archs) is resolved here, not built: `probe_net` checks what it builds."""
+    if not isinstance(arch, str) or not arch:
+        raise ConfigError("arch", f"arch must be a non-empty string, got {arch!r}")
+    if arch in MODELS and params:
+        raise ConfigError("arch", f"arch {arch!r} takes only blocks and channels, got {sorted(dict(params))}")
     if arch not in MODELS:
-        raise ConfigError("arch", f"unknown arch {arch!r}; expected one of {list(model_names())}")
-    if not (isinstance(blocks, int) and not isinstance(blocks, bool) and blocks >= 0):
-        raise ConfigError("blocks", f"blocks must be an int >= 0, got {blocks=}")
-    if not (isinstance(channels, int) and not isinstance(channels, bool) and channels >= 1):
-        raise ConfigError("channels", f"channels must be an int >= 1, got {channels=}")
+        resolve_factory(arch)
+    _count("blocks", blocks, 0)
+    _count("channels", channels, 1)
 
 
-def build_model(arch: str, blocks: int, channels: int) -> nn.Module:
-    """Float [N,3,32,32] in [0,1] -> [N,3,128,128] (not clamped; metrics clamp)."""
-    check_model_args(arch, blocks, channels)
-    return MODELS[arch](blocks, channels)
+def build_model(arch: str, blocks: int, channels: int, params: Mapping[str, Any] | Params = ()) -> nn.Module:
+    """Float [N,3,32,32] in [0,1] -> [N,3,128,128] (not clamped; metrics clamp). `params`: a user's
+    arch's parameters beyond blocks and channels (sr_core.archs)."""
+    check_model_args(arch, blocks, channels, params)
+    if arch in MODELS:
+        return MODELS[arch](blocks, channels)
+    return build_user_net(arch, blocks, channels, as_params(params))
 
 
 def _conv_macs(c_in: int, c_out: int, pixels: int) -> int:
@@ -176,17 +190,26 @@ def _conv_shapes(arch: str, blocks: int, channels: int) -> ConvShapes:
     return MODELS[arch].conv_shapes(blocks, channels)
 
 
-def flops_per_image(arch: str, blocks: int, channels: int) -> int:
+def flops_per_image(arch: str, blocks: int, channels: int, params: Mapping[str, Any] | Params = ()) -> int:
     """Forward FLOPs for one 32x32 image: convolutions only, one multiply-add = 2 FLOPs.
 
-    Bias adds, activations, PixelShuffle and the bicubic resize are ignored (< 1% for any
-    channels >= 16). A training step costs about 3x this (forward + backward).
+    Built-ins: from their conv shapes, without building them. Bias adds, activations, PixelShuffle
+    and the bicubic resize are ignored (< 1% for any channels >= 16); torch's FlopCounterMode counts
+    the same (tested). A user's arch: that counter over one forward (sr_core.archs.probe_net).
+    A training step costs about 3x this (forward + backward).
     """
+    if arch not in MODELS:
+        check_model_args(arch, blocks, channels, params)
+        return probe_net(arch, blocks, channels, as_params(params))[0]
     return 2 * sum(_conv_macs(ci, co, px) for ci, co, px in _conv_shapes(arch, blocks, channels))
 
 
-def params_count(arch: str, blocks: int, channels: int) -> int:
-    """Trainable parameters, computed without building the model (the largest grid point has 220M)."""
+def params_count(arch: str, blocks: int, channels: int, params: Mapping[str, Any] | Params = ()) -> int:
+    """Trainable parameters, computed without building the model (the largest grid point has 220M;
+    a user's arch is built on the meta device)."""
+    if arch not in MODELS:
+        check_model_args(arch, blocks, channels, params)
+        return probe_net(arch, blocks, channels, as_params(params))[1]
     return sum(9 * ci * co + co for ci, co, _ in _conv_shapes(arch, blocks, channels))
 
 

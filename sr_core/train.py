@@ -127,7 +127,7 @@ def _set_up(trial: RunningTrial, data: SRData) -> None:
     # private generator for shuffling and augmentation whose state goes into every checkpoint.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        model = build_model(config.arch, config.blocks, config.channels)
+        model = build_model(*config.net)
     inject(trial.fault, "to_device", 0)
     layout = torch.channels_last if fast.channels_last else torch.preserve_format
     trial.model = model.to(device, memory_format=layout)

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from sr_core.archs import as_params
 from sr_core.contract import TRAINER_STATUSES
 from sr_core.errors import ConfigError
 from sr_core.faults import parse_fault
@@ -39,6 +41,9 @@ class TrialConfig:
     eta_min: float = _in("space", 1e-7)
     # The training loss (sr_core.losses): a study fixes it in [train] or searches it in [space].
     loss: str = _in("space", "mse")
+    # A user's arch's other [space] parameters (sr_core.archs), name -> value, passed to its factory
+    # with blocks and channels; empty for the built-ins. Logged as params of their own, in the run name.
+    arch_params: dict = field(default_factory=dict, metadata={"table": "arch", "logged": False})
     # fixed for a study: its [train]
     epochs: int = _in("train", 20)
     batch_size: int = _in("train", 16)
@@ -57,7 +62,10 @@ class TrialConfig:
     fault: str = _in("faults", "", logged=False)
 
     def __post_init__(self) -> None:
-        check_model_args(self.arch, self.blocks, self.channels)
+        if not isinstance(self.arch_params, Mapping):
+            raise ConfigError("arch_params", f"arch_params must be a mapping, got {self.arch_params!r}")
+        object.__setattr__(self, "arch_params", dict(as_params(self.arch_params)))  # a copy, sorted
+        check_model_args(self.arch, self.blocks, self.channels, self.arch_params)
         for name in ("epochs", "batch_size", "patience", "epoch_samples", "seed"):
             value, low = getattr(self, name), 0 if name in ("epoch_samples", "seed") else 1
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -80,7 +88,12 @@ class TrialConfig:
 
     @property
     def run_name(self) -> str:
-        return run_name(self.arch, self.blocks, self.channels, self.lr, self.eta_min, self.loss)
+        return run_name(self.arch, self.blocks, self.channels, self.lr, self.eta_min, self.arch_params, self.loss)
+
+    @property
+    def net(self) -> tuple:
+        """(arch, blocks, channels, params): what builds the network (sr_core.models.build_model(*net))."""
+        return self.arch, self.blocks, self.channels, as_params(self.arch_params)
 
 
 def fields_in(table: str) -> tuple[dataclasses.Field, ...]:
@@ -92,11 +105,28 @@ def fields_in(table: str) -> tuple[dataclasses.Field, ...]:
 LOGGED_FIELDS = tuple(f.name for f in dataclasses.fields(TrialConfig) if f.metadata["logged"])
 
 
-def run_name(arch: str, blocks: int, channels: int, lr: float, eta_min: float, loss: str = "mse") -> str:
+def run_name(arch: str, blocks: int, channels: int, lr: float, eta_min: float,
+             arch_params: Mapping[str, Any] | None = None, loss: str = "mse") -> str:
     """`residual_b24_c612_lr0.0001_eta1e-07`: unique over every searched field (it keys MLflow runs
-    and the [faults] table), short enough to read in a table. A loss other than the default MSE is a
-    suffix (`..._eta1e-07_l1`), so the names of MSE trials are what they always were."""
-    return f"{arch}_b{blocks}_c{channels}_lr{lr:g}_eta{eta_min:g}" + ("" if loss == "mse" else f"_{loss}")
+    and the [faults] table), short enough to read in a table. A user's arch's parameters follow the
+    width: `mypkg.nets:make_net_b4_c16_groups2_lr0.001_eta1e-07`; a loss other than the default MSE is
+    a suffix (`..._eta1e-07_l1`), so the names of MSE trials are what they always were."""
+    extra = "".join(f"_{k}{v:g}" if isinstance(v, float) else f"_{k}{v}"
+                    for k, v in as_params(arch_params or {}))
+    return f"{arch}_b{blocks}_c{channels}{extra}_lr{lr:g}_eta{eta_min:g}" + ("" if loss == "mse" else f"_{loss}")
+
+
+def space_point(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A TrialConfig-shaped mapping's [space] point, flat: its space fields and its arch_params."""
+    return {**{f.name: values[f.name] for f in fields_in("space")}, **dict(values.get("arch_params") or {})}
+
+
+def fold_point(point: Mapping[str, Any]) -> dict[str, Any]:
+    """A flat [space] point as TrialConfig's fields: the keys that are not its space fields go under
+    arch_params (left out when there are none, so a built-in's config is what it always was)."""
+    names = {f.name for f in fields_in("space")}
+    extra = {k: v for k, v in point.items() if k not in names}
+    return {**{k: v for k, v in point.items() if k in names}, **({"arch_params": extra} if extra else {})}
 
 
 @dataclass

@@ -114,7 +114,8 @@ def resume(trial: RunningTrial, ckpt_dir: Path) -> None:
 
 
 def _check_config(saved: dict, config: TrialConfig, ckpt_dir: Path) -> None:
-    if saved != dataclasses.asdict(config):
+    # a checkpoint from before arch_params existed is a built-in's, whose arch_params are empty
+    if {"arch_params": {}, **saved} != dataclasses.asdict(config):
         raise ValueError(f"checkpoint in {ckpt_dir} belongs to another config: {saved}")
 
 

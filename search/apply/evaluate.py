@@ -32,7 +32,7 @@ from search.errors import StudyError
 from sr_core.contract import (BEST_WEIGHTS, BICUBIC, EVAL_METRICS, FINISHED, ROLE_FINAL, ROLE_TRIAL, SELF_ENSEMBLE,
                               WITH_WEIGHTS, eval_key, eval_label, eval_tag)
 from sr_core.dihedral import NUM_OPS
-from sr_core.infer import load_model, tile_for, upscale_image
+from sr_core.infer import load_model, tiling_for, upscale_image
 from sr_core.matlab_resize import matlab_upscale
 from sr_core.metrics import psnr, psnr_y, ssim_y
 from sr_core.pixels import to_float, to_uint8
@@ -169,8 +169,7 @@ def bicubic_rows(folders: Sequence[BenchmarkFolder], log=print) -> list[EvalRow]
 def trial_rows(model: torch.nn.Module, trial: Mapping[str, Any], folders: Sequence[BenchmarkFolder],
                options: EvalOptions, log=print) -> list[EvalRow]:
     """One trial's rows: per folder its own forward, then (with self_ensemble) the x8 ensemble."""
-    overlap = model.receptive_radius()
-    tile = options.tile or tile_for(model, overlap)
+    tile, overlap = tiling_for(model, options.tile)
     flops = float(trial["flops_per_image"]) if trial.get("flops_per_image") else None
     n_params = int(trial["n_params"]) if trial.get("n_params") else None
     rows = []

@@ -60,7 +60,8 @@ def picks(pruned: list[Pruned], k: int, mode: str) -> list[tuple[int, Pruned]]:
     return [(i + 1, ranked[i]) for i in spread(len(ranked), k)]
 
 
-def pruned_trials(client, experiment_id: str, parent_run_id: str, metric: str) -> list[Pruned]:
+def pruned_trials(client, experiment_id: str, parent_run_id: str, metric: str,
+                  space: dict | None = None) -> list[Pruned]:
     """The search's pruned trials, with the objective at the epoch each was stopped at."""
     from search import tracking
     out = []
@@ -71,14 +72,17 @@ def pruned_trials(client, experiment_id: str, parent_run_id: str, metric: str) -
         stopped = max(history, default=0)
         out.append(Pruned(row["run_id"], row["name"], row.get("trial_id", ""), int(stopped),
                           float(history.get(stopped, math.nan)),
-                          space_point(row)))
+                          space_point(row, space)))
     return out
 
 
-def space_point(row: dict) -> dict:
-    """A run's [space] values (MLflow params are strings) typed as TrialConfig declares them."""
+def space_point(row: dict, space: dict | None = None) -> dict:
+    """A run's [space] values (MLflow params are strings) typed as TrialConfig declares them; a user
+    arch's parameters (the study's other `space` keys) as the study's own value that they print as."""
     from sr_core.trial_config import fields_in
-    return {f.name: {"int": int, "float": float}.get(f.type, str)(row[f.name]) for f in fields_in("space")}
+    point = {f.name: {"int": int, "float": float}.get(f.type, str)(row[f.name]) for f in fields_in("space")}
+    extras = [k for k in space or {} if k not in point]
+    return {**point, **{k: next(v for v in space[k] if str(v) == str(row[k])) for k in extras}}
 
 
 def checkpoint_uri(checkpoint) -> str:

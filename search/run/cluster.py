@@ -146,14 +146,14 @@ def measure_trial_device(per_trial: dict[str, float], shapes: list | None = None
         rows = probe(shapes, batch_size, device, threads) if shapes else []
         speedup = 1.0
         if rows and not cuda and final_threads > threads:  # the final step's threads, on the middle shape
-            middle = sample_shapes([(r["arch"], r["blocks"], r["channels"]) for r in rows])[len(rows) // 2]
+            middle = sample_shapes([(r["arch"], r["blocks"], r["channels"], r["params"]) for r in rows])[len(rows) // 2]
             previous = torch.get_num_threads()
             torch.set_num_threads(final_threads)
             try:
-                faster = time_shape(*middle, batch_size=batch_size, device=device)["step_s"]
+                faster = time_shape(*middle[:3], batch_size=batch_size, device=device, params=middle[3])["step_s"]
             finally:
                 torch.set_num_threads(previous)
-            slower = next(r["step_s"] for r in rows if (r["arch"], r["blocks"], r["channels"]) == middle)
+            slower = next(r["step_s"] for r in rows if (r["arch"], r["blocks"], r["channels"], r["params"]) == middle)
             speedup = max(slower / faster, 1.0)
         return name, measure_device_flops(device.type, threads), memory, rows, speedup
 

@@ -50,18 +50,21 @@ class CostModel:
     speedup: float = 1.0  # the final step's threads against a trial's
     rows: list = field(default_factory=list, compare=False)  # what the probe measured
 
-    def step_s(self, arch: str, blocks: int, channels: int) -> float:
+    def step_s(self, arch: str, blocks: int, channels: int, params=()) -> float:
         line = self.steps.get(arch) or next(iter(self.steps.values()))
-        return line(3 * flops_per_image(arch, blocks, channels) * self.batch_size)
+        return line(3 * flops_per_image(arch, blocks, channels, params) * self.batch_size)
 
-    def eval_image_s(self, arch: str, blocks: int, channels: int) -> float:
+    def eval_image_s(self, arch: str, blocks: int, channels: int, params=()) -> float:
         line = self.evals.get(arch) or next(iter(self.evals.values()))
-        return line(flops_per_image(arch, blocks, channels))
+        return line(flops_per_image(arch, blocks, channels, params))
 
-    def epoch_s(self, arch: str, blocks: int, channels: int, train_images: int, val_images: int) -> float:
-        """One epoch of the config: its steps (train_images / batch, rounded up) and its evaluation."""
+    def epoch_s(self, arch: str, blocks: int, channels: int, train_images: int, val_images: int,
+                params=()) -> float:
+        """One epoch of the config: its steps (train_images / batch, rounded up) and its evaluation
+        (`params`: a user arch's other parameters, sr_core.archs)."""
         steps = math.ceil(train_images / self.batch_size)
-        return steps * self.step_s(arch, blocks, channels) + val_images * self.eval_image_s(arch, blocks, channels)
+        return (steps * self.step_s(arch, blocks, channels, params)
+                + val_images * self.eval_image_s(arch, blocks, channels, params))
 
 
 def fit(rows: list[dict], batch_size: int, speedup: float = 1.0) -> CostModel:

@@ -217,8 +217,7 @@ def _estimate(study: Study, opts: RunOptions, per_trial: dict, concurrency: int,
     if opts.tflops:
         device, flops, memory = f"target GPU (--tflops {opts.tflops:g})", opts.tflops * 1e12, 0
         return estimate_study(study, len(data.train), len(data.val), device, flops, concurrency), memory
-    shapes = sorted({(a, b, c) for a in study.space["arch"] for b in study.space["blocks"]
-                     for c in study.space["channels"]})
+    shapes = sorted(set(study.nets()), key=str)  # (arch, blocks, channels, a user arch's params)
     device, flops, memory, rows, speedup = measure_trial_device(per_trial, shapes, study.train.batch_size,
                                                                 final_threads)
     model = fit(rows, study.train.batch_size, speedup) if rows else None

@@ -11,7 +11,6 @@ then spends is logged beside it (actual/device_hours), so the report shows estim
 """
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -121,16 +120,16 @@ class Estimate:
 
 
 def trial_flops(arch: str, blocks: int, channels: int, epochs: int, train_images: int,
-                val_images: int) -> float:
+                val_images: int, params=()) -> float:
     """Training is ~3x the forward (forward + backward); evaluation is one forward."""
-    per_image = flops_per_image(arch, blocks, channels)
+    per_image = flops_per_image(arch, blocks, channels, params)
     return float(epochs * (3 * per_image * train_images + per_image * val_images))
 
 
-def _cost_configs(study: Study) -> list[tuple[str, int, int]]:
-    """(arch, blocks, channels) of every trial for a grid; the equally weighted choices otherwise."""
+def _cost_configs(study: Study) -> list[tuple]:
+    """(arch, blocks, channels, params) of every trial for a grid; the equally weighted choices otherwise."""
     space = study.space
-    combos = list(itertools.product(space["arch"], space["blocks"], space["channels"]))
+    combos = study.nets()
     if study.search.sampler == "grid":
         repeats = math.prod(len(v) for k, v in space.items() if k not in ("arch", "blocks", "channels"))
         return combos * repeats
@@ -172,7 +171,7 @@ def price(study: Study, model, train_images: int, val_images: int, concurrency: 
     the audit's epochs, the final step at the mean config on its threads; and the orchestration's wall."""
     per_epoch = epoch_images(study, train_images)
     configs = _cost_configs(study)
-    epoch = {c: model.epoch_s(*c, per_epoch, val_images) for c in set(configs)}
+    epoch = {c: model.epoch_s(*c[:3], per_epoch, val_images, c[3]) for c in set(configs)}
     mean = sum(epoch[c] for c in configs) / len(configs)
     steps = schedule_epochs(study)
     search = sum(k * e for k, e in steps) * mean
@@ -189,8 +188,8 @@ def price(study: Study, model, train_images: int, val_images: int, concurrency: 
 
 
 def _question_seconds(study: Study, epoch: dict, fraction: float) -> float:
-    """question_flops' count in seconds, by each shape's measured epoch."""
-    return question_cost(study, lambda c, n: epoch[(c["arch"], c["blocks"], c["channels"])] * n, fraction)[1]
+    """question_flops' count in seconds, by each net's measured epoch."""
+    return question_cost(study, lambda c, n: epoch[study.trial_config(c).net] * n, fraction)[1]
 
 
 def estimate_study(study: Study, train_images: int, val_images: int, device: str,
@@ -199,12 +198,12 @@ def estimate_study(study: Study, train_images: int, val_images: int, device: str
     the device's measured rate on one reference net (--tflops: a target GPU that is not here)."""
     per_epoch = epoch_images(study, train_images)
     configs = _cost_configs(study)
-    mean = sum(trial_flops(a, b, c, study.train.epochs, per_epoch, val_images)
-               for a, b, c in configs) / len(configs)
-    mean_fpi = sum(flops_per_image(a, b, c) for a, b, c in configs) / len(configs)
+    mean = sum(trial_flops(a, b, c, study.train.epochs, per_epoch, val_images, p)
+               for a, b, c, p in configs) / len(configs)
+    mean_fpi = sum(flops_per_image(*net) for net in configs) / len(configs)
     steps = schedule_epochs(study)
     fraction = sum(k * e for k, e in steps) / max(study.num_trials * study.train.epochs, 1)
-    final = max((trial_flops(a, b, c, study.final.epochs, per_epoch, val_images) for a, b, c in configs),
+    final = max((trial_flops(a, b, c, study.final.epochs, per_epoch, val_images, p) for a, b, c, p in configs),
                 default=0.0) if study.final.epochs else 0.0
     audited, audit_left = audit_epochs(study, steps)
     cells, questions = question_flops(study, per_epoch, val_images, fraction)
@@ -224,8 +223,8 @@ def _epoch_seconds(study: Study, model, train_images: int, val_images: int) -> d
     if study.grid_size is None:
         return {}
     per_epoch = epoch_images(study, train_images)
-    return {study.trial_config(c).run_name: model.epoch_s(c["arch"], c["blocks"], c["channels"], per_epoch, val_images)
-            for c in study.grid()}
+    configs = [study.trial_config(c) for c in study.grid()]
+    return {t.run_name: model.epoch_s(*t.net[:3], per_epoch, val_images, t.net[3]) for t in configs}
 
 
 def as_json(estimate: Estimate) -> dict:
@@ -237,8 +236,10 @@ def as_json(estimate: Estimate) -> dict:
 
 def question_flops(study: Study, per_epoch: int, val_images: int, fraction: float) -> tuple[int, float]:
     """(cells, FLOPs) the [questions] add beyond the schedule (search.rungs.question_cost)."""
-    return question_cost(study, lambda c, n: trial_flops(c["arch"], c["blocks"], c["channels"], n, per_epoch,
-                                                         val_images), fraction)
+    def flops(c: dict, n: int) -> float:
+        a, b, ch, p = study.trial_config(c).net
+        return trial_flops(a, b, ch, n, per_epoch, val_images, p)
+    return question_cost(study, flops, fraction)
 
 
 def audit_epochs(study: Study, steps: list[tuple[int, int]]) -> tuple[int, float]:

@@ -40,7 +40,8 @@ def audit(s: Session, guard, per_trial: dict, concurrency: int, log) -> None:
     tuner = restore_audit_tuner(setup)
     if tuner is None:
         client = MlflowClient(s.tracking_uri)
-        pruned = pruning.pruned_trials(client, s.state.experiment_id, s.state.parent_run_id, s.study.search.metric)
+        pruned = pruning.pruned_trials(client, s.state.experiment_id, s.state.parent_run_id, s.study.search.metric,
+                                        s.study.space)
         checkpoints = pruning.latest_checkpoints(s.state.experiment_path(s.state.optuna_study))
         resumable = [p for p in pruned if p.trial_id in checkpoints]
         if len(resumable) < len(pruned):
@@ -76,7 +77,7 @@ def final(s: Session, guard, per_trial: dict, log) -> None:
     if chosen is None:
         log("final        : skipped: no trial of the search, nor of its audit, ran to its end")
         return
-    point = space_point(chosen)
+    point = space_point(chosen, s.study.space)
     tag = final_experiment(state)
     local_scratch_cleanup(tag)
     tuner = make_final_tuner(TuneSetup(s.study, state, s.prepared.data, s.prepared.path, s.restoring,

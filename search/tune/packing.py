@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sr_core.archs import as_params
 from sr_core.memory import GIB, fits, fraction_for, predict_trial
 from sr_core.trial_config import TrialConfig
 
@@ -46,7 +47,8 @@ class Packing:
 
 
 def shape_of(config: dict[str, Any]) -> tuple:
-    return (str(config["arch"]), int(config["blocks"]), int(config["channels"]), int(config["batch_size"]))
+    return (str(config["arch"]), int(config["blocks"]), int(config["channels"]), int(config["batch_size"]),
+            as_params(config.get("arch_params") or {}))
 
 
 def plan_packing(configs: list[TrialConfig], device_bytes: int, train_images: int, val_images: int) -> Packing:

@@ -9,6 +9,7 @@ from ray.tune.search import Searcher
 
 from search.study import Range, Study
 from search.tune.optuna_store import OPTUNA_NUMBER, RAY_TRIAL_ID, OptunaTarget
+from sr_core.trial_config import fold_point
 
 
 def optuna_space(study: Study) -> dict[str, optuna.distributions.BaseDistribution]:
@@ -56,7 +57,8 @@ class StudySearcher(Searcher):
     def suggest(self, trial_id: str) -> dict:
         trial = self.study.ask(self.space)
         trial.set_user_attr(RAY_TRIAL_ID, trial_id)
-        return {**trial.params, OPTUNA_NUMBER: trial.number}
+        # TrialConfig's fields: a user arch's parameters under arch_params (sr_core.trial_config.fold_point)
+        return {**fold_point(trial.params), OPTUNA_NUMBER: trial.number}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         pass  # OptunaRecorder, from the driver callback, sees every result (pruning ones too)

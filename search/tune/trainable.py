@@ -26,11 +26,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from search.study import SPACE_KEYS, Study
+from search.study import Study
 from search.tune.packing import shape_of
 from sr_core.data import SRData, SRPairs
 from sr_core.photos import Photos
 from sr_core.train import TrialConfig, best_metrics, default_device, train_trial
+from sr_core.trial_config import space_point
 
 #: Config keys that the search adds for the trial's own use (not TrialConfig fields); an audited trial's
 #: AUDIT_KEY holds the pruned trial it continues (search.run.audit.audit_config).
@@ -71,7 +72,7 @@ def scratch_dir(tag: str, trial_id: str) -> Path:
 
 def trial_config(study: Study, config: dict[str, Any]) -> TrialConfig:
     """The TrialConfig of a Tune trial: the study's mapping of the point Optuna sampled."""
-    return study.trial_config({k: config[k] for k in SPACE_KEYS})
+    return study.trial_config(space_point(config))
 
 
 def run_trial(config: dict[str, Any], data: dict[str, np.ndarray], study: Study, packing=None) -> None:

@@ -13,7 +13,7 @@ from ray import tune
 
 from search.rungs import planned_epochs, schedule_epochs
 from search.state import StudyState
-from search.study import SPACE_KEYS, Study
+from search.study import Study
 from search.tune import state_upload
 from search.tune.callback import StudyCallback, TrackingTarget
 from search.tune.optuna_store import OptunaTarget
@@ -24,6 +24,7 @@ from search.tune.searcher import ListSearcher, StudySearcher, make_sampler, optu
 from search.tune.trainable import AUDIT_KEY, CPUS_KEY, SCRATCH_KEY, data_arrays, run_trial
 from sr_core.contract import ROLE_AUDIT, ROLE_FINAL, ROLE_TRIAL
 from sr_core.data import SRData
+from sr_core.trial_config import fold_point
 
 # Tune reads these when the Tuner is made (the engine puts them in the driver's environment).
 TUNE_ENV = {
@@ -121,7 +122,7 @@ def make_final_tuner(setup: TuneSetup, point: dict) -> tune.Tuner:
         return restored
     progress = Progress(1, study.train.epochs, None)
     return _tuner(setup, study, name, trainable, _callback(setup, study, None, name, progress, ROLE_FINAL),
-                  {**point, CPUS_KEY: setup.per_trial["cpu"]}, num_samples=1)
+                  {**fold_point(point), CPUS_KEY: setup.per_trial["cpu"]}, num_samples=1)
 
 
 def audit_experiment(state: StudyState) -> str:
@@ -140,7 +141,7 @@ def make_audit_tuner(setup: TuneSetup, audits: list[dict]) -> tune.Tuner:
     budget, role `audit`, no Optuna."""
     study, name = setup.study.audit_study(), audit_experiment(setup.state)
     # One trial per audited config: its [space] point, and the rest (checkpoint, tags) under AUDIT_KEY.
-    configs = [{**{k: a[k] for k in SPACE_KEYS}, AUDIT_KEY: a} for a in audits]
+    configs = [{**fold_point({k: a[k] for k in study.space}), AUDIT_KEY: a} for a in audits]
     progress = Progress(len(audits), study.train.epochs, None)
     return _tuner(setup, study, name, _trainable(setup, study, setup.packing),
                   _callback(setup, study, None, name, progress, ROLE_AUDIT),
