@@ -54,6 +54,8 @@ def _run_parser(sub) -> None:
                                      "write the report", description="Run a study end to end.")
     run.add_argument("--study", required=True, help="a bundled study (demo, residual, refiner) or a .toml path")
     run.add_argument("--data", help="override the study's data: 'embedded' or a folder")
+    run.add_argument("--full-val", metavar="DIR", help="override [study].full_val: a folder of full-size images "
+                                                       "(e.g. Set5) scored in the loop as full/psnr_y, full/ssim_y")
     _workdir_args(run)
     run.add_argument("--address", help="join an existing Ray cluster: 'auto' (the one `ray start` made here), "
                                        "HOST:PORT or ray://HOST:PORT (default: a private Ray on this machine)")
@@ -145,7 +147,7 @@ def _cmd_run(args) -> int:
     from search.run.engine import RunOptions, run_study
     from search.run.interrupts import Interrupted
     from search.study import load_study
-    overrides = {"data": args.data, "epochs": args.epochs, "trials": args.trials,
+    overrides = {"data": args.data, "full_val": args.full_val, "epochs": args.epochs, "trials": args.trials,
                  "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial,
                  "max_concurrent": args.max_concurrent, "questions": args.questions}
     overrides = {k: v for k, v in overrides.items() if v is not None}

@@ -20,6 +20,7 @@ import dataclasses
 import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 from search import milestones, redaction, tracking
 from search.errors import StudyError
@@ -38,6 +39,7 @@ from search.workdir import LOCK_FILE, Workdir, held_lock
 from sr_core.contract import ESTIMATE_ARTIFACT
 from sr_core.data import SRData, bicubic_images, bicubic_psnr, bicubic_scores, load_cached, prepare_dataset
 from sr_core.files import remove_stale_temporaries, write_text_atomic
+from sr_core.full_val import FullImage, FullVal
 from sr_core.memory import GIB
 
 
@@ -90,6 +92,10 @@ def _log_header(study, prepared, cluster, tracking_uri, storage, workdir, estima
     n_train, n_val = len(prepared.data.train), len(prepared.data.val)
     log(f"study {study.name}: {study.description}".rstrip(": "))
     log(f"data         : {study.data} ({n_train} train / {n_val} val patches, cache {prepared.path.name})")
+    if prepared.full_val is not None:
+        sizes = ", ".join(f"{i.name} {i.hr.shape[-2]}x{i.hr.shape[-1]}" for i in prepared.full_val.images)
+        log(f"full val     : {study.full_val} ({sizes}), scored every {study.full_val_every} epoch(s) "
+            "and at each trial's last: full/psnr_y, full/ssim_y, full/psnr")
     log(f"cluster      : {cluster.nodes} node(s), {cluster.cpus:g} CPU, {cluster.gpus:g} GPU ({cluster.address})")
     log(f"tracking     : MLflow {redaction.mask(tracking_uri)}; Optuna "
         f"{redaction.mask(storage) or 'journal in ' + str(workdir.study_dir(study.name))}")
@@ -192,12 +198,32 @@ def prepare(study: Study, workdir: Workdir, log=print) -> Prepared:
         if line.startswith("prepared data"):
             milestones.reached("prepare")
 
+    full_val = full_val_images(study)  # checked before the data cache is written to
     cache = workdir.data_cache
     lock = held_lock(cache / ".lock", f"data cache {cache}") if cache.exists() else contextlib.nullcontext()
     with lock:
         remove_stale_temporaries(cache)
         data_path = prepare_dataset(study.data, cache, progress=progress)
-    return Prepared(data_path, load_cached(data_path))
+    return Prepared(data_path, load_cached(data_path), full_val)
+
+
+def full_val_images(study: Study) -> FullVal | None:
+    """[study].full_val decoded once, as `evaluate` reads a benchmark folder (HR mod-cropped to x4, LR
+    by MATLAB's bicubic): a missing folder, no image, an unreadable or too small one is a StudyError
+    naming the field and the file, before anything is written."""
+    from search.apply.benchmark_folders import benchmark_images
+    from sr_core.images import DataError
+    if not study.full_val:
+        return None
+    path, where = Path(study.full_val), f"{study.source or study.name}: [study].full_val"
+    if not path.is_dir():
+        raise StudyError(f"{where}: folder {path} not found; name a folder of full-size images (e.g. Set5's "
+                         "HR PNGs), relative to the current folder, or --full-val DIR")
+    try:
+        images = benchmark_images(path)
+    except DataError as exc:
+        raise StudyError(f"{where}: {exc}") from None
+    return FullVal(tuple(FullImage(i.name, i.hr, i.lr) for i in images), study.full_val_every)
 
 
 def _estimate(study: Study, opts: RunOptions, per_trial: dict, concurrency: int,
