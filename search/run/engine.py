@@ -61,7 +61,7 @@ def run_study(study: Study, opts: RunOptions, log=print) -> StudyOutcome:
         cluster = stack.enter_context(ray_session(opts.address, env, log))
         guard.install()  # ray.init replaced the driver's SIGTERM handler with its own
         per_trial, concurrency = trial_resources(study, cluster)
-        estimate, device_bytes = _estimate(study, opts, per_trial, concurrency, prepared.data,
+        estimate, device_bytes = _estimate(study, opts, per_trial, concurrency, prepared,
                                            int(final_resources(cluster)["cpu"]))
         packing = _packing(study, cluster, prepared.data, device_bytes)
         if packing is not None:
@@ -227,20 +227,23 @@ def full_val_images(study: Study) -> FullVal | None:
 
 
 def _estimate(study: Study, opts: RunOptions, per_trial: dict, concurrency: int,
-              data: SRData, final_threads: int = 0) -> tuple[Estimate, int]:
+              prepared: Prepared, final_threads: int = 0) -> tuple[Estimate, int]:
     """The estimate, and the memory of the trials' device in bytes (0: a CPU, or not measured). Priced
     by the cost model fitted to real steps of the study's shapes timed on the trials' device
     (search.run.cost_model); by FLOPs for --tflops (a target GPU that is not here to time)."""
     from search.run.cost_model import fit
+    data, full = prepared.data, prepared.full_val
+    pixels = (sum(i.lr[0].numel() for i in full.images), sum(i.hr[0].numel() for i in full.images)) if full else (0, 0)
     if opts.tflops:
         device, flops, memory = f"target GPU (--tflops {opts.tflops:g})", opts.tflops * 1e12, 0
-        return estimate_study(study, len(data.train), len(data.val), device, flops, concurrency), memory
+        return estimate_study(study, len(data.train), len(data.val), device, flops, concurrency,
+                              full_val_pixels=pixels), memory
     shapes = sorted({(a, b, c) for a in study.space["arch"] for b in study.space["blocks"]
                      for c in study.space["channels"]})
     device, flops, memory, rows, speedup = measure_trial_device(per_trial, shapes, study.train.batch_size,
                                                                 final_threads)
     model = fit(rows, study.train.batch_size, speedup) if rows else None
-    return estimate_study(study, len(data.train), len(data.val), device, flops, concurrency, model), memory
+    return estimate_study(study, len(data.train), len(data.val), device, flops, concurrency, model, pixels), memory
 
 
 def _packing(study: Study, cluster, data: SRData, measured_bytes: int) -> Packing | None:

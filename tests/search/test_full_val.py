@@ -113,3 +113,32 @@ def test_the_flag_points_a_study_at_another_folder(tmp_path, capsys):
                  "--full-val", str(tmp_path / "Set14")]) == 2
     err = capsys.readouterr().err
     assert "[study].full_val" in err and str(tmp_path / "Set14") in err and "not found" in err
+
+
+def _grid9(**study):
+    return parse_study(study_toml(
+        study={"name": "g", **study}, search={"sampler": "grid"},
+        space={"arch": "residual", "blocks": [1, 2, 3], "channels": [8], "lr": [1e-3, 2e-3, 3e-3], "eta_min": 1e-5},
+        train={"epochs": 9, "batch_size": 4}, pruner={"kind": "halving", "grace_period": 3, "reduction_factor": 3},
+        final={"epochs": 5}), "g.toml", "g")
+
+
+def test_the_estimate_counts_every_scoring_of_the_full_val_priced_by_pixels():
+    from search.run.cost_model import CostModel, Line
+    from search.run.estimate import estimate_study, full_val_scorings
+    from search.rungs import schedule_epochs
+    plain, every2 = _grid9(), _grid9(full_val="Set5", full_val_every=2)
+    # 9 trials, rungs 3 and 9: 6 stop at 3 (epoch 2 scored), 3 run 9 (2, 4, 6, 8 and the last);
+    # the final step's 5 epochs score at 2, 4 and 5
+    assert full_val_scorings(every2, schedule_epochs(every2)) == 6 * 1 + 3 * 5 + 3
+    assert full_val_scorings(plain, schedule_epochs(plain)) == 0
+    model = CostModel({"residual": Line(0.01, 0.0)}, {"residual": Line(0.001, 0.0)}, 4, score_pixel_s=1e-7)
+    pixels = (3 * 64 * 96, 3 * 256 * 384)  # three 256x384 images
+    base = estimate_study(every2, 40, 10, "cpu", 1e10, 2, model)  # no pixels: costs nothing
+    priced = estimate_study(every2, 40, 10, "cpu", 1e10, 2, model, pixels)
+    one = pixels[0] / 32 ** 2 * 0.001 + pixels[1] * 1e-7  # forward as 32x32 evaluations, metrics per HR pixel
+    assert priced.seconds["full_val"] == pytest.approx(24 * one)
+    assert (priced.device_hours - base.device_hours) * 3600 == pytest.approx(24 * one)
+    assert any(line.startswith("full val     : 24 scorings") for line in priced.lines())
+    flops = estimate_study(every2, 40, 10, "cpu", 1e10, 2, full_val_pixels=pixels)  # --tflops: by FLOPs
+    assert flops.full_val_flops == pytest.approx(24 * flops.mean_flops_per_image * pixels[0] / 32 ** 2)
