@@ -278,8 +278,11 @@ def _cmd_dashboard(args) -> int:
 
 
 def _scores(row: dict) -> str:
-    """A trial's (or the final model's) name and best val/mse and val/psnr, as `run` prints them."""
-    return f"{row['name']}  val/mse {row['best/val_mse']:.5f}  val/psnr {row.get('best/val_psnr', float('nan')):.2f} dB"
+    """A trial's (or the final model's) name, best val/mse and val/psnr (and full/psnr_y with a full-size
+    val), as `run` prints them."""
+    full = f"  full/psnr_y {row['best/full_psnr_y']:.2f} dB" if row.get("best/full_psnr_y") is not None else ""
+    return (f"{row['name']}  val/mse {row['best/val_mse']:.5f}  val/psnr {row.get('best/val_psnr', float('nan')):.2f} dB"
+            + full)
 
 
 def _gpus(text: str) -> float | str:

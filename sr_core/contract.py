@@ -78,6 +78,7 @@ EPOCH_METRICS = ("train/mse", *VAL_METRICS, *FULL_METRICS, "lr", "epoch_seconds"
 STUDY_METRICS = (
     "estimate/grid_size", "estimate/trials", "estimate/flops_total", "estimate/device_hours",
     "estimate/wall_hours", "estimate/epochs_fraction", "estimate/flops_expected", "bicubic/val_mse", "bicubic/val_psnr", "bicubic/val_ssim", "bicubic/train_psnr",
+    "bicubic/full_psnr_y", "bicubic/full_ssim_y", "bicubic/full_psnr",  # with [study].full_val
     "actual/device_hours", "actual/wall_hours",
     "outside/sr-search/gain_db", "outside/pil/gain_db", "outside/opencv/gain_db",
     # beside a final step, outside/* is the final model's and these are the search's best's

@@ -14,12 +14,14 @@ folder costs a whole-image forward per image plus float64 SSIM on every pixel, f
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from sr_core.contract import FULL_METRICS
 from sr_core.infer import tile_for, upscale_image
+from sr_core.matlab_resize import matlab_upscale
 from sr_core.metrics import psnr, psnr_y, ssim_y
 from sr_core.pixels import to_float, to_uint8
 from sr_core.sizes import SCALE
@@ -65,10 +67,19 @@ def score(model: torch.nn.Module, full_val: FullVal, tile: int | None = None
     model's device; `tile` (LR pixels) defaults to sr_core.infer's, as `evaluate` does."""
     overlap = model.receptive_radius()
     tile = tile or tile_for(model, overlap)
+    return _scores(full_val, lambda lr: upscale_image(model, lr, tile=tile, overlap=overlap))
+
+
+def bicubic(full_val: FullVal) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """`score`'s figures for MATLAB's bicubic upscale of each LR: the floor (evaluate's bicubic row)."""
+    return _scores(full_val, lambda lr: to_float(matlab_upscale(lr)))
+
+
+def _scores(full_val: FullVal, upscale: Callable[[torch.Tensor], torch.Tensor]
+            ) -> tuple[dict[str, float], dict[str, list[float]]]:
     per_image: dict[str, list[float]] = {name: [] for name in FULL_METRICS}
     for image in full_val.images:
-        sr = upscale_image(model, image.lr, tile=tile, overlap=overlap)
-        for name, value in zip(FULL_METRICS, score_image(sr, image.hr)):
+        for name, value in zip(FULL_METRICS, score_image(upscale(image.lr), image.hr)):
             per_image[name].append(value)
     means = {name: sum(values) / len(values) for name, values in per_image.items()}
     return means, per_image

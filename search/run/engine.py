@@ -40,6 +40,7 @@ from sr_core.contract import ESTIMATE_ARTIFACT
 from sr_core.data import SRData, bicubic_images, bicubic_psnr, bicubic_scores, load_cached, prepare_dataset
 from sr_core.files import remove_stale_temporaries, write_text_atomic
 from sr_core.full_val import FullImage, FullVal
+from sr_core.full_val import bicubic as full_val_bicubic
 from sr_core.memory import GIB
 
 
@@ -279,8 +280,10 @@ def _open_tracking(s: Session, estimate: Estimate, storage: str | None, log) -> 
         return
     s.study_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(s.study_dir / "study.toml", s.study.text)
-    data = s.prepared.data
+    data, floor = s.prepared.data, bicubic_images(s.prepared.data.val)
+    full_floor, full_images = full_val_bicubic(s.prepared.full_val) if s.prepared.full_val else ({}, {})
     values = {**estimate.as_metrics(), **{f"bicubic/val_{k}": v for k, v in bicubic_scores(data.val).items()},
+              **{f"bicubic/{k.replace('/', '_')}": v for k, v in full_floor.items()},
               # LR remade with the val kernel: train and val compared on content alone
               "bicubic/train_psnr": bicubic_psnr(data.train, kernel="sr-search")}
     parent = tracking.start_study_run(client, experiment_id, s.study, values, {
@@ -295,7 +298,7 @@ def _open_tracking(s: Session, estimate: Estimate, storage: str | None, log) -> 
         estimate_seconds=estimate.wall_hours * 3600)
     from sr_core.crops import study_crops
     tracking.log_study_crops(client, parent, study_crops(str(s.prepared.path)))  # chosen once per study
-    tracking.log_val_images(client, parent, bicubic_images(data.val))  # the floor, image by image
+    tracking.log_val_images(client, parent, {**floor, **full_images})  # the floor, image by image
     if estimate.seconds:  # priced by the measured cost model (not --tflops): what bench estimate reads
         client.log_text(parent, json.dumps(estimate_json(estimate)), ESTIMATE_ARTIFACT)
     target = optuna_target(s.study, s.state)

@@ -1,6 +1,8 @@
 """A tiny study through the real engine (Ray, Optuna, MLflow) that optimises full/psnr_y on a folder of
 full-size photos: the full/ metrics reach MLflow at the scored epochs, the halving schedule compares
 trials on them, and the study's best trial is the one the full/ objective ranks first."""
+import re
+
 import pytest
 from _driver import child_env, client, optuna_study, run_cli, runs, write_study
 from test_full_val import write_full_val
@@ -53,6 +55,10 @@ def test_the_schedule_and_the_best_trial_follow_full_psnr_y(ran):
     [study_run] = runs(workdir, "study")
     assert study_run.data.tags["best_run_id"] == best.info.run_id
     assert study_run.data.params["search.metric"] == "full/psnr_y" and study_run.data.params["search.mode"] == "max"
+    # the floor on the same folder, so `run` states the best's gain over bicubic on the full-size images
+    assert 20 < study_run.data.metrics["bicubic/full_psnr_y"] < 40
+    assert re.search(r"vs bicubic   : [+-][0-9.]+ dB \[[+-][0-9.]+, [+-][0-9.]+\]", out), out[-2000:]
+    assert f"full/psnr_y {best.data.metrics['best/full_psnr_y']:.2f} dB" in out
     # Optuna holds the objective at the scored epochs only, and each finished trial's best as its value
     optuna_trials = optuna_study(workdir, "fullstudy").trials
     assert {tuple(sorted(t.intermediate_values)) for t in optuna_trials} <= {(2,), (2, 4)}

@@ -7,7 +7,7 @@ import torch
 from skimage import data as skdata
 
 from sr_core.contract import FULL_METRICS
-from sr_core.full_val import FullImage, FullVal, score
+from sr_core.full_val import FullImage, FullVal, bicubic, score
 from sr_core.matlab_resize import matlab_downscale, mod_crop
 from sr_core.models import build_model
 from sr_core.train import TrialConfig, train_trial
@@ -68,3 +68,13 @@ def test_due_every_n_epochs_and_at_the_last():
     assert [e for e in range(1, 8) if FullVal(images, 3).due(e, 7)] == [3, 6, 7]
     with pytest.raises(ValueError, match="every"):
         FullVal(images, 0)
+
+
+def test_the_bicubic_floor_is_scored_as_the_nets_are(tiny_data, full_val):
+    floor, per_image = bicubic(full_val)
+    assert set(floor) == set(FULL_METRICS) and len(per_image["full/psnr_y"]) == 2
+    assert 20 < floor["full/psnr_y"] < 35
+    # The residual net starts as exactly bicubic (zero-initialised last convs; its bicubic is torch's,
+    # not MATLAB's, so only close): scored before any training, it is bicubic's figure within 0.2 dB.
+    model = build_model("residual", 1, 8)
+    assert score(model, full_val)[0]["full/psnr_y"] == pytest.approx(floor["full/psnr_y"], abs=0.2)
