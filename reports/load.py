@@ -20,12 +20,12 @@ from mlflow.tracking import MlflowClient
 from sr_core.contract import (AUDIT_TAGS, BEST_COLUMNS, CROP_METRICS, EPOCH_METRICS, EPOCHS_RUN, EXPERIMENT,
                               FINAL_FROM_SEARCH, FINISHED, OBJECTIVE, OBJECTIVE_MODE, ROLE_AUDIT, ROLE_FINAL,
                               ROLE_TRIAL, STUDY_METRICS, TAG_FINAL_FROM, TAG_FINAL_FROM_RUN, TAG_GPUS, TAG_STATUS,
-                              TAG_STUDY, TAG_TRIAL_ID, VAL_IMAGES, VAL_METRICS, WALL_SECONDS, objective_of,
+                              TAG_STUDY, TAG_TRIAL_ID, VAL_IMAGES, OBJECTIVE_METRICS, WALL_SECONDS, objective_of,
                               summary_key)
 
 CROP_SCORE_COLUMNS = ["run_id", "crop", *CROP_METRICS]
 #: One row per audit run (role `audit`): the pruned trial it continued and how it ended.
-AUDIT_COLUMNS = ["run_id", "name", "study", "status", *VAL_METRICS, "epochs_run", "source_run_id",
+AUDIT_COLUMNS = ["run_id", "name", "study", "status", *OBJECTIVE_METRICS, "epochs_run", "source_run_id",
                  "stopped_at", "rank", "pruned"]
 
 
@@ -220,7 +220,7 @@ def _audit_row(run: Run, parent: Run) -> dict:
     of, stopped, rank, pruned = (tags.get(t) for t in AUDIT_TAGS)
     return {"run_id": run.info.run_id, "name": run.info.run_name, "study": parent.data.tags.get(TAG_STUDY),
             "status": tags.get(TAG_STATUS, ""), "epochs_run": metrics.get(EPOCHS_RUN, math.nan),
-            **{m: metrics.get(summary_key(m), math.nan) for m in VAL_METRICS},  # every objective a study may have
+            **{m: metrics.get(summary_key(m), math.nan) for m in OBJECTIVE_METRICS},  # every objective a study may have
             "source_run_id": of, "stopped_at": pd.to_numeric(stopped, errors="coerce"),
             "rank": pd.to_numeric(rank, errors="coerce"), "pruned": pd.to_numeric(pruned, errors="coerce")}
 

@@ -59,7 +59,7 @@ class Gain:
 
 
 def unit_of(metric: str) -> str:
-    return {"val/mse": "dB", "val/psnr": "dB", "val/psnr_y": "dB"}.get(metric, "")
+    return {"val/mse": "dB", "val/psnr": "dB", "val/psnr_y": "dB", "full/psnr_y": "dB", "full/psnr": "dB"}.get(metric, "")
 
 
 def gain(a, b, metric: str = "val/mse", mode: str = "min", *, confidence: float = CONFIDENCE,

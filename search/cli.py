@@ -56,6 +56,8 @@ def _run_parser(sub) -> None:
     run.add_argument("--data", help="override the study's data: 'embedded' or a folder")
     run.add_argument("--val-data", metavar="DIR", help="a folder of val photos for an HR-only --data folder "
                      "(default: every 5th of its photos); cut into fixed 128x128 patches")
+    run.add_argument("--full-val", metavar="DIR", help="override [study].full_val: a folder of full-size images "
+                                                       "(e.g. Set5) scored in the loop as full/psnr_y, full/ssim_y")
     _workdir_args(run)
     run.add_argument("--address", help="join an existing Ray cluster: 'auto' (the one `ray start` made here), "
                                        "HOST:PORT or ray://HOST:PORT (default: a private Ray on this machine)")
@@ -147,7 +149,8 @@ def _cmd_run(args) -> int:
     from search.run.engine import RunOptions, run_study
     from search.run.interrupts import Interrupted
     from search.study import load_study
-    overrides = {"data": args.data, "val_data": args.val_data, "epochs": args.epochs, "trials": args.trials,
+    overrides = {"data": args.data, "val_data": args.val_data, "full_val": args.full_val, "epochs": args.epochs,
+                 "trials": args.trials,
                  "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial,
                  "max_concurrent": args.max_concurrent, "questions": args.questions}
     overrides = {k: v for k, v in overrides.items() if v is not None}
@@ -278,8 +281,11 @@ def _cmd_dashboard(args) -> int:
 
 
 def _scores(row: dict) -> str:
-    """A trial's (or the final model's) name and best val/mse and val/psnr, as `run` prints them."""
-    return f"{row['name']}  val/mse {row['best/val_mse']:.5f}  val/psnr {row.get('best/val_psnr', float('nan')):.2f} dB"
+    """A trial's (or the final model's) name, best val/mse and val/psnr (and full/psnr_y with a full-size
+    val), as `run` prints them."""
+    full = f"  full/psnr_y {row['best/full_psnr_y']:.2f} dB" if row.get("best/full_psnr_y") is not None else ""
+    return (f"{row['name']}  val/mse {row['best/val_mse']:.5f}  val/psnr {row.get('best/val_psnr', float('nan')):.2f} dB"
+            + full)
 
 
 def _gpus(text: str) -> float | str:

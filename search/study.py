@@ -3,9 +3,13 @@
 A study file has these tables; every field is optional except `[space]`:
 
     [study]      name, description, data ("embedded" or a folder), val_data (a folder of val photos for an
-                 HR-only data folder), crops ("random" or "fixed": an HR-only folder's train images)
+                 HR-only data folder), crops ("random" or "fixed": an HR-only folder's train images),
+                 full_val (a folder of full-size images, e.g. Set5, scored in tiles as `evaluate` does:
+                 full/psnr_y, full/ssim_y, full/psnr) and full_val_every (score it every N epochs, and at
+                 a trial's last)
     [search]     sampler ("grid" | "tpe" | "random"), trials (0 = the whole grid), seed,
-                 metric (the objective: a val metric every epoch logs) and mode ("min" | "max")
+                 metric (the objective: a val metric every epoch logs, or a full/ metric with
+                 [study].full_val) and mode ("min" | "max")
     [space]      TrialConfig's searched fields (arch, blocks, channels, lr, eta_min): a value (fixed),
                  a list (choices), or for lr/eta_min a table {low, high, log} (tpe/random only);
                  an arch of your own (sr_core.archs) may take more: any other key, a value or a list
@@ -48,18 +52,19 @@ from search.questions import Questions, parse_questions
 from search.rungs import halving_rungs
 from search.study_space import Range, _fail, check_nets, extra_space, space_value
 from search.study_space import typed as _typed
+from search.study_tables import faults_table as _faults
+from search.study_tables import head_table as _head
+from search.study_tables import train_loss as _train_loss
 from sr_core.archs import as_params
-from sr_core.contract import EPOCH_METRICS, OBJECTIVE
+from sr_core.contract import FULL_METRICS, OBJECTIVE, OBJECTIVE_METRICS
 from sr_core.errors import ConfigError
-from sr_core.data import CROPS
-from sr_core.losses import LOSSES
 from sr_core.trial_config import TrialConfig, fields_in, fold_point
 
 SAMPLERS = ("grid", "tpe", "random")
 PRUNERS = ("auto", "halving", "asha", "none")
 SPACE_KEYS = tuple(f.name for f in fields_in("space"))
-#: What a study may optimise: the val metrics every epoch logs.
-METRICS = tuple(m for m in EPOCH_METRICS if m.startswith("val/"))
+#: What a study may optimise: the val metrics every epoch logs, the full/ ones with [study].full_val.
+METRICS = OBJECTIVE_METRICS
 _TYPES = {"int": int, "float": float, "bool": bool, "str": str}
 
 #: [train]: TrialConfig's fixed-per-study fields with TrialConfig's defaults (derived, not re-declared).
@@ -114,6 +119,8 @@ class Study:
     data: str = "embedded"
     val_data: str = ""  # an HR-only data folder's val photos ("": every 5th of its photos)
     crops: str = ""  # an HR-only data folder's train images: "random" crops ("" too) or "fixed" patches
+    full_val: str = ""  # a folder of full-size images scored in the loop ("" = none; sr_core.full_val)
+    full_val_every: int = 1  # epochs between its scorings (and a trial's last epoch)
     search: Search = field(default_factory=Search)
     train: Train = field(default_factory=Train)
     pruner: Pruner = field(default_factory=Pruner)
@@ -191,6 +198,8 @@ class Study:
         """The spec flattened with dots, for MLflow params."""
         out = {"study.name": self.name, "study.data": self.data, "study.val_data": self.val_data,
                "study.crops": self.crops}
+        if self.full_val:
+            out |= {"study.full_val": self.full_val, "study.full_val_every": str(self.full_val_every)}
         for key, value in self.space.items():
             out[f"space.{key}"] = str(dataclasses.asdict(value) if isinstance(value, Range) else list(value))
         for section in ("search", "train", "pruner", "resources", "final"):
@@ -201,8 +210,8 @@ class Study:
         return out
 
     def with_overrides(self, **overrides: Any) -> "Study":
-        """CLI flags over the file: data, epochs, trials, cpus/gpus per trial, max concurrency, and
-        questions=False (--no-questions)."""
+        """CLI flags over the file: data, full_val, epochs, trials, cpus/gpus per trial, max
+        concurrency, and questions=False (--no-questions)."""
         where = "command-line flag"
         changes: dict[str, Any] = {}
         if overrides.get("questions") is False:
@@ -211,6 +220,8 @@ class Study:
             if overrides.get(key) is not None and str(overrides[key]) != getattr(self, key):
                 changes[key] = str(overrides[key])
                 changes["description"] = ""  # it speaks of the file's data ("on the embedded photos")
+        if overrides.get("full_val") is not None:
+            changes["full_val"] = str(overrides["full_val"])
         for section, keys in (("train", ("epochs",)), ("search", ("trials",)),
                               ("resources", ("cpus_per_trial", "gpus_per_trial", "max_concurrent"))):
             given = {k: overrides[k] for k in keys if overrides.get(k) is not None}
@@ -299,54 +310,29 @@ def _check_consistency(study: Study, where: str) -> None:
     if study.pruner.audit and study.schedule == "none":
         raise _fail(where, "[pruner].audit", f"audits pruned trials, and [pruner].kind = \"none\" prunes none "
                     f"(audit = {study.pruner.audit}): set a kind, or audit = 0")
+    _check_full_val(study, where)
     rungs = study.rungs()
     if study.questions.active and study.questions.choose_at and rungs and study.questions.choose_at not in rungs:
         raise _fail(where, "[questions].choose_at", f"must be one of the schedule's rungs {rungs}, "
                     f"got {study.questions.choose_at}")
 
 
-def _faults(table: Any, where: str) -> dict[str, str]:
-    from sr_core.faults import parse_fault
-    if not isinstance(table, dict):
-        raise _fail(where, "[faults]", f"expected a table of run name = fault, got {table!r}")
-    for name, spec in table.items():
-        _typed(spec, str, where, f"[faults].{name}")
-        try:
-            parse_fault(spec)
-        except ValueError as exc:
-            raise _fail(where, f"[faults].{name}", str(exc)) from None
-    return dict(table)
-
-
-def _head(raw: dict, where: str, default_name: str) -> dict[str, str]:
-    head = raw.get("study", {})
-    known = ["crops", "data", "description", "name", "val_data"]
-    for key in head:
-        if key not in known:
-            raise _fail(where, f"[study].{key}", f"unknown field; known fields: {known}")
-    crops = _typed(head.get("crops", ""), str, where, "[study].crops")
-    if crops not in ("", *CROPS):
-        raise _fail(where, "[study].crops", f"one of {list(CROPS)}, got {crops!r}")
-    name = _typed(head.get("name", default_name), str, where, "[study].name")
-    if not name or not all(c.isalnum() or c in "-_." for c in name):
-        raise _fail(where, "[study].name", f"use letters, digits, '-', '_' or '.', got {name!r}")
-    return {"name": name, "description": _typed(head.get("description", ""), str, where, "[study].description"),
-            "data": _typed(head.get("data", "embedded"), str, where, "[study].data"),
-            "val_data": _typed(head.get("val_data", ""), str, where, "[study].val_data"), "crops": crops}
-
-
-def _train_loss(raw: dict, space_raw: dict, where: str) -> dict:
-    """`[train] loss` fixes the loss for the study: it is the space's loss with one value ([space] loss
-    searches it). Moved out of raw's [train], into the space it returns."""
-    train = raw.get("train")
-    if not isinstance(train, dict) or "loss" not in train:
-        return space_raw
-    if "loss" in space_raw:
-        raise _fail(where, "[train].loss", "also given as [space].loss: give it once ([space] to search it)")
-    if train["loss"] not in LOSSES:
-        raise _fail(where, "[train].loss", f"one of {list(LOSSES)} ([space] to search several), got {train['loss']!r}")
-    raw["train"] = {k: v for k, v in train.items() if k != "loss"}
-    return {**space_raw, "loss": train["loss"]}
+def _check_full_val(study: Study, where: str) -> None:
+    """A full/ objective needs the folder, and a pruner must compare trials at epochs that score it:
+    the rungs are the first rung times powers of the reduction factor (and the last epoch, always
+    scored), so the first rung must be a multiple of full_val_every."""
+    metric, every = study.search.metric, study.full_val_every
+    if metric not in FULL_METRICS:
+        return
+    if not study.full_val:
+        raise _fail(where, "[search].metric", f"{metric} is scored on [study].full_val, which this study does "
+                    "not set: name a folder of full-size images in the file (e.g. full_val = \"benchmarks/Set5\"; "
+                    "--full-val DIR then overrides it), or choose a val/ metric")
+    if study.schedule != "none" and study.pruner.grace_period % every:
+        raise _fail(where, "[pruner].grace_period", f"must be a multiple of [study].full_val_every ({every}) when "
+                    f"the objective is {metric}: the schedule compares trials at epochs "
+                    f"{study.pruner.grace_period}, x{study.pruner.reduction_factor}, ... and {metric} is scored "
+                    f"only every {every} epochs (got grace_period = {study.pruner.grace_period})")
 
 
 def parse_study(text: str, where: str, default_name: str) -> Study:

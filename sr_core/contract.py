@@ -64,12 +64,21 @@ DEFAULT_WORKDIR, MLFLOW_DB, STUDIES_DIR, REPORTS_DIR = "sr-runs", "mlflow.db", "
 #: The val metrics of every epoch: the study's own (RGB, no border crop) and the papers' (Y of BT.601
 #: YCbCr, `scale` pixels cropped from each border); see docs/tracking-schema.md.
 VAL_METRICS = ("val/mse", "val/psnr", "val/ssim", "val/psnr_y", "val/ssim_y")
-#: Logged every epoch of a trial, with step = epoch (1-based).
-EPOCH_METRICS = ("train/mse", *VAL_METRICS, "lr", "epoch_seconds", "images_per_s")
+#: The papers' figures on a folder of full-size images ([study].full_val), scored in the loop every
+#: [study].full_val_every epochs and at a trial's last epoch, as `sr-search evaluate` scores a folder
+#: (sr_core.full_val): full/<one of EVAL_METRICS>. Logged (step = epoch) only at the epochs scored.
+FULL_VAL_PREFIX = "full/"
+FULL_METRICS = ("full/psnr_y", "full/ssim_y", "full/psnr")
+#: What a study may choose as its objective ([search] metric): the val metrics, and the full/ ones
+#: when it names a full-size val folder.
+OBJECTIVE_METRICS = (*VAL_METRICS, *FULL_METRICS)
+#: Logged every epoch of a trial, with step = epoch (1-based); FULL_METRICS at the epochs scored.
+EPOCH_METRICS = ("train/mse", *VAL_METRICS, *FULL_METRICS, "lr", "epoch_seconds", "images_per_s")
 #: The study run's own metrics (no step).
 STUDY_METRICS = (
     "estimate/grid_size", "estimate/trials", "estimate/flops_total", "estimate/device_hours",
     "estimate/wall_hours", "estimate/epochs_fraction", "estimate/flops_expected", "bicubic/val_mse", "bicubic/val_psnr", "bicubic/val_ssim", "bicubic/train_psnr",
+    "bicubic/full_psnr_y", "bicubic/full_ssim_y", "bicubic/full_psnr",  # with [study].full_val
     "actual/device_hours", "actual/wall_hours",
     "outside/sr-search/gain_db", "outside/pil/gain_db", "outside/opencv/gain_db",
     # beside a final step, outside/* is the final model's and these are the search's best's
@@ -137,7 +146,8 @@ def objective_of(params: Mapping[str, str]) -> tuple[str, str]:
 
 
 #: Summary metric of a trial (its best epoch's value) -> the report's column for it.
-BEST_COLUMNS = {**{f"best/{m.replace('/', '_')}": m for m in ("train/mse", *VAL_METRICS)}, "best/epoch": "best_epoch"}
+BEST_COLUMNS = {**{f"best/{m.replace('/', '_')}": m for m in ("train/mse", *OBJECTIVE_METRICS)},
+                "best/epoch": "best_epoch"}
 
 
 def summary_key(metric: str) -> str:

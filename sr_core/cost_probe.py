@@ -5,6 +5,9 @@ large net (small nets run far below a device's large-GEMM rate: launch overhead 
 Each shape: its model at the study's batch size, forward + backward + gradient clipping + Adam as the
 trainer steps (bf16 autocast on CUDA, fp32 on CPU), one warm-up step, then `steps` timed; and one
 timed evaluation of `eval_images` images under inference_mode. Synthetic tensors: no data pipeline.
+Once per probe, the full-size val's scoring (sr_core.full_val.score_image: 8-bit rounding, float64
+PSNR-Y, SSIM-Y and PSNR, on the host whatever the device) is timed per HR pixel: each row carries it as
+`score_pixel_s`; the forward of a full-size image is priced from `eval_image_s` by its LR pixels.
 """
 from __future__ import annotations
 
@@ -64,6 +67,19 @@ def time_shape(arch: str, blocks: int, channels: int, batch_size: int, device: t
             "eval_image_s": eval_image_s, "probe_s": time.perf_counter() - started}
 
 
+def time_scoring(side: int = 256, repeats: int = 2) -> float:
+    """Seconds per HR pixel of scoring one full-size image (sr_core.full_val.score_image), on the host."""
+    from sr_core.full_val import score_image
+    gen = torch.Generator().manual_seed(0)
+    sr = torch.rand(3, side, side, generator=gen)
+    hr = (torch.rand(3, side, side, generator=gen) * 255).to(torch.uint8)
+    score_image(sr, hr)  # warm-up (the SSIM filter matrices are cached per size)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        score_image(sr, hr)
+    return (time.perf_counter() - t0) / repeats / (side * side)
+
+
 def sample_shapes(shapes: list[tuple]) -> list[tuple]:
     """Per architecture, the smallest, the largest and the middle shape by FLOPs (all when 3 or fewer).
     A shape: (arch, blocks, channels) or (arch, blocks, channels, params)."""
@@ -84,6 +100,7 @@ def probe(shapes: list[tuple], batch_size: int, device: torch.device, threads: i
         torch.set_num_threads(threads)
     try:
         out: list[dict] = []
+        score_pixel_s = time_scoring()
         spent = 0.0
         for shape in sorted(sample_shapes(shapes), key=lambda s: flops_per_image(*s)):
             mine = [r for r in out if r["arch"] == shape[0]]
@@ -91,7 +108,8 @@ def probe(shapes: list[tuple], batch_size: int, device: torch.device, threads: i
                 rate = mine[-1]["step_s"] / (mine[-1]["flops_per_image"] * batch_size)
                 if rate * flops_per_image(*shape) * batch_size * 5 > budget_s / 5 or spent > budget_s:
                     continue
-            row = time_shape(*shape[:3], batch_size=batch_size, device=device, params=shape[3] if len(shape) > 3 else ())
+            row = {**time_shape(*shape[:3], batch_size=batch_size, device=device,
+                                params=shape[3] if len(shape) > 3 else ()), "score_pixel_s": score_pixel_s}
             spent += row["probe_s"]
             out.append(row)
         return out

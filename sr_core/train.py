@@ -4,7 +4,8 @@ validation: sr_core.evaluate).
 `train_trial` reads as the story: set up, resume if a checkpoint is there, then one epoch at a time
 (train, evaluate, keep the best, checkpoint, report) until the trial ends. The config's loss (MSE by
 default, sr_core.losses; `train/mse` is reported whatever the loss), Adam, a per-step
-cosine schedule from `lr` to `eta_min`, gradient-norm clipping, early stopping on val MSE. bf16
+cosine schedule from `lr` to `eta_min`, gradient-norm clipping, early stopping on the objective
+(val MSE unless the study names another; sr_core.full_val scores full-size images every few epochs). bf16
 autocast on CUDA where the GPU has it natively (else fp16 with a GradScaler), fp32 on CPU.
 
 Speed. The fast paths (channels_last, TF32, cudnn.benchmark, fused Adam, batches drawn on the device,
@@ -42,12 +43,14 @@ import torch.nn.functional as F
 from sr_core import compilation, fastpaths
 from sr_core.augment import augment_batch, augment_batch_host, epoch_draws, epoch_order, make_generator
 from sr_core.checkpoint import BEST_FILE, CHECKPOINT_FILE, ENDED_FILE, CheckpointPolicy, CheckpointWriter
+from sr_core.contract import FULL_METRICS, OBJECTIVE, OBJECTIVE_METRICS, OBJECTIVE_MODE
 from sr_core.data import SRData, SRPairs
 from sr_core.evaluate import METRICS as VAL_METRICS
 from sr_core.evaluate import evaluate, evaluate_images
 from sr_core.fastpaths import FastPaths, FiniteWatch, backend_flags
 from sr_core.losses import loss_fn
 from sr_core.faults import inject, parse_fault
+from sr_core.full_val import FullVal, score
 from sr_core.models import build_model
 from sr_core.photos import Photos, crop_draws, crop_lr, cut_crops, photo_views
 from sr_core.pixels import to_float
@@ -72,7 +75,8 @@ def default_device() -> torch.device:
 def train_trial(config: TrialConfig, data: SRData, *, device: str | torch.device | None = None,
                 on_epoch: OnEpoch | None = None, checkpoint_dir: str | os.PathLike | None = None,
                 fast_paths: FastPaths | None = None, checkpoint_at: Collection[int] = (),
-                checkpoint_policy: CheckpointPolicy | None = None) -> TrialResult:
+                checkpoint_policy: CheckpointPolicy | None = None, full_val: FullVal | None = None,
+                objective: tuple[str, str] = (OBJECTIVE, OBJECTIVE_MODE)) -> TrialResult:
     """Train one config; return how it ended, its history, its best epoch and the best weights.
 
     `on_epoch(report)` is called after every epoch with the epoch's metrics plus the best so far
@@ -83,15 +87,18 @@ def train_trial(config: TrialConfig, data: SRData, *, device: str | torch.device
     (default: `FastPaths()`, every one that measured faster, checkpoints written synchronously).
     `checkpoint_at` names epochs whose checkpoint is written whatever the policy says (a search that
     pauses trials at these epochs resumes them from there); `checkpoint_policy` replaces the one
-    built from `FastPaths.checkpoint_budget`.
+    built from `FastPaths.checkpoint_budget`. `full_val` is scored every `full_val.every` epochs and at
+    the last (full/psnr_y, ...: sr_core.full_val). `objective` (metric, "min" | "max") is what the best
+    epoch and early stopping follow; a full/ metric changes them only at the epochs it is scored.
     """
+    _check_objective(objective, full_val)
     device = torch.device(device) if device is not None else default_device()
     fast = fastpaths.for_trial(fast_paths if fast_paths is not None else FastPaths(), device, config.channels)
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     trial = RunningTrial(config, device, fast, parse_fault(config.fault), time.perf_counter(),
                          writer=CheckpointWriter(ckpt_dir, fast.async_checkpoint) if ckpt_dir else None,
                          policy=checkpoint_policy or CheckpointPolicy(fast.checkpoint_budget),
-                         checkpoint_at=frozenset(checkpoint_at))
+                         checkpoint_at=frozenset(checkpoint_at), objective=tuple(objective), full_val=full_val)
     out_of_memory = None
     with backend_flags(fast, device):
         try:
@@ -113,6 +120,14 @@ def train_trial(config: TrialConfig, data: SRData, *, device: str | torch.device
         trial.end("oom", f"out of memory at epoch {trial.next_epoch}: {out_of_memory}"[:500])
         save_ended(trial)
     return trial.result()
+
+
+def _check_objective(objective: tuple[str, str], full_val: FullVal | None) -> None:
+    metric, mode = objective
+    if metric not in OBJECTIVE_METRICS or mode not in ("min", "max"):
+        raise ValueError(f"objective must be (one of {OBJECTIVE_METRICS}, 'min' or 'max'), got {objective=}")
+    if metric in FULL_METRICS and full_val is None:
+        raise ValueError(f"objective {metric} is scored on full-size images: pass full_val")
 
 
 def _set_up(trial: RunningTrial, data: SRData) -> None:
@@ -164,18 +179,19 @@ def _run_epoch(trial: RunningTrial, on_epoch: OnEpoch | None) -> None:
         trial.end("diverged", f"non-finite {which} MSE at epoch {epoch}")
         save_ended(trial)
         return
-    report = {"epoch": epoch, "train/mse": train_mse, **val_metrics,
+    full_metrics, full_images = _full_val_epoch(trial, epoch)
+    report = {"epoch": epoch, "train/mse": train_mse, **val_metrics, **full_metrics,
               "lr": lr_at((epoch - 1) * trial.steps_per_epoch, trial.total_steps, config),
               "epoch_seconds": time.perf_counter() - t0, "images_per_s": trial.per_epoch / train_seconds}
     trial.history.append(report)
     trial.epoch_images.append({"val/mse": images["val/mse"]})  # every epoch's: bench curves keeps the MSE only
     trial.next_epoch = epoch + 1
     if _keep_best(trial, report):
-        trial.best_images = images
+        trial.best_images = {**images, **full_images}
     if epoch == config.epochs:
         trial.end("completed")
-    elif trial.bad_epochs >= config.patience:
-        trial.end("early_stopped", f"val/mse did not improve for {config.patience} epochs")
+    elif trial.bad_epochs >= config.patience and trial.objective[0] in report:
+        trial.end("early_stopped", f"{trial.objective[0]} did not improve for {config.patience} epochs")
     trial.policy.trained_for(report["epoch_seconds"])
     if not fast.async_checkpoint and checkpoint_due(trial):
         save_checkpoint(trial)  # before the report that announces it
@@ -196,6 +212,15 @@ def _run_epoch(trial: RunningTrial, on_epoch: OnEpoch | None) -> None:
         save_checkpoint(trial)  # written during the next epoch, announced by its report
     elif trial.status == "pruned":
         save_ended(trial)
+
+
+def _full_val_epoch(trial: RunningTrial, epoch: int) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """The full-size images' metrics and per-image values when this epoch scores them, else nothing.
+    Whole images in exact tiles, in fp32 as `sr-search evaluate` runs them (sr_core.full_val)."""
+    if trial.full_val is None or not trial.full_val.due(epoch, trial.config.epochs):
+        return {}, {}
+    with compilation.eager():
+        return score(trial.model, trial.full_val)
 
 
 def _train_epoch(trial: RunningTrial, epoch: int) -> float:
@@ -283,11 +308,17 @@ def _train_step(trial: RunningTrial, lr_img: torch.Tensor, hr_img: torch.Tensor,
 
 
 def _keep_best(trial: RunningTrial, report: dict[str, float]) -> bool:
-    """Track the best epoch by val/mse; True when this epoch is the new best."""
-    if trial.best and report["val/mse"] >= trial.best["val/mse"]:
-        trial.bad_epochs += 1
+    """Track the best epoch by the objective; True when this epoch is the new best. An epoch that
+    did not score the objective (a full/ metric between its epochs) changes nothing; `bad_epochs`
+    counts the epochs since the best one, as of the last epoch that scored it."""
+    metric, mode = trial.objective
+    if metric not in report:
         return False
-    trial.best = {k: report[k] for k in (*VAL_METRICS, "train/mse", "epoch")}
+    value = report[metric]
+    if trial.best and not (value < trial.best[metric] if mode == "min" else value > trial.best[metric]):
+        trial.bad_epochs = report["epoch"] - trial.best["epoch"]
+        return False
+    trial.best = {k: report[k] for k in (*VAL_METRICS, *FULL_METRICS, "train/mse", "epoch") if k in report}
     # A copy on the device (no sync, no host round trip); the host copy is made once, at the end.
     trial.best_weights = {k: v.detach().clone() for k, v in trial.model.state_dict().items()}
     trial.best_unsaved = True

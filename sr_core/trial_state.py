@@ -13,9 +13,11 @@ import torch
 
 from sr_core import checkpoint, compilation
 from sr_core.checkpoint import BEST_FILE, CHECKPOINT_FILE, CheckpointPolicy, CheckpointWriter
+from sr_core.contract import OBJECTIVE, OBJECTIVE_MODE
 from sr_core.data import SRPairs
 from sr_core.fastpaths import FastPaths
 from sr_core.faults import Fault
+from sr_core.full_val import FullVal
 from sr_core.photos import Photos
 from sr_core.trial_config import TrialConfig, TrialResult
 
@@ -31,6 +33,9 @@ class RunningTrial:
     writer: CheckpointWriter | None = None  # None: no checkpoint folder
     policy: CheckpointPolicy = field(default_factory=CheckpointPolicy)
     checkpoint_at: frozenset[int] = frozenset()  # epochs always checkpointed (a search's rungs)
+    # (metric, mode) the best epoch and early stopping follow: the study's objective
+    objective: tuple[str, str] = (OBJECTIVE, OBJECTIVE_MODE)
+    full_val: FullVal | None = None  # full-size images scored every few epochs (sr_core.full_val)
     amp_dtype: torch.dtype | None = None  # autocast dtype; None = fp32
     model: torch.nn.Module | None = None
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None  # the model, or its torch.compile

@@ -26,6 +26,7 @@ import torch
 
 from sr_core.benchmark_photos import LR_FOLDER, LR_FOLDERS
 from sr_core.contract import EVAL_FOLDER_PATTERN
+from sr_core.full_val import CROP as FULL_VAL_CROP
 from sr_core.images import IMAGE_SUFFIXES, DataError, list_images, read_rgb
 from sr_core.matlab_resize import matlab_downscale, mod_crop
 from sr_core.resize import downscale_with
@@ -34,7 +35,7 @@ from sr_core.sizes import SCALE
 LR_KERNELS = ("matlab", "pil", "given")
 #: How tables and progress lines say where an LR came from.
 LR_KERNEL_WORDS = {"matlab": "MATLAB's bicubic imresize", "pil": "Pillow's bicubic", "given": "the folder's lr/"}
-CROP = SCALE  # pixels cut from each border before PSNR-Y and SSIM-Y, as papers do
+CROP = FULL_VAL_CROP  # pixels cut from each border before PSNR-Y and SSIM-Y, as papers do
 _SSIM_WINDOW = 11
 #: The smallest mod-cropped side that leaves an SSIM window after the border crop (a multiple of SCALE).
 MIN_SIDE = -(-(2 * CROP + _SSIM_WINDOW) // SCALE) * SCALE
@@ -120,13 +121,18 @@ def load_benchmark_folder(path: str | Path, lr_kernel: str = "matlab") -> Benchm
     if not path.is_dir():
         raise DataError(f"{path}: benchmark folder not found (--data takes folders of HR images)")
     name = _folder_name(path)
+    return BenchmarkFolder(name, path, lr_kernel, benchmark_images(path, lr_kernel))
+
+
+def benchmark_images(path: Path, lr_kernel: str = "matlab") -> tuple[BenchmarkImage, ...]:
+    """An existing folder's images, each decoded, checked, mod-cropped and paired with its LR: what
+    `evaluate` scores, and what a study's [study].full_val scores in the loop (sr_core.full_val)."""
     hr_files = list_images(path)
     if not hr_files:
         raise DataError(f"{path} has no {_SUFFIXES} images directly in it; a benchmark folder holds the "
                         f"full-size HR images (their LR in {LR_FOLDER}/ with --lr-kernel given).")
     lr_files = _given_lr(path, hr_files) if lr_kernel == "given" else {}
-    images = tuple(_image(n, p, lr_kernel, lr_files.get(n)) for n, p in hr_files.items())
-    return BenchmarkFolder(name, path, lr_kernel, images)
+    return tuple(_image(n, p, lr_kernel, lr_files.get(n)) for n, p in hr_files.items())
 
 
 def load_benchmark_folders(paths: Sequence[str | Path], lr_kernel: str = "matlab") -> list[BenchmarkFolder]:

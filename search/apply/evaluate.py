@@ -26,16 +26,16 @@ from typing import Any
 import torch
 
 from search import tracking
-from search.apply.benchmark_folders import (CROP, LR_KERNEL_WORDS, BenchmarkFolder, BenchmarkImage,
+from search.apply.benchmark_folders import (LR_KERNEL_WORDS, BenchmarkFolder, BenchmarkImage,
                                             load_benchmark_folders)
 from search.errors import StudyError
+from sr_core import full_val
 from sr_core.contract import (BEST_WEIGHTS, BICUBIC, EVAL_METRICS, FINISHED, ROLE_FINAL, ROLE_TRIAL, SELF_ENSEMBLE,
                               WITH_WEIGHTS, eval_key, eval_label, eval_tag)
 from sr_core.dihedral import NUM_OPS
 from sr_core.infer import load_model, tiling_for, upscale_image
 from sr_core.matlab_resize import matlab_upscale
-from sr_core.metrics import psnr, psnr_y, ssim_y
-from sr_core.pixels import to_float, to_uint8
+from sr_core.pixels import to_float
 
 WEIGHTS = BEST_WEIGHTS
 
@@ -131,10 +131,9 @@ def select_trials(rows: Sequence[Mapping[str, Any]], picks: Sequence[str], metri
 
 # -- scoring -------------------------------------------------------------------------------------------
 def score_image(name: str, sr: torch.Tensor, hr: torch.Tensor) -> ImageScore:
-    """One image's figures: float SR [3,H,W] in [0,1], rounded to 8 bits first; uint8 HR [3,H,W]."""
-    pred, target = to_float(to_uint8(sr))[None], to_float(hr)[None]
-    return ImageScore(name, hr.shape[-2], hr.shape[-1], psnr_y(pred, target, CROP).item(),
-                      ssim_y(pred, target, CROP).item(), psnr(pred, target).item())
+    """One image's figures: float SR [3,H,W] in [0,1], rounded to 8 bits first; uint8 HR [3,H,W]
+    (sr_core.full_val.score_image: what a study's in-loop full/ metrics compute too)."""
+    return ImageScore(name, hr.shape[-2], hr.shape[-1], *full_val.score_image(sr, hr))
 
 
 def score_folder(folder: BenchmarkFolder, upscale: Callable[[torch.Tensor], torch.Tensor],

@@ -8,6 +8,10 @@ intercept is launch overhead, which dominates small nets). One probed shape: a l
 An epoch of a config = its steps x step seconds + the val images x evaluation seconds: what Tune's
 `time_total_s` counts, so what `actual/device_hours` sums. `speedup` is the final step's: it trains on
 a whole node's CPU threads (search.run.cluster.final_resources), measured on the middle shape.
+
+One scoring of a full-size val folder ([study].full_val) = its forward, priced by pixels as the
+evaluation of LR_SIZE x LR_SIZE images (its LR pixels / LR_SIZE^2 of them; tiles' overlap, only for
+wide nets on big images, not counted), plus its metrics at the probe's `score_pixel_s` per HR pixel.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sr_core.models import flops_per_image
+from sr_core.sizes import LR_SIZE
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ class CostModel:
     probe_seconds: float = 0.0
     speedup: float = 1.0  # the final step's threads against a trial's
     rows: list = field(default_factory=list, compare=False)  # what the probe measured
+    score_pixel_s: float = 0.0  # scoring a full-size image, per HR pixel (on the host)
 
     def step_s(self, arch: str, blocks: int, channels: int, params=()) -> float:
         line = self.steps.get(arch) or next(iter(self.steps.values()))
@@ -66,6 +72,11 @@ class CostModel:
         return (steps * self.step_s(arch, blocks, channels, params)
                 + val_images * self.eval_image_s(arch, blocks, channels, params))
 
+    def full_val_s(self, arch: str, blocks: int, channels: int, params, lr_pixels: int, hr_pixels: int) -> float:
+        """One scoring of a full-size val folder of `lr_pixels` LR and `hr_pixels` HR pixels in all."""
+        forward = lr_pixels / LR_SIZE ** 2 * self.eval_image_s(arch, blocks, channels, params)
+        return forward + hr_pixels * self.score_pixel_s
+
 
 def fit(rows: list[dict], batch_size: int, speedup: float = 1.0) -> CostModel:
     """The model from `sr_core.cost_probe.probe`'s rows."""
@@ -76,4 +87,6 @@ def fit(rows: list[dict], batch_size: int, speedup: float = 1.0) -> CostModel:
         mine = [r for r in rows if r["arch"] == arch]
         steps[arch] = fit_line([3 * r["flops_per_image"] * batch_size for r in mine], [r["step_s"] for r in mine])
         evals[arch] = fit_line([r["flops_per_image"] for r in mine], [r["eval_image_s"] for r in mine])
-    return CostModel(steps, evals, batch_size, sum(r["probe_s"] for r in rows), speedup, list(rows))
+    score = [r["score_pixel_s"] for r in rows if "score_pixel_s" in r]  # rows of older probes lack it
+    return CostModel(steps, evals, batch_size, sum(r["probe_s"] for r in rows), speedup, list(rows),
+                     sum(score) / len(score) if score else 0.0)

@@ -20,6 +20,7 @@ import dataclasses
 import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 from search import milestones, redaction, tracking
 from search.errors import StudyError
@@ -40,6 +41,8 @@ from sr_core.data import (SRData, bicubic_images, bicubic_psnr, bicubic_scores, 
                           train_pairs)
 from sr_core.photos import Photos
 from sr_core.files import remove_stale_temporaries, write_text_atomic
+from sr_core.full_val import FullImage, FullVal
+from sr_core.full_val import bicubic as full_val_bicubic
 from sr_core.memory import GIB, IMAGE_BYTES
 
 
@@ -61,7 +64,7 @@ def run_study(study: Study, opts: RunOptions, log=print) -> StudyOutcome:
         cluster = stack.enter_context(ray_session(opts.address, env, log))
         guard.install()  # ray.init replaced the driver's SIGTERM handler with its own
         per_trial, concurrency = trial_resources(study, cluster)
-        estimate, device_bytes = _estimate(study, opts, per_trial, concurrency, prepared.data,
+        estimate, device_bytes = _estimate(study, opts, per_trial, concurrency, prepared,
                                            int(final_resources(cluster)["cpu"]))
         packing = _packing(study, cluster, prepared.data, device_bytes)
         if packing is not None:
@@ -97,6 +100,10 @@ def _log_header(study, prepared, cluster, tracking_uri, storage, workdir, estima
     warning = short_epochs(study, len(train))
     if warning:
         log(f"warning      : {warning}")
+    if prepared.full_val is not None:
+        sizes = ", ".join(f"{i.name} {i.hr.shape[-2]}x{i.hr.shape[-1]}" for i in prepared.full_val.images)
+        log(f"full val     : {study.full_val} ({sizes}), scored every {study.full_val_every} epoch(s) "
+            "and at each trial's last: full/psnr_y, full/ssim_y, full/psnr")
     log(f"cluster      : {cluster.nodes} node(s), {cluster.cpus:g} CPU, {cluster.gpus:g} GPU ({cluster.address})")
     log(f"tracking     : MLflow {redaction.mask(tracking_uri)}; Optuna "
         f"{redaction.mask(storage) or 'journal in ' + str(workdir.study_dir(study.name))}")
@@ -199,29 +206,52 @@ def prepare(study: Study, workdir: Workdir, log=print) -> Prepared:
         if line.startswith("prepared data"):
             milestones.reached("prepare")
 
+    full_val = full_val_images(study)  # checked before the data cache is written to
     cache = workdir.data_cache
     lock = held_lock(cache / ".lock", f"data cache {cache}") if cache.exists() else contextlib.nullcontext()
     with lock:
         remove_stale_temporaries(cache)
         data_path = prepare_dataset(study.data, cache, progress=progress, val_source=study.val_data or None,
                                     crops=study.crops or None)
-    return Prepared(data_path, load_cached(data_path))
+    return Prepared(data_path, load_cached(data_path), full_val)
+
+
+def full_val_images(study: Study) -> FullVal | None:
+    """[study].full_val decoded once, as `evaluate` reads a benchmark folder (HR mod-cropped to x4, LR
+    by MATLAB's bicubic): a missing folder, no image, an unreadable or too small one is a StudyError
+    naming the field and the file, before anything is written."""
+    from search.apply.benchmark_folders import benchmark_images
+    from sr_core.images import DataError
+    if not study.full_val:
+        return None
+    path, where = Path(study.full_val), f"{study.source or study.name}: [study].full_val"
+    if not path.is_dir():
+        raise StudyError(f"{where}: folder {path} not found; name a folder of full-size images (e.g. Set5's "
+                         "HR PNGs), relative to the current folder, or --full-val DIR")
+    try:
+        images = benchmark_images(path)
+    except DataError as exc:
+        raise StudyError(f"{where}: {exc}") from None
+    return FullVal(tuple(FullImage(i.name, i.hr, i.lr) for i in images), study.full_val_every)
 
 
 def _estimate(study: Study, opts: RunOptions, per_trial: dict, concurrency: int,
-              data: SRData, final_threads: int = 0) -> tuple[Estimate, int]:
+              prepared: Prepared, final_threads: int = 0) -> tuple[Estimate, int]:
     """The estimate, and the memory of the trials' device in bytes (0: a CPU, or not measured). Priced
     by the cost model fitted to real steps of the study's shapes timed on the trials' device
     (search.run.cost_model); by FLOPs for --tflops (a target GPU that is not here to time)."""
     from search.run.cost_model import fit
+    data, full = prepared.data, prepared.full_val
+    pixels = (sum(i.lr[0].numel() for i in full.images), sum(i.hr[0].numel() for i in full.images)) if full else (0, 0)
     if opts.tflops:
         device, flops, memory = f"target GPU (--tflops {opts.tflops:g})", opts.tflops * 1e12, 0
-        return estimate_study(study, len(data.train), len(data.val), device, flops, concurrency), memory
+        return estimate_study(study, len(data.train), len(data.val), device, flops, concurrency,
+                              full_val_pixels=pixels), memory
     shapes = sorted(set(study.nets()), key=str)  # (arch, blocks, channels, a user arch's params)
     device, flops, memory, rows, speedup = measure_trial_device(per_trial, shapes, study.train.batch_size,
                                                                 final_threads)
     model = fit(rows, study.train.batch_size, speedup) if rows else None
-    return estimate_study(study, len(data.train), len(data.val), device, flops, concurrency, model), memory
+    return estimate_study(study, len(data.train), len(data.val), device, flops, concurrency, model, pixels), memory
 
 
 def _packing(study: Study, cluster, data: SRData, measured_bytes: int) -> Packing | None:
@@ -259,8 +289,10 @@ def _open_tracking(s: Session, estimate: Estimate, storage: str | None, log) -> 
         return
     s.study_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(s.study_dir / "study.toml", s.study.text)
-    data = s.prepared.data
+    data, floor = s.prepared.data, bicubic_images(s.prepared.data.val)
+    full_floor, full_images = full_val_bicubic(s.prepared.full_val) if s.prepared.full_val else ({}, {})
     values = {**estimate.as_metrics(), **{f"bicubic/val_{k}": v for k, v in bicubic_scores(data.val).items()},
+              **{f"bicubic/{k.replace('/', '_')}": v for k, v in full_floor.items()},
               # LR remade with the val kernel: train and val compared on content alone
               "bicubic/train_psnr": bicubic_psnr(train_pairs(data.train), kernel="sr-search")}
     parent = tracking.start_study_run(client, experiment_id, s.study, values, {
@@ -275,7 +307,7 @@ def _open_tracking(s: Session, estimate: Estimate, storage: str | None, log) -> 
         estimate_seconds=estimate.wall_hours * 3600)
     from sr_core.crops import study_crops
     tracking.log_study_crops(client, parent, study_crops(str(s.prepared.path)))  # chosen once per study
-    tracking.log_val_images(client, parent, bicubic_images(data.val))  # the floor, image by image
+    tracking.log_val_images(client, parent, {**floor, **full_images})  # the floor, image by image
     if estimate.seconds:  # priced by the measured cost model (not --tflops): what bench estimate reads
         client.log_text(parent, json.dumps(estimate_json(estimate)), ESTIMATE_ARTIFACT)
     target = optuna_target(s.study, s.state)

@@ -6,7 +6,8 @@ trials stop at each rung (synchronous halving keeps ceil(n / reduction_factor) a
 of each value of `insure`; ASHA promotes the same share in expectation) and the estimate is that many
 epochs of the mean config, plus the [questions]' configs carried to the full budget beyond what the
 schedule would train them (`question_flops`, shown apart), plus the [final] step's epochs of the
-costliest config. What the study
+costliest config, plus the scorings of the full-size val ([study].full_val: every full_val_every-th
+epoch a trial trains and its last, `full_val_scorings`) priced by pixels. What the study
 then spends is logged beside it (actual/device_hours), so the report shows estimate against actual.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from search.rungs import question_cost, schedule_epochs
 from search.study import Study
 from sr_core.models import flops_per_image
+from sr_core.sizes import LR_SIZE
 
 # For a CPU-only machine estimating a GPU study: an assumed effective training throughput of a
 # current datacenter GPU on these convnets (bf16, ~10% of an H100's dense peak). Labelled as assumed
@@ -48,10 +50,13 @@ class Estimate:
     probe_shapes: int = 0
     speedup: float = 1.0  # the final step's threads against a trial's (the cost model's)
     epoch_seconds: dict = field(default_factory=dict)  # run name -> the model's seconds for one of its epochs
+    full_val_flops: float = 0.0  # the full-size val's forwards, every scoring of every trial
+    full_val_scorings: int = 0
 
     @property
     def flops_expected(self) -> float:
-        return self.flops_total * self.epochs_fraction + self.questions_flops + self.audit_flops + self.final_flops
+        return (self.flops_total * self.epochs_fraction + self.questions_flops + self.audit_flops + self.final_flops
+                + self.full_val_flops)
 
     @property
     def device_hours(self) -> float:
@@ -63,9 +68,11 @@ class Estimate:
     def wall_hours(self) -> float:
         if self.seconds:
             s, conc = self.seconds, max(self.concurrency, 1)
-            return ((s["search"] + s["questions"]) / conc + s["audit"] / max(min(conc, self.audit_trials), 1)
+            return ((s["search"] + s["questions"] + s.get("full_val", 0.0)) / conc
+                    + s["audit"] / max(min(conc, self.audit_trials), 1)
                     + s["final"] + s["orchestration"]) / 3600
-        search = (self.flops_total * self.epochs_fraction + self.questions_flops) / max(self.concurrency, 1)
+        search = (self.flops_total * self.epochs_fraction + self.questions_flops + self.full_val_flops) / max(
+            self.concurrency, 1)
         audit = self.audit_flops / max(min(self.concurrency, self.audit_trials), 1)
         return (search + audit + self.final_flops) / self.device_flops / 3600
 
@@ -75,6 +82,7 @@ class Estimate:
                 "estimate/wall_hours": self.wall_hours, "estimate/device_tflops": self.device_flops / 1e12,
                 "estimate/epochs_fraction": self.epochs_fraction, "estimate/flops_expected": self.flops_expected,
                 "estimate/questions_flops": self.questions_flops, "estimate/probe_seconds": self.probe_seconds,
+                "estimate/full_val_scorings": float(self.full_val_scorings),
                 **{f"estimate/{k}_seconds": v for k, v in self.seconds.items()}}
 
     def _questions_line(self) -> str:
@@ -86,6 +94,15 @@ class Estimate:
             more = f"{self.questions_flops / 1e15:,.2f} PFLOP more than the schedule alone"
         return (f"questions    : {self.question_cells} points of the study's questions carried to the full budget: "
                 f"{more} ({share:.0%} of this estimate; --no-questions leaves them out)")
+
+    def _full_val_line(self) -> str:
+        if self.seconds:
+            cost = f"{self.seconds['full_val'] / 3600:,.3g} device-hours"
+            share = self.seconds["full_val"] / max(self.device_hours * 3600, 1e-9)
+        else:
+            cost, share = f"{self.full_val_flops / 1e15:,.2f} PFLOP", self.full_val_flops / max(self.flops_expected, 1e-9)
+        return (f"full val     : {self.full_val_scorings} scorings of the full-size val folder (every "
+                f"[study].full_val_every epochs and each trial's last): {cost} ({share:.0%} of this estimate)")
 
     def _model_line(self) -> str:
         parts = ", ".join(f"{k} {v / 3600:.3g} h" for k, v in self.seconds.items() if k != "orchestration")
@@ -106,6 +123,7 @@ class Estimate:
                if self.audit_trials else "")
             + (f", the final step {self.final_flops / 1e15:,.2f} PFLOP more" if self.final_flops else ""),
             *([self._questions_line()] if self.question_cells else []),
+            *([self._full_val_line()] if self.full_val_scorings else []),
             f"device       : {self.device}, {self.device_flops / 1e12:,.3f} TFLOP/s effective",
             *([self._model_line()] if self.seconds else []),
             f"estimate     : {self.device_hours:,.2f} {unit}; {self.wall_hours:,.2f} h wall "
@@ -165,7 +183,26 @@ def short_epochs(study: Study, train_images: int) -> str:
 EXPERIMENT_S, TRIAL_START_S, RESUME_S = 5.0, 1.0, 1.0
 
 
-def price(study: Study, model, train_images: int, val_images: int, concurrency: int) -> dict:
+def scored_epochs(trained: int, max_epochs: int, every: int) -> int:
+    """How many of a trial's first `trained` epochs score the full-size val (sr_core.full_val.FullVal.due)."""
+    return trained // every + (1 if trained == max_epochs and max_epochs % every else 0)
+
+
+def full_val_scorings(study: Study, steps: list[tuple[int, int]]) -> int:
+    """Scorings of the full-size val in the study: the schedule's trials (each up to the epoch it
+    stops at), the audit's (from its rung to the end) and the final step's; 0 without a folder."""
+    if not study.full_val:
+        return 0
+    every, epochs = study.full_val_every, study.train.epochs
+    search = sum(k * scored_epochs(e, epochs, every) for k, e in steps)
+    audited, audit_left = audit_epochs(study, steps)
+    audit = round(audit_left / every) + audited if audited else 0
+    final = scored_epochs(study.final.epochs, study.final.epochs, every) if study.final.epochs else 0
+    return search + audit + final
+
+
+def price(study: Study, model, train_images: int, val_images: int, concurrency: int,
+          full_val_pixels: tuple[int, int] = (0, 0)) -> dict:
     """Device-seconds by part, from the measured cost model: the schedule's epochs at the mean config's
     epoch (which configs survive a rung is not known in advance), the questions' configs priced one by one,
     the audit's epochs, the final step at the mean config on its threads; and the orchestration's wall."""
@@ -183,8 +220,9 @@ def price(study: Study, model, train_images: int, val_images: int, concurrency: 
     experiments = 1 + (1 if audited else 0) + (1 if study.final.epochs else 0)
     orchestration = (experiments * EXPERIMENT_S + (study.num_trials + audited) * TRIAL_START_S / max(concurrency, 1)
                      + resumes * RESUME_S / max(concurrency, 1))
+    full_val = sum(model.full_val_s(*c, *full_val_pixels) for c in configs) / len(configs)
     return {"search": search, "questions": questions, "audit": audit_left * mean, "final": final,
-            "orchestration": orchestration}
+            "full_val": full_val_scorings(study, steps) * full_val, "orchestration": orchestration}
 
 
 def _question_seconds(study: Study, epoch: dict, fraction: float) -> float:
@@ -193,9 +231,11 @@ def _question_seconds(study: Study, epoch: dict, fraction: float) -> float:
 
 
 def estimate_study(study: Study, train_images: int, val_images: int, device: str,
-                   device_flops: float, concurrency: int, model=None) -> Estimate:
+                   device_flops: float, concurrency: int, model=None,
+                   full_val_pixels: tuple[int, int] = (0, 0)) -> Estimate:
     """The estimate: priced by the measured cost model when one is given (`price`), else by FLOPs at
-    the device's measured rate on one reference net (--tflops: a target GPU that is not here)."""
+    the device's measured rate on one reference net (--tflops: a target GPU that is not here).
+    `full_val_pixels`: the full-size val folder's LR and HR pixels in all ((0, 0) without one)."""
     per_epoch = epoch_images(study, train_images)
     configs = _cost_configs(study)
     mean = sum(trial_flops(a, b, c, study.train.epochs, per_epoch, val_images, p)
@@ -207,15 +247,17 @@ def estimate_study(study: Study, train_images: int, val_images: int, device: str
                 default=0.0) if study.final.epochs else 0.0
     audited, audit_left = audit_epochs(study, steps)
     cells, questions = question_flops(study, per_epoch, val_images, fraction)
+    scorings = full_val_scorings(study, steps)
     return Estimate(grid_size=study.grid_size, trials=study.num_trials, flops_total=mean * study.num_trials,
                     device=device, device_flops=device_flops, concurrency=concurrency,
                     mean_flops_per_image=mean_fpi, epochs_fraction=fraction, schedule=study.schedule,
                     final_flops=final, audit_flops=mean / max(study.train.epochs, 1) * audit_left,
                     audit_trials=audited, questions_flops=questions, question_cells=cells,
-                    seconds=price(study, model, train_images, val_images, concurrency) if model else {},
+                    seconds=price(study, model, train_images, val_images, concurrency, full_val_pixels) if model else {},
                     probe_seconds=model.probe_seconds if model else 0.0, probe_shapes=len(model.rows) if model else 0,
                     epoch_seconds=_epoch_seconds(study, model, train_images, val_images) if model else {},
-                    speedup=model.speedup if model else 1.0)
+                    speedup=model.speedup if model else 1.0, full_val_scorings=scorings,
+                    full_val_flops=scorings * mean_fpi * full_val_pixels[0] / LR_SIZE ** 2)
 
 
 def _epoch_seconds(study: Study, model, train_images: int, val_images: int) -> dict[str, float]:

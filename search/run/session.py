@@ -11,6 +11,7 @@ from search.tune.packing import Packing
 from search.workdir import Workdir
 from sr_core.contract import DEFAULT_WORKDIR
 from sr_core.data import SRData
+from sr_core.full_val import FullVal
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Prepared:
     """The study's data, validated, cached and loaded once in the driver."""
     path: Path  # the cache file
     data: SRData
+    full_val: FullVal | None = None  # [study].full_val decoded once (search.run.engine.prepare)
 
 
 @dataclass

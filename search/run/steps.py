@@ -19,7 +19,7 @@ def fit(s: Session, guard, per_trial: dict, concurrency: int, log) -> None:
     from search.tune.tuner import TuneSetup, make_tuner
     local_scratch_cleanup(s.state.optuna_study)  # what a killed driver's trials left on this node
     tuner = make_tuner(TuneSetup(s.study, s.state, s.prepared.data, s.prepared.path, s.restoring,
-                                 per_trial, concurrency, s.packing))
+                                 per_trial, concurrency, s.packing, s.prepared.full_val))
     gpu = "auto (per config)" if s.packing else f"{per_trial['gpu']:g}"
     log(f"running      : {per_trial['cpu']:g} CPU + {gpu} GPU per trial, "
         f"{concurrency} at a time, Ray experiment {s.state.ray_storage}")
@@ -35,7 +35,7 @@ def audit(s: Session, guard, per_trial: dict, concurrency: int, log) -> None:
     from search.run import audit as pruning
     from search.tune.tuner import TuneSetup, audit_experiment, make_audit_tuner, restore_audit_tuner
     setup = TuneSetup(s.study, s.state, s.prepared.data, s.prepared.path, s.restoring, per_trial, concurrency,
-                      s.packing)
+                      s.packing, s.prepared.full_val)
     tag = audit_experiment(s.state)
     tuner = restore_audit_tuner(setup)
     if tuner is None:
@@ -81,7 +81,7 @@ def final(s: Session, guard, per_trial: dict, log) -> None:
     tag = final_experiment(state)
     local_scratch_cleanup(tag)
     tuner = make_final_tuner(TuneSetup(s.study, state, s.prepared.data, s.prepared.path, s.restoring,
-                                       per_trial, 1), point)
+                                       per_trial, 1, full_val=s.prepared.full_val), point)
     log(f"final        : {config_name(chosen)} {final_note(chosen, source, best, metric)} trained "
         f"{s.study.final.epochs} epochs from scratch on {per_trial['cpu']:g} CPU + {per_trial['gpu']:g} GPU, "
         f"Ray experiment {tag}")

@@ -99,7 +99,8 @@ class StudyCallback(tune.Callback):
                                                      ("gpus", TAG_GPUS))
                                                     if key in result})
             self._nodes[trial.trial_id] = result["node_id"]
-        self._to_optuna(trial, "report", epoch, result[self.metric])
+        if self.metric in result:  # a full/ objective is scored every few epochs, not every epoch
+            self._to_optuna(trial, "report", epoch, result[self.metric])
         self.progress.result(trials, trial, result, replayed)
 
     def on_step_end(self, iteration, trials, **info):

@@ -29,6 +29,7 @@ import torch
 from search.study import Study
 from search.tune.packing import shape_of
 from sr_core.data import SRData, SRPairs
+from sr_core.full_val import FullImage, FullVal
 from sr_core.photos import Photos
 from sr_core.train import TrialConfig, best_metrics, default_device, train_trial
 from sr_core.trial_config import space_point
@@ -46,6 +47,27 @@ def data_arrays(data: SRData) -> dict[str, np.ndarray]:
              else {"train_lr": data.train.lr.numpy(), "train_hr": data.train.hr.numpy()})
     return {**train, "val_lr": data.val.lr.numpy(), "val_hr": data.val.hr.numpy(),
             "train_names": np.array(data.train.names), "val_names": np.array(data.val.names)}
+
+
+def full_val_arrays(full_val: FullVal | None) -> dict | None:
+    """What of the study's full-size val folder goes into the object store beside the data: each
+    image's uint8 arrays (of many sizes: a list, not one array) and name, and how often trials score
+    them; None without a folder."""
+    if full_val is None:
+        return None
+    images = full_val.images
+    return {"names": [i.name for i in images], "hr": [i.hr.numpy() for i in images],
+            "lr": [i.lr.numpy() for i in images], "every": full_val.every}
+
+
+def _full_val(arrays: dict | None) -> FullVal | None:
+    if arrays is None:
+        return None
+    with warnings.catch_warnings():  # read-only arrays from the object store, never written (as _srdata)
+        warnings.simplefilter("ignore", UserWarning)
+        images = tuple(FullImage(n, torch.from_numpy(hr), torch.from_numpy(lr))
+                       for n, hr, lr in zip(arrays["names"], arrays["hr"], arrays["lr"]))
+    return FullVal(images, arrays["every"])
 
 
 def _srdata(arrays: dict[str, np.ndarray]) -> SRData:
@@ -75,10 +97,12 @@ def trial_config(study: Study, config: dict[str, Any]) -> TrialConfig:
     return study.trial_config(space_point(config))
 
 
-def run_trial(config: dict[str, Any], data: dict[str, np.ndarray], study: Study, packing=None) -> None:
+def run_trial(config: dict[str, Any], data: dict[str, np.ndarray], study: Study, packing=None,
+              full_val: dict | None = None) -> None:
     """The Tune function trainable (wrapped with `tune.with_parameters(run_trial, data=..., study=...)`).
     With a `packing` (gpus_per_trial = "auto"), a config predicted not to fit the GPU closes as `oom`
-    with the prediction as its reason, without training."""
+    with the prediction as its reason, without training. `full_val` (`full_val_arrays`) is the study's
+    full-size val folder, scored every few epochs (sr_core.full_val)."""
     import ray
     from ray import tune
 
@@ -114,7 +138,8 @@ def run_trial(config: dict[str, Any], data: dict[str, np.ndarray], study: Study,
             return True  # ASHA stops a trial from outside (tune.report then exits the thread)
 
         # A synchronous schedule pauses trials at its rungs: those epochs are always checkpointed.
-        closing, persist = _train(trial_config(study, config), data, scratch, on_epoch, study.rungs())
+        closing, persist = _train(trial_config(study, config), data, scratch, on_epoch, study.rungs(),
+                                  _full_val(full_val), (study.search.metric, study.search.direction))
         # The closing report repeats the last epoch number, so ASHA (time attribute = epoch) sees
         # nothing new. It carries the checkpoint only when the ending was not already persisted with
         # the last epoch's report (diverged, oom): a resume then knows not to run the trial again.
@@ -126,12 +151,13 @@ def run_trial(config: dict[str, Any], data: dict[str, np.ndarray], study: Study,
             torch.cuda.empty_cache()   # memory this one cached back to the GPU
 
 
-def _train(config: TrialConfig, data: dict, scratch: Path, on_epoch,
-           checkpoint_at: list[int]) -> tuple[dict, bool]:
+def _train(config: TrialConfig, data: dict, scratch: Path, on_epoch, checkpoint_at: list[int],
+           full_val: FullVal | None, objective: tuple[str, str]) -> tuple[dict, bool]:
     """Run the trial; (closing report, whether the checkpoint folder changed since the last report)."""
     try:
         result = train_trial(config, _srdata(data), device=default_device(), on_epoch=on_epoch,
-                             checkpoint_dir=scratch, checkpoint_at=checkpoint_at)
+                             checkpoint_dir=scratch, checkpoint_at=checkpoint_at, full_val=full_val,
+                             objective=objective)
     except Exception as exc:  # the trial's own bug or bad state: recorded, never retried
         where = traceback.extract_tb(exc.__traceback__)[-1]
         reason = f"{type(exc).__name__}: {exc} ({Path(where.filename).name}:{where.lineno})"

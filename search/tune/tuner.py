@@ -21,9 +21,10 @@ from search.tune.packing import Packing, resources_fn
 from search.tune.progress import Progress
 from search.tune.scheduler import OptunaRungRecord, PersistentASHA, SyncHalving
 from search.tune.searcher import ListSearcher, StudySearcher, make_sampler, optuna_space
-from search.tune.trainable import AUDIT_KEY, CPUS_KEY, SCRATCH_KEY, data_arrays, run_trial
+from search.tune.trainable import AUDIT_KEY, CPUS_KEY, SCRATCH_KEY, data_arrays, full_val_arrays, run_trial
 from sr_core.contract import ROLE_AUDIT, ROLE_FINAL, ROLE_TRIAL
 from sr_core.data import SRData
+from sr_core.full_val import FullVal
 from sr_core.trial_config import fold_point
 
 # Tune reads these when the Tuner is made (the engine puts them in the driver's environment).
@@ -56,6 +57,7 @@ class TuneSetup:
     per_trial: dict[str, float]  # Ray resources of one trial: {"cpu": ..., "gpu": ...}
     concurrency: int
     packing: Packing | None = None  # gpus_per_trial = "auto": each config's GPU fraction
+    full_val: FullVal | None = None  # [study].full_val, decoded once by the driver
 
 
 def optuna_target(study: Study, state: StudyState) -> OptunaTarget:
@@ -152,10 +154,13 @@ def make_audit_tuner(setup: TuneSetup, audits: list[dict]) -> tune.Tuner:
 
 # -- the one factory the three Tune runs share ---------------------------------------------------------
 def _trainable(setup: TuneSetup, study: Study, packing: Packing | None = None):
-    """run_trial with the data (into Ray's object store once), the study, and each trial's resources."""
+    """run_trial with the data and the full-size val images (into Ray's object store once), the study,
+    and each trial's resources."""
     resources = resources_fn(setup.per_trial["cpu"], packing) if packing else setup.per_trial
+    full_val = full_val_arrays(setup.full_val)
     return tune.with_resources(
-        tune.with_parameters(run_trial, data=data_arrays(setup.data), study=study, packing=packing), resources)
+        tune.with_parameters(run_trial, data=data_arrays(setup.data), study=study, packing=packing,
+                             full_val=full_val), resources)
 
 
 def _restored(setup: TuneSetup, name: str, trainable) -> tune.Tuner | None:
