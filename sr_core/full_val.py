@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from sr_core.contract import FULL_METRICS
-from sr_core.infer import tile_for, upscale_image
+from sr_core.infer import tiling_for, upscale_image
 from sr_core.matlab_resize import matlab_upscale
 from sr_core.metrics import psnr, psnr_y, ssim_y
 from sr_core.pixels import to_float, to_uint8
@@ -64,9 +64,9 @@ def score_image(sr: torch.Tensor, hr: torch.Tensor) -> tuple[float, float, float
 def score(model: torch.nn.Module, full_val: FullVal, tile: int | None = None
           ) -> tuple[dict[str, float], dict[str, list[float]]]:
     """({full/psnr_y: mean, ...}, {full/psnr_y: [per image], ...}) of `model` on the folder, run on the
-    model's device; `tile` (LR pixels) defaults to sr_core.infer's, as `evaluate` does."""
-    overlap = model.receptive_radius()
-    tile = tile or tile_for(model, overlap)
+    model's device; `tile` (LR pixels) defaults to sr_core.infer's, as `evaluate` does (a net that does
+    not declare its receptive radius, a user's arch, runs each image whole: sr_core.infer.tiling_for)."""
+    tile, overlap = tiling_for(model, tile)
     return _scores(full_val, lambda lr: upscale_image(model, lr, tile=tile, overlap=overlap))
 
 

@@ -244,6 +244,12 @@ class SyncHalving(HyperBandScheduler):
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         if trial not in self.bracket.live():
             return TrialScheduler.STOP
+        if result.get("final"):
+            # The trial's closing report: it ends by itself (completed, stopped early, diverged, out of
+            # memory or failed; a failure before its first epoch has no epoch at all), so it leaves the
+            # bracket and the rung is decided without it.
+            self.bracket.cleanup_trial(trial)
+            return TrialScheduler.CONTINUE
         self.bracket.note(trial, result, self.metric_name)
         if int(result.get(TIME_ATTR, 0)) >= self.max_epochs:
             # The last epoch: the trial ends by itself, with its own closing report (completed).

@@ -1,10 +1,11 @@
-"""A tiny study through the real engine (Ray, Optuna, MLflow) that optimises full/psnr_y on a folder of
-full-size photos: the full/ metrics reach MLflow at the scored epochs, the halving schedule compares
+"""A tiny study through the real engine (Ray, Optuna, MLflow) that trains on random crops of an HR-only
+folder (val patches from a folder of their own) and optimises full/psnr_y on a folder of full-size photos: the full/ metrics reach MLflow at the scored epochs, the halving schedule compares
 trials on them, and the study's best trial is the one the full/ objective ranks first."""
 import re
 
 import pytest
 from _driver import child_env, client, optuna_study, run_cli, runs, write_study
+from _photos import write_photos
 from test_full_val import write_full_val
 
 from sr_core.contract import FINISHED
@@ -16,8 +17,10 @@ pytestmark = pytest.mark.slow  # a real study through Ray
 def ran(tmp_path_factory):
     root = tmp_path_factory.mktemp("fullval")
     folder = write_full_val(root / "Set3")
+    val = write_photos(root / "val", ("chelsea",))
     study = write_study(root, "fullstudy", blocks=(0,), lrs=(1e-3, 3e-3, 1e-2), epochs=4, pruner="halving")
-    text = study.read_text().replace("[search]", f'full_val = "{folder}"\nfull_val_every = 2\n[search]')
+    text = study.read_text().replace(
+        "[search]", f'full_val = "{folder}"\nfull_val_every = 2\nval_data = "{val}"\n[search]')
     study.write_text(text.replace('seed = 3', 'seed = 3\nmetric = "full/psnr_y"').replace(
         "grace_period = 1", "grace_period = 2"))
     workdir = root / "w"
@@ -29,6 +32,8 @@ def test_full_metrics_reach_mlflow_at_the_scored_epochs(ran):
     code, out, workdir = ran
     assert code == 0, out[-3000:]
     assert "full val     : " in out and "scored every 2 epoch(s)" in out
+    # the HR-only folder's 2 photos train as random crops; val: chelsea's 4 fixed patches
+    assert "(2 train photos, random crops (8 an epoch by default) / 4 val patches" in out
     trials = runs(workdir)
     assert len(trials) == 3
     for run in trials:

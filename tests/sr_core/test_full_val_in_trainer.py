@@ -78,3 +78,21 @@ def test_the_bicubic_floor_is_scored_as_the_nets_are(tiny_data, full_val):
     # not MATLAB's, so only close): scored before any training, it is bicubic's figure within 0.2 dB.
     model = build_model("residual", 1, 8)
     assert score(model, full_val)[0]["full/psnr_y"] == pytest.approx(floor["full/psnr_y"], abs=0.2)
+
+
+def test_a_net_that_does_not_declare_its_receptive_radius_is_scored_on_each_image_whole(full_val):
+    """A user's arch (sr_core.archs) need not declare receptive_radius(): the full val then runs each
+    image whole, as evaluate does, instead of failing the trial."""
+    import math
+
+    from torch import nn
+
+    from sr_core.full_val import score_image
+    from sr_core.infer import WHOLE_IMAGE, upscale_image
+    torch.manual_seed(0)
+    plain = nn.Sequential(nn.Conv2d(3, 48, 3, padding=1), nn.PixelShuffle(4)).eval()
+    assert not hasattr(plain, "receptive_radius")
+    figures, per_image = score(plain, full_val)
+    whole = [upscale_image(plain, i.lr, tile=WHOLE_IMAGE, overlap=0) for i in full_val.images]
+    assert per_image["full/psnr_y"] == pytest.approx([score_image(sr, i.hr)[0] for sr, i in zip(whole, full_val.images)])
+    assert all(math.isfinite(v) for v in figures.values())

@@ -149,3 +149,21 @@ def test_a_halving_replay_carries_every_cell_to_the_full_budget_at_its_best_rung
     # each b4 cell reaches epoch 8 with the lr that was best at the choosing rung (epoch 4: lr 1)
     assert {"b4c8lr1", "b4c16lr1"} <= full
     assert outcome.trained["b4c8lr2"] == 4 and outcome.trained["b4c16lr2"] == 4  # kept to the choice, then cut
+
+
+def test_a_trial_whose_closing_report_comes_before_its_rung_leaves_the_bracket_and_the_study_goes_on():
+    """A trial that fails (its own bug) reports only its closing result: no val metric, and before its
+    first epoch no epoch either. Synchronous halving used to raise KeyError('epoch') there, ending the study."""
+    from search.bench.replay import ReplayTrial
+    from search.tune.scheduler import RungRecord, SyncHalving
+    scheduler = SyncHalving(RungRecord(), 3, 4, 2, 2)
+    trials = [ReplayTrial(f"t{i}", {"lr": i}) for i in range(3)]
+    for t in trials:
+        scheduler.on_trial_add(None, t)
+    assert scheduler.on_trial_result(None, trials[0], {"epoch": 1, "val/mse": 0.5}) == TrialScheduler.CONTINUE
+    closing = {"final": True, "final_status": "failed", "final_reason": "ValueError: odd width"}
+    assert scheduler.on_trial_result(None, trials[1], closing) == TrialScheduler.CONTINUE
+    assert trials[1] not in scheduler.bracket.live() and trials[0] in scheduler.bracket.live()
+    early = {"final": True, "final_status": "early_stopped", "epoch": 1}  # one that ended before the rung too
+    assert scheduler.on_trial_result(None, trials[2], early) == TrialScheduler.CONTINUE
+    assert scheduler.bracket.live() == [trials[0]]
