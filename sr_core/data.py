@@ -9,7 +9,7 @@ Sources accepted by ``load_dataset(source)``:
   gray-level standard deviation is below 4 (of 255) are dropped as flat, then each photo is balanced
   to 1 val patch per 4 train patches (the side with more is thinned, evenly spaced) and capped at
   ``patches.PHOTO_CAP`` train patches, so no big photo dominates. Every photo is on both sides, and
-  bicubic scores within a few tenths of a dB on both (``bicubic_psnr``). test is None.
+  bicubic scores within a few tenths of a dB on both (``sr_core.baselines.bicubic_psnr``). test is None.
 - Paired folder ``ROOT/{train,val}/{lr,hr}/NAME.png|jpg|jpeg`` plus optional ``ROOT/test/lr/``. LR and
   HR are paired by file stem; every LR must be exactly 32x32 and every HR exactly 128x128.
 - HR-only folder: photos of any size (at least 128x128) directly in ROOT. Each is cut into
@@ -48,19 +48,18 @@ from typing import Callable, NamedTuple
 import numpy as np
 import torch
 
-from sr_core import metrics, patches
+from sr_core import patches
 from sr_core.files import atomic_path
 from sr_core.images import DataError, list_images, paired_split, read_rgb
-from sr_core.photos import Photos, from_images, photo_views
-from sr_core.pixels import to_float
-from sr_core.resize import LR_KERNELS, bicubic_upscale, downscale_with
+from sr_core.photos import Photos, from_images
+from sr_core.resize import LR_KERNELS, downscale_with
 from sr_core.sizes import HR_SIZE, LR_SIZE, SCALE
 
 #: How an HR-only folder's train photos become training images: a new random crop of a photo at every
 #: step (the default), or the photos cut once into fixed non-overlapping patches, as before.
 CROPS = ("random", "fixed")
 _FORMAT_VERSION = 2  # part of the cache key: bump it when the cache layout or the preparation changes
-_HR_ONLY_STRIDE = 128  # non-overlapping: user folders are usually big enough, and the cache stays small
+HR_ONLY_STRIDE = 128  # non-overlapping: user folders are usually big enough, and the cache stays small
 TRAIN_LR_KERNELS = LR_KERNELS  # kernels the train LR is drawn from, where sr-search makes it
 _VAL_EVERY = 5  # HR-only folders: every 5th image in name order goes to val
 _PROGRESS_MIN_FILES = 200  # below this, preparing is quick and counting lines are noise
@@ -187,7 +186,7 @@ def _fingerprint(plan: _Plan) -> str:
         settings: tuple = (skimage, patches.TRAIN_STRIDE, patches.VAL_STRIDE, patches.VAL_BAND_EVERY,
                            patches.VAL_SHARE, patches.FLAT_STD, patches.PHOTO_CAP, TRAIN_LR_KERNELS)
     elif plan.kind == "hr-only":
-        settings = (_HR_ONLY_STRIDE, _VAL_EVERY, TRAIN_LR_KERNELS, plan.crops)
+        settings = (HR_ONLY_STRIDE, _VAL_EVERY, TRAIN_LR_KERNELS, plan.crops)
     else:
         settings = ()
     digest = hashlib.sha256(f"sr-data v{_FORMAT_VERSION} {plan.kind} {settings!r}\n".encode())
@@ -211,7 +210,7 @@ def train_kernel(name: str, kernels: tuple[str, ...] = TRAIN_LR_KERNELS) -> str:
     return kernels[int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % len(kernels)]
 
 
-def _make_lr(hr: torch.Tensor, kernels: list[str]) -> torch.Tensor:
+def make_lr(hr: torch.Tensor, kernels: list[str]) -> torch.Tensor:
     """uint8 [N,3,32,32]: hr[i] downscaled with kernels[i], in chunks (a float copy of every HR patch
     at once would be 4x the uint8 data)."""
     lr = torch.empty(len(hr), 3, HR_SIZE // SCALE, HR_SIZE // SCALE, dtype=torch.uint8)
@@ -226,7 +225,7 @@ def _patch_pairs(split: str, cuts: list[np.ndarray], names: list[str]) -> dict:
     """Tensors of one split: val LR by ``downscale``, train LR by each patch's ``train_kernel``."""
     hr = torch.from_numpy(np.concatenate(cuts)).permute(0, 3, 1, 2).contiguous()
     kernels = [train_kernel(n) if split == "train" else "sr-search" for n in names]
-    return {f"{split}_lr": _make_lr(hr, kernels), f"{split}_hr": hr, f"{split}_names": names}
+    return {f"{split}_lr": make_lr(hr, kernels), f"{split}_hr": hr, f"{split}_names": names}
 
 
 def embedded_photos() -> list[tuple[str, str, np.ndarray]]:
@@ -293,7 +292,7 @@ def _build_hr_only(plan: _Plan, progress: Progress) -> dict:
                 whole.append(img)
                 names.append(stem)
                 continue
-            coords = patches.grid(*img.shape[:2], _HR_ONLY_STRIDE)
+            coords = patches.grid(*img.shape[:2], HR_ONLY_STRIDE)
             cuts.append(patches.cut(img, coords))
             names += [patches.patch_name(stem, y, x) for y, x in coords]
         if whole:
@@ -333,56 +332,6 @@ def _print_progress(line: str) -> None:
 
 
 # --- public entry points -----------------------------------------------------------------------
-
-
-def bicubic_scores(pairs: SRPairs, kernel: str | None = None, batch: int = 256,
-                   which: tuple[str, ...] = ("mse", "psnr", "ssim")) -> dict[str, float]:
-    """Bicubic x4 upscaling against pairs.hr, the floor a model must beat: the mean per image of each
-    metric in `which` (sr_core.metrics' mse, psnr, ssim), so val/mse's bicubic is the study's val/mse.
-
-    kernel=None upscales pairs.lr as stored; a kernel of LR_KERNELS remakes the LR from the HR first,
-    so that train (mixed kernels) and val (``downscale``) compare on content alone:
-    ``bicubic_psnr(data.train, kernel="sr-search")`` against ``bicubic_psnr(data.val)``.
-    """
-    if len(pairs) == 0:
-        raise ValueError("bicubic_scores needs at least one pair")
-    sums = dict.fromkeys(which, 0.0)
-    for start in range(0, len(pairs), batch):
-        hr_u8 = pairs.hr[start:start + batch]
-        lr_u8 = pairs.lr[start:start + batch] if kernel is None else downscale_with(hr_u8, kernel)
-        pred, hr = bicubic_upscale(to_float(lr_u8)), to_float(hr_u8)
-        for name in which:
-            sums[name] += getattr(metrics, name)(pred, hr).sum().item()
-    return {name: total / len(pairs) for name, total in sums.items()}
-
-
-def train_pairs(train: SRPairs | Photos, cap: int = 2048) -> SRPairs:
-    """The train set as pairs: itself, or for random crops the fixed patches its photos hold (at most
-    `cap`, evenly spaced), LR by ``downscale``: what a bicubic score of the train set is taken on."""
-    if isinstance(train, SRPairs):
-        return train
-    cuts = [patches.cut(view.permute(1, 2, 0).numpy(), patches.grid(*view.shape[1:], _HR_ONLY_STRIDE))
-            for view in photo_views(train)]
-    hr = torch.from_numpy(np.concatenate(cuts)).permute(0, 3, 1, 2)
-    hr = hr[torch.from_numpy(patches.evenly(len(hr), min(cap, len(hr))))].contiguous()
-    return SRPairs(_make_lr(hr, ["sr-search"] * len(hr)), hr, tuple(f"patch{i}" for i in range(len(hr))))
-
-
-def bicubic_images(pairs: SRPairs, batch: int = 256) -> dict[str, list[float]]:
-    """Bicubic x4 upscaling's value of each val metric (sr_core.evaluate.METRICS) per image, in the
-    pairs' order, with their "names": the floor every model's per-image values are compared with."""
-    out: dict[str, list] = {}
-    for start in range(0, len(pairs), batch):
-        pred = bicubic_upscale(to_float(pairs.lr[start:start + batch]))
-        per_image = metrics.per_image_metrics(pred, to_float(pairs.hr[start:start + batch]), crop=SCALE)
-        for name, values in per_image.items():  # mse, psnr, ssim, psnr_y, ssim_y: evaluate's METRICS
-            out.setdefault(f"val/{name}", []).extend(values.tolist())
-    return {"names": list(pairs.names), **out}
-
-
-def bicubic_psnr(pairs: SRPairs, kernel: str | None = None, batch: int = 256) -> float:
-    """Mean per-image PSNR (dB) of bicubic x4 upscaling against pairs.hr (`bicubic_scores`)."""
-    return bicubic_scores(pairs, kernel, batch, which=("psnr",))["psnr"]
 
 
 def prepare_dataset(

@@ -38,7 +38,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 
 def bench_crops(args) -> dict:
     from reports.noise import gain
-    from sr_core.data import bicubic_images, load_dataset
+    from sr_core.baselines import bicubic_images
+    from sr_core.data import load_dataset
     from sr_core.generalise import generalisation
     from sr_core.models import build_model
     from sr_core.train import TrialConfig, train_trial

@@ -37,8 +37,8 @@ from search.study import Study, parse_study
 from search.tune.packing import AUTO, Packing, plan_packing
 from search.workdir import LOCK_FILE, Workdir, held_lock
 from sr_core.contract import ESTIMATE_ARTIFACT
-from sr_core.data import (SRData, bicubic_images, bicubic_psnr, bicubic_scores, load_cached, prepare_dataset,
-                          train_pairs)
+from sr_core.baselines import bicubic_images, bicubic_psnr, bicubic_scores, train_pairs
+from sr_core.data import SRData, load_cached, prepare_dataset
 from sr_core.photos import Photos
 from sr_core.files import remove_stale_temporaries, write_text_atomic
 from sr_core.full_val import FullImage, FullVal

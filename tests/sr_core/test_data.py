@@ -13,7 +13,8 @@ from sr_core.photos import Photos, photo_views
 from PIL import Image
 
 from sr_core import data, metrics, patches
-from sr_core.data import DataError, SRPairs, bicubic_psnr, load_dataset, prepare_dataset, train_kernel
+from sr_core.baselines import bicubic_psnr, bicubic_scores
+from sr_core.data import DataError, SRPairs, load_dataset, prepare_dataset, train_kernel
 from sr_core.pixels import to_float
 from sr_core.resize import LR_KERNELS, bicubic_upscale, downscale, downscale_with
 
@@ -378,13 +379,12 @@ def test_progress_reports_counts_for_big_folders(tmp_path):
 
 
 def test_the_bicubic_baseline_is_the_studys_metrics_of_bicubic_upscaling():
-    from sr_core import data as sr_data
     from sr_core.pixels import to_float
     from sr_core.resize import bicubic_upscale, downscale
     hr = torch.randint(0, 256, (5, 3, 128, 128), dtype=torch.uint8)
     pairs = SRPairs(downscale(hr), hr, tuple("abcde"))
-    scores = sr_data.bicubic_scores(pairs, batch=2)  # batches of 2, 2 and 1: a mean per image all the same
+    scores = bicubic_scores(pairs, batch=2)  # batches of 2, 2 and 1: a mean per image all the same
     pred, target = bicubic_upscale(to_float(pairs.lr)), to_float(hr)
     for name in ("mse", "psnr", "ssim"):
         assert scores[name] == pytest.approx(getattr(metrics, name)(pred, target).mean().item(), rel=1e-5)
-    assert sr_data.bicubic_psnr(pairs) == pytest.approx(scores["psnr"])
+    assert bicubic_psnr(pairs) == pytest.approx(scores["psnr"])
