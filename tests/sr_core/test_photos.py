@@ -2,9 +2,10 @@
 import dataclasses
 
 import numpy as np
-import pytest
 import torch
 from skimage import data as skdata
+
+from _resume import killed_then_resumed
 
 from sr_core.augment import apply_ops, make_generator
 from sr_core.data import SRData
@@ -74,18 +75,7 @@ def test_a_trial_trains_on_random_crops_and_an_epoch_may_hold_more_crops_than_th
 def test_a_resumed_trial_draws_exactly_the_crops_it_would_have_drawn(tiny_data, tmp_path):
     data, config = _crop_data(tiny_data), dataclasses.replace(FAST, epochs=4, epoch_samples=16, rgb_permute=True)
     reference = train_trial(config, data, checkpoint_dir=tmp_path / "ref")
-
-    class Killed(BaseException):
-        pass
-
-    def kill_at_two(report):
-        if report["epoch"] == 2:
-            raise Killed
-        return True
-
-    with pytest.raises(Killed):
-        train_trial(config, data, checkpoint_dir=tmp_path / "run", on_epoch=kill_at_two)
-    resumed = train_trial(config, data, checkpoint_dir=tmp_path / "run")
+    resumed = killed_then_resumed(config, data, tmp_path / "run")
     drop = ("epoch_seconds", "images_per_s")
     assert [{k: v for k, v in h.items() if k not in drop} for h in resumed.history] == \
         [{k: v for k, v in h.items() if k not in drop} for h in reference.history]

@@ -1,5 +1,7 @@
 import dataclasses
 
+from _resume import killed_then_resumed
+
 import pytest
 import torch
 
@@ -47,22 +49,8 @@ def test_resumed_trial_matches_an_uninterrupted_one(tiny_data, tmp_path):
     config = dataclasses.replace(FAST, epochs=4)
     reference = train_trial(config, tiny_data, checkpoint_dir=tmp_path / "ref")
 
-    # Interrupt at the report of epoch 2, as a killed process would be (the epoch-2 checkpoint is
-    # written before the report that announces it)...
-    class Killed(BaseException):
-        pass
-
-    def kill_at_two(report):
-        if report["epoch"] == 2:
-            raise Killed
-        return True
-
-    with pytest.raises(Killed):
-        train_trial(config, tiny_data, checkpoint_dir=tmp_path / "run", on_epoch=kill_at_two)
-    # ...then resume from that checkpoint in a fresh call.
     seen = []
-    resumed = train_trial(config, tiny_data, checkpoint_dir=tmp_path / "run",
-                          on_epoch=lambda r: seen.append(r["epoch"]) or True)
+    resumed = killed_then_resumed(config, tiny_data, tmp_path / "run", lambda r: seen.append(r["epoch"]) or True)
     assert seen == [3, 4]  # only the remaining epochs ran
     assert resumed.status == "completed"
     assert _metrics_only(resumed.history) == _metrics_only(reference.history)
