@@ -284,7 +284,7 @@ def _open_tracking(s: Session, estimate: Estimate, storage: str | None, log) -> 
         repaired = tracking.mark_unfinished(client, experiment_id, parent, "the driver stopped while it ran")
         if repaired:
             log(f"repaired     : {len(repaired)} run(s) a stopped driver left running: {', '.join(repaired)}")
-        tracking.set_status(client, parent, "running")
+        tracking.set_status(client, parent, "running", reason="")  # the interruption it resumes from is over
         log(f"resuming     : MLflow run {parent} in {redaction.mask(s.tracking_uri)}")
         return
     s.study_dir.mkdir(parents=True, exist_ok=True)

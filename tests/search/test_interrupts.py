@@ -101,7 +101,7 @@ def test_resume_after_the_three_stops_finishes_with_each_epoch_once(stopped_thre
     final, workdir = stopped_three_ways["final"], stopped_three_ways["workdir"]
     assert final["code"] == 0, final["text"]
     (parent,) = runs(workdir, "study")
-    assert parent.data.tags["status"] == "completed"
+    assert parent.data.tags["status"] == "completed" and "reason" not in parent.data.tags  # no stale "interrupted by"
     trials = runs(workdir)
     assert len(trials) == 4
     for t in trials:
