@@ -51,8 +51,8 @@ import torch
 from sr_core import patches
 from sr_core.files import atomic_path
 from sr_core.images import DataError, list_images, paired_split, read_rgb
-from sr_core.photos import Photos, from_images
-from sr_core.resize import LR_KERNELS, downscale_with
+from sr_core.photos import TRAIN_LR_KERNELS, Photos, from_images
+from sr_core.resize import downscale_with
 from sr_core.sizes import HR_SIZE, LR_SIZE, SCALE
 
 #: How an HR-only folder's train photos become training images: a new random crop of a photo at every
@@ -60,7 +60,6 @@ from sr_core.sizes import HR_SIZE, LR_SIZE, SCALE
 CROPS = ("random", "fixed")
 _FORMAT_VERSION = 2  # part of the cache key: bump it when the cache layout or the preparation changes
 HR_ONLY_STRIDE = 128  # non-overlapping: user folders are usually big enough, and the cache stays small
-TRAIN_LR_KERNELS = LR_KERNELS  # kernels the train LR is drawn from, where sr-search makes it
 _VAL_EVERY = 5  # HR-only folders: every 5th image in name order goes to val
 _PROGRESS_MIN_FILES = 200  # below this, preparing is quick and counting lines are noise
 

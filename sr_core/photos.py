@@ -37,7 +37,7 @@ from sr_core.augment import apply_ops, num_ops
 from sr_core.resize import LR_KERNELS
 from sr_core.sizes import HR_SIZE, SCALE
 
-TRAIN_LR_KERNELS = LR_KERNELS
+TRAIN_LR_KERNELS = LR_KERNELS  # the kernels the train LR is drawn from, where sr-search makes it (fixed or crops)
 
 
 @dataclass(frozen=True, eq=False)
